@@ -1,0 +1,166 @@
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use super::*;
+
+fn fast() -> PasswordHasher {
+    PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap()
+}
+
+#[tokio::test]
+async fn hash_then_verify() {
+    let h = fast();
+    let phc = h.hash(&Password::new("Tr0ub4dor&3")).await.unwrap();
+    assert!(phc.starts_with("$scrypt$ln=4,r=8,p=1$"), "{phc}");
+    assert!(
+        h.verify(&Password::new("Tr0ub4dor&3"), Some(&phc))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.verify(&Password::new("tr0ub4dor&3"), Some(&phc))
+            .await
+            .unwrap()
+    );
+    let again = h.hash(&Password::new("Tr0ub4dor&3")).await.unwrap();
+    assert_ne!(phc, again, "salts are random");
+}
+
+#[tokio::test]
+async fn known_answer_from_passlib() {
+    // https://passlib.readthedocs.io/en/stable/lib/passlib.hash.scrypt.html
+    let phc =
+        "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E";
+    let h = fast();
+    assert!(
+        h.verify(&Password::new("password"), Some(phc))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.verify(&Password::new("passwore"), Some(phc))
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.needs_rehash(phc),
+        "ln=16,p=1 differs from the configured ln=4"
+    );
+}
+
+#[tokio::test]
+async fn unknown_user_and_garbage_never_match() {
+    let h = fast();
+    assert!(!h.verify(&Password::new(""), None).await.unwrap());
+    for stored in [
+        "",
+        "!unusable",
+        "pbkdf2_sha256$1000000$salt$hash",
+        "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA",
+    ] {
+        assert!(
+            !h.verify(&Password::new("x"), Some(stored)).await.unwrap(),
+            "{stored}"
+        );
+        assert!(h.needs_rehash(stored), "{stored}");
+    }
+}
+
+#[tokio::test]
+async fn needs_rehash_when_parameters_change() {
+    let weak = fast();
+    let strong = PasswordHasher::new(ScryptParams {
+        log_n: 6,
+        r: 8,
+        p: 1,
+    })
+    .unwrap();
+    let phc = weak
+        .hash(&Password::new("a long passphrase"))
+        .await
+        .unwrap();
+    assert!(!weak.needs_rehash(&phc));
+    assert!(strong.needs_rehash(&phc));
+    // The old hash still verifies under the new configuration: upgrade happens on login.
+    assert!(
+        strong
+            .verify(&Password::new("a long passphrase"), Some(&phc))
+            .await
+            .unwrap()
+    );
+}
+
+#[test]
+fn invalid_parameters_are_refused() {
+    assert!(matches!(
+        PasswordHasher::new(ScryptParams {
+            log_n: 10,
+            r: 0,
+            p: 1
+        }),
+        Err(PasswordError::InvalidParams)
+    ));
+    assert_eq!(ScryptParams::PRODUCTION.memory_bytes(), 32 << 20);
+}
+
+/// 32 hashes at once never run more than the semaphore's width at a time, and a
+/// ticker on the same runtime keeps ticking while they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_bounded_and_runtime_stays_responsive() {
+    let width = 2;
+    // Heavier than INSECURE_FAST so the hashes overlap for a measurable time.
+    let h = PasswordHasher::with_concurrency(
+        ScryptParams {
+            log_n: 12,
+            r: 8,
+            p: 1,
+        },
+        width,
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = Arc::new(AtomicU64::new(0));
+    let max_gap = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let (stop, ticks, max_gap) = (stop.clone(), ticks.clone(), max_gap.clone());
+        tokio::spawn(async move {
+            let mut last = tokio::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let now = tokio::time::Instant::now();
+                let gap = u64::try_from((now - last).as_millis()).unwrap_or(u64::MAX);
+                max_gap.fetch_max(gap, Ordering::Relaxed);
+                ticks.fetch_add(1, Ordering::Relaxed);
+                last = now;
+            }
+        })
+    };
+
+    let started = std::time::Instant::now();
+    let jobs: Vec<_> = (0..32)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&Password::new(format!("pw-{i}"))).await })
+        })
+        .collect();
+    for j in jobs {
+        j.await.unwrap().unwrap();
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    ticker.await.unwrap();
+
+    let stats = h.stats();
+    assert_eq!(stats.running, 0);
+    assert!(stats.peak_running <= width, "{stats:?}");
+    assert!(stats.peak_running >= 1, "{stats:?}");
+    // The ticker ran throughout: on a blocked runtime it would have stalled for the
+    // whole duration of the hashes.
+    let gap = Duration::from_millis(max_gap.load(Ordering::Relaxed));
+    assert!(ticks.load(Ordering::Relaxed) > 0);
+    assert!(
+        gap < elapsed / 2,
+        "ticker stalled for {gap:?} during {elapsed:?} of hashing"
+    );
+}

@@ -1,0 +1,289 @@
+//! In-memory stores, for documentation, unit tests and throw-away servers.
+//!
+//! They keep everything in one process and lose it on exit. Each store holds one
+//! mutex, taken for the few microseconds a call needs and never across an `.await`,
+//! which also gives [`TokenStore::rotate_refresh`] its atomicity.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Client, ClientRegistry, NewUser, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind,
+    TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
+};
+use crate::email::Email;
+use crate::token::TokenHash;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave our maps half-updated (every
+    // mutation is a single insert or field write), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn page<T: Clone>(items: impl Iterator<Item = T>, offset: u64, limit: u64) -> Vec<T> {
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    items.skip(offset).take(limit).collect()
+}
+
+/// Users in memory.
+///
+/// ```
+/// # use oauth_core::{Email, NewUser, UserStore, memory::MemoryUserStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let users = MemoryUserStore::default();
+/// let email = Email::parse("ann@example.com")?;
+/// let ann = users.create_user(NewUser::new(email, "$scrypt$…".into(), chrono::Utc::now())).await?;
+/// let found = users.user_by_email(&Email::parse("ANN@example.com")?).await?;
+/// assert_eq!(found.map(|u| u.id), Some(ann.id));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryUserStore {
+    inner: Mutex<Users>,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    next_id: UserId,
+    by_id: BTreeMap<UserId, User>,
+    by_key: HashMap<String, UserId>,
+}
+
+impl Users {
+    fn get_mut(&mut self, id: UserId) -> Result<&mut User, StoreError> {
+        self.by_id.get_mut(&id).ok_or(StoreError::NotFound)
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryUserStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        let mut users = lock(&self.inner);
+        let key = user.email.key();
+        if users.by_key.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        users.next_id += 1;
+        let created = User {
+            id: users.next_id,
+            email: user.email,
+            password_hash: user.password_hash,
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            is_superuser: user.is_superuser,
+            date_joined: user.date_joined,
+            last_login: None,
+        };
+        users.by_key.insert(key, created.id);
+        users.by_id.insert(created.id, created.clone());
+        Ok(created)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let users = lock(&self.inner);
+        Ok(users
+            .by_key
+            .get(&email.key())
+            .and_then(|id| users.by_id.get(id))
+            .cloned())
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(lock(&self.inner).by_id.get(&id).cloned())
+    }
+
+    async fn set_password_hash(&self, id: UserId, password_hash: &str) -> Result<(), StoreError> {
+        lock(&self.inner).get_mut(id)?.password_hash = Some(password_hash.to_owned());
+        Ok(())
+    }
+
+    async fn record_login(&self, id: UserId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        lock(&self.inner).get_mut(id)?.last_login = Some(at);
+        Ok(())
+    }
+
+    async fn set_user_flags(&self, id: UserId, flags: UserFlags) -> Result<User, StoreError> {
+        let mut users = lock(&self.inner);
+        let user = users.get_mut(id)?;
+        user.is_active = flags.is_active.unwrap_or(user.is_active);
+        user.is_staff = flags.is_staff.unwrap_or(user.is_staff);
+        user.is_superuser = flags.is_superuser.unwrap_or(user.is_superuser);
+        Ok(user.clone())
+    }
+
+    async fn list_users(&self, offset: u64, limit: u64) -> Result<Vec<User>, StoreError> {
+        Ok(page(
+            lock(&self.inner).by_id.values().cloned(),
+            offset,
+            limit,
+        ))
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut users = lock(&self.inner);
+        let Some(user) = users.by_id.remove(&id) else {
+            return Ok(false);
+        };
+        users.by_key.remove(&user.email.key());
+        Ok(true)
+    }
+}
+
+/// Clients in memory.
+#[derive(Debug, Default)]
+pub struct MemoryClientRegistry {
+    inner: Mutex<BTreeMap<String, Client>>,
+}
+
+#[async_trait]
+impl ClientRegistry for MemoryClientRegistry {
+    async fn register_client(&self, client: Client) -> Result<(), StoreError> {
+        let mut clients = lock(&self.inner);
+        if clients.contains_key(&client.client_id) {
+            return Err(StoreError::Conflict);
+        }
+        clients.insert(client.client_id.clone(), client);
+        Ok(())
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(lock(&self.inner).get(client_id).cloned())
+    }
+
+    async fn update_client(&self, client: Client) -> Result<(), StoreError> {
+        let mut clients = lock(&self.inner);
+        let stored = clients
+            .get_mut(&client.client_id)
+            .ok_or(StoreError::NotFound)?;
+        *stored = Client {
+            created_at: stored.created_at,
+            ..client
+        };
+        Ok(())
+    }
+
+    async fn list_clients(&self, offset: u64, limit: u64) -> Result<Vec<Client>, StoreError> {
+        Ok(page(lock(&self.inner).values().cloned(), offset, limit))
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.inner).remove(client_id).is_some())
+    }
+}
+
+/// Tokens in memory, by digest.
+///
+/// Deleting a user or client here does not cascade to their tokens; the sea-orm store
+/// does that with foreign keys.
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore {
+    inner: Mutex<HashMap<TokenHash, TokenRecord>>,
+}
+
+fn revoke_where(
+    tokens: &mut HashMap<TokenHash, TokenRecord>,
+    now: UnixTime,
+    pred: impl Fn(&TokenRecord) -> bool,
+) -> u64 {
+    let mut n = 0;
+    for t in tokens.values_mut() {
+        if t.revoked_at.is_none() && pred(t) {
+            t.revoked_at = Some(now);
+            n += 1;
+        }
+    }
+    n
+}
+
+#[async_trait]
+impl TokenStore for MemoryTokenStore {
+    async fn insert_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StoreError> {
+        let mut stored = lock(&self.inner);
+        let mut seen = std::collections::HashSet::new();
+        if tokens
+            .iter()
+            .any(|t| stored.contains_key(&t.hash) || !seen.insert(t.hash))
+        {
+            return Err(StoreError::Conflict);
+        }
+        stored.extend(tokens.iter().map(|t| (t.hash, t.clone())));
+        Ok(())
+    }
+
+    async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(lock(&self.inner).get(hash).cloned())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: &TokenHash,
+        client_id: &str,
+        now: UnixTime,
+        new: &[RotatedToken],
+    ) -> Result<Rotation, StoreError> {
+        let mut tokens = lock(&self.inner);
+        let Some(record) = tokens
+            .get(old)
+            .filter(|t| t.kind == TokenKind::Refresh && t.client_id == client_id)
+            .cloned()
+        else {
+            return Ok(Rotation::Invalid);
+        };
+        if record.revoked_at.is_some() {
+            revoke_where(&mut tokens, now, |t| t.family == record.family);
+            return Ok(Rotation::Replayed);
+        }
+        if now >= record.expires_at {
+            return Ok(Rotation::Invalid);
+        }
+        if new.iter().any(|n| tokens.contains_key(&n.hash)) {
+            return Err(StoreError::Conflict);
+        }
+        revoke_where(&mut tokens, now, |t| t.family == record.family);
+        for n in new {
+            tokens.insert(
+                n.hash,
+                TokenRecord {
+                    hash: n.hash,
+                    kind: n.kind,
+                    client_id: record.client_id.clone(),
+                    user_id: record.user_id,
+                    scope: n.scope.clone(),
+                    family: record.family,
+                    issued_at: now,
+                    expires_at: n.expires_at,
+                    revoked_at: None,
+                },
+            );
+        }
+        Ok(Rotation::Rotated(record))
+    }
+
+    async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {
+        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
+            t.family == *family
+        }))
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        user_id: UserId,
+        keep: Option<&TokenFamily>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
+            t.user_id == Some(user_id) && Some(&t.family) != keep
+        }))
+    }
+
+    async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let mut tokens = lock(&self.inner);
+        let len = tokens.len();
+        tokens.retain(|_, t| t.expires_at >= before);
+        Ok((len - tokens.len()) as u64)
+    }
+}

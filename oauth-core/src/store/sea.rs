@@ -1,0 +1,602 @@
+//! The persistent store: SQLite or PostgreSQL through sea-orm.
+//!
+//! One [`SeaOrmStore`] implements [`UserStore`], [`ClientRegistry`] and [`TokenStore`]
+//! over one connection pool. The backend is chosen by URL: `sqlite://…` (the embedded
+//! default) or `postgres://…` (several server instances sharing one database).
+
+pub mod entity;
+pub mod migration;
+
+/// The sea-orm this store is built on, for embedders that add tables of their own.
+pub use sea_orm;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    SqlErr, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use self::entity::{client, token, user};
+use self::migration::Migrator;
+use super::{
+    Client, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError, TokenFamily,
+    TokenKind, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
+};
+use crate::email::Email;
+use crate::scope::Scope;
+use crate::token::TokenHash;
+
+/// How to open the database. `new(url)` plus setters.
+///
+/// ```
+/// # use oauth_core::sea::StoreConfig;
+/// let config = StoreConfig::new("sqlite://oauth.db")
+///     .max_connections(8)
+///     .busy_timeout(std::time::Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    url: String,
+    max_connections: u32,
+    busy_timeout: Duration,
+    schema: Option<String>,
+}
+
+impl StoreConfig {
+    /// Connection settings for `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`).
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+            schema: None,
+        }
+    }
+
+    /// Pool size (default 8). An in-memory SQLite database always uses one connection,
+    /// since each connection would otherwise see a database of its own.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a SQLite writer waits for another to finish (default 5 s).
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// PostgreSQL schema to use (created if missing) instead of the connection's default.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+}
+
+/// Users, clients and tokens in one SQL database.
+///
+/// ```
+/// # use oauth_core::{Email, NewUser, UserStore, sea::SeaOrmStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = SeaOrmStore::open("sqlite::memory:").await?;
+/// let user = store
+///     .create_user(NewUser::new(Email::parse("ann@example.com")?, "$scrypt$…".into(), chrono::Utc::now()))
+///     .await?;
+/// assert_eq!(store.user_by_id(user.id).await?.map(|u| u.email), Some(user.email));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+}
+
+impl SeaOrmStore {
+    /// Connects with default settings and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be opened or migrated.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(StoreConfig::new(url)).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    ///
+    /// SQLite gets WAL journaling (readers never block the writer), `synchronous=NORMAL`
+    /// (durable across a process crash; a power loss may drop the last transactions),
+    /// a busy timeout, foreign keys on, and the file is created if missing.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be opened.
+    pub async fn connect(config: StoreConfig) -> Result<Self, StoreError> {
+        if let Some(schema) = &config.schema {
+            create_schema(&config.url, schema).await?;
+        }
+        let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+        let mut opts = ConnectOptions::new(config.url.clone());
+        opts.sqlx_logging(false)
+            .max_connections(if in_memory { 1 } else { config.max_connections })
+            .acquire_timeout(Duration::from_secs(10));
+        if in_memory {
+            // The database lives as long as its one connection: never let it idle out.
+            opts.min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        if let Some(schema) = &config.schema {
+            opts.set_schema_search_path(schema.clone());
+        }
+        let busy = config.busy_timeout;
+        opts.map_sqlx_sqlite_opts(move |o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+                .foreign_keys(true)
+        });
+        let db = Database::connect(opts).await.map_err(backend)?;
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations. Safe to call on every start, and from several
+    /// processes at once on PostgreSQL only if they are serialized by the caller.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await.map_err(backend)
+    }
+
+    /// The underlying connection, for applications that keep their own tables beside ours.
+    #[must_use]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+async fn create_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+    if !schema
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(StoreError::Corrupt(format!(
+            "schema name {schema:?} must be letters, digits and underscores"
+        )));
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false).max_connections(1);
+    let db = Database::connect(opts).await.map_err(backend)?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await
+            .map_err(backend)?;
+    }
+    db.close().await.map_err(backend)
+}
+
+fn backend(e: DbErr) -> StoreError {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn parse_scope(s: &str) -> Result<Scope, StoreError> {
+    s.parse().map_err(|_| corrupt("scope"))
+}
+
+fn split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(' ').filter(|t| !t.is_empty())
+}
+
+impl TryFrom<user::Model> for User {
+    type Error = StoreError;
+
+    fn try_from(m: user::Model) -> Result<Self, StoreError> {
+        Ok(User {
+            id: m.id,
+            email: Email::parse(&m.email).map_err(|_| corrupt("user email"))?,
+            password_hash: m.password_hash,
+            is_active: m.is_active,
+            is_staff: m.is_staff,
+            is_superuser: m.is_superuser,
+            date_joined: m.date_joined,
+            last_login: m.last_login,
+        })
+    }
+}
+
+impl TryFrom<client::Model> for Client {
+    type Error = StoreError;
+
+    fn try_from(m: client::Model) -> Result<Self, StoreError> {
+        Ok(Client {
+            client_id: m.client_id,
+            secret_hash: m.secret_hash,
+            kind: m.kind.parse()?,
+            name: m.name,
+            grant_types: split(&m.grant_types)
+                .map(|g| g.parse::<GrantType>().map_err(|_| corrupt("grant type")))
+                .collect::<Result<_, _>>()?,
+            redirect_uris: split(&m.redirect_uris).map(str::to_owned).collect(),
+            allowed_scope: parse_scope(&m.allowed_scope)?,
+            default_scope: parse_scope(&m.default_scope)?,
+            owner: m.owner_id,
+            created_at: m.created_at,
+        })
+    }
+}
+
+fn client_columns(c: &Client) -> client::ActiveModel {
+    let join = |items: &mut dyn Iterator<Item = &str>| items.collect::<Vec<_>>().join(" ");
+    client::ActiveModel {
+        secret_hash: Set(c.secret_hash.clone()),
+        kind: Set(c.kind.as_str().to_owned()),
+        name: Set(c.name.clone()),
+        grant_types: Set(join(&mut c.grant_types.iter().map(|g| g.as_str()))),
+        redirect_uris: Set(join(&mut c.redirect_uris.iter().map(String::as_str))),
+        allowed_scope: Set(c.allowed_scope.to_string()),
+        default_scope: Set(c.default_scope.to_string()),
+        owner_id: Set(c.owner),
+        ..Default::default()
+    }
+}
+
+impl TryFrom<token::Model> for TokenRecord {
+    type Error = StoreError;
+
+    fn try_from(m: token::Model) -> Result<Self, StoreError> {
+        Ok(TokenRecord {
+            hash: TokenHash::try_from(m.hash.as_slice()).map_err(|_| corrupt("token hash"))?,
+            kind: match m.kind {
+                token::ACCESS => TokenKind::Access,
+                token::REFRESH => TokenKind::Refresh,
+                _ => return Err(corrupt("token kind")),
+            },
+            client_id: m.client_id,
+            user_id: m.user_id,
+            scope: parse_scope(&m.scope)?,
+            family: TokenFamily::from_bytes(
+                m.family
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("token family"))?,
+            ),
+            issued_at: m.issued_at,
+            expires_at: m.expires_at,
+            revoked_at: m.revoked_at,
+        })
+    }
+}
+
+fn kind_column(kind: TokenKind) -> i16 {
+    match kind {
+        TokenKind::Access => token::ACCESS,
+        TokenKind::Refresh => token::REFRESH,
+    }
+}
+
+fn token_row(t: &TokenRecord) -> token::ActiveModel {
+    token::ActiveModel {
+        hash: Set(t.hash.as_bytes().to_vec()),
+        kind: Set(kind_column(t.kind)),
+        client_id: Set(t.client_id.clone()),
+        user_id: Set(t.user_id),
+        scope: Set(t.scope.to_string()),
+        family: Set(t.family.as_bytes().to_vec()),
+        issued_at: Set(t.issued_at),
+        expires_at: Set(t.expires_at),
+        revoked_at: Set(t.revoked_at),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl UserStore for SeaOrmStore {
+    async fn create_user(&self, u: NewUser) -> Result<User, StoreError> {
+        let row = user::ActiveModel {
+            email: Set(u.email.as_str().to_owned()),
+            email_key: Set(u.email.key()),
+            password_hash: Set(u.password_hash),
+            is_active: Set(u.is_active),
+            is_staff: Set(u.is_staff),
+            is_superuser: Set(u.is_superuser),
+            date_joined: Set(u.date_joined),
+            last_login: Set(None),
+            ..Default::default()
+        };
+        row.insert(&self.db).await.map_err(backend)?.try_into()
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        user::Entity::find()
+            .filter(user::Column::EmailKey.eq(email.key()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        user::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    async fn set_password_hash(&self, id: UserId, password_hash: &str) -> Result<(), StoreError> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+            .filter(user::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        found(res.rows_affected)
+    }
+
+    async fn record_login(&self, id: UserId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let res = user::Entity::update_many()
+            .col_expr(user::Column::LastLogin, Expr::value(at))
+            .filter(user::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        found(res.rows_affected)
+    }
+
+    async fn set_user_flags(&self, id: UserId, flags: UserFlags) -> Result<User, StoreError> {
+        let mut update = user::Entity::update_many().filter(user::Column::Id.eq(id));
+        for (col, value) in [
+            (user::Column::IsActive, flags.is_active),
+            (user::Column::IsStaff, flags.is_staff),
+            (user::Column::IsSuperuser, flags.is_superuser),
+        ] {
+            if let Some(v) = value {
+                update = update.col_expr(col, Expr::value(v));
+            }
+        }
+        if flags != UserFlags::default() {
+            found(update.exec(&self.db).await.map_err(backend)?.rows_affected)?;
+        }
+        self.user_by_id(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn list_users(&self, offset: u64, limit: u64) -> Result<Vec<User>, StoreError> {
+        user::Entity::find()
+            .order_by_asc(user::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(User::try_from)
+            .collect()
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let res = user::Entity::delete_by_id(id)
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(res.rows_affected > 0)
+    }
+}
+
+fn found(rows: u64) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ClientRegistry for SeaOrmStore {
+    async fn register_client(&self, c: Client) -> Result<(), StoreError> {
+        let mut row = client_columns(&c);
+        row.client_id = Set(c.client_id);
+        row.created_at = Set(c.created_at);
+        row.insert(&self.db).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        client::Entity::find()
+            .filter(client::Column::ClientId.eq(client_id))
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+            .map(Client::try_from)
+            .transpose()
+    }
+
+    async fn update_client(&self, c: Client) -> Result<(), StoreError> {
+        let res = client::Entity::update_many()
+            .set(client_columns(&c))
+            .filter(client::Column::ClientId.eq(c.client_id.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        found(res.rows_affected)
+    }
+
+    async fn list_clients(&self, offset: u64, limit: u64) -> Result<Vec<Client>, StoreError> {
+        client::Entity::find()
+            .order_by_asc(client::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(Client::try_from)
+            .collect()
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let res = client::Entity::delete_many()
+            .filter(client::Column::ClientId.eq(client_id))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(res.rows_affected > 0)
+    }
+}
+
+/// `UPDATE oauth_tokens SET revoked_at = now WHERE revoked_at IS NULL AND <filter>`
+async fn revoke_where<C: ConnectionTrait>(
+    db: &C,
+    now: UnixTime,
+    filter: sea_orm::Condition,
+) -> Result<u64, StoreError> {
+    let res = token::Entity::update_many()
+        .col_expr(token::Column::RevokedAt, Expr::value(now))
+        .filter(token::Column::RevokedAt.is_null())
+        .filter(filter)
+        .exec(db)
+        .await
+        .map_err(backend)?;
+    Ok(res.rows_affected)
+}
+
+fn family_is(family: &TokenFamily) -> sea_orm::Condition {
+    sea_orm::Condition::all().add(token::Column::Family.eq(family.as_bytes().to_vec()))
+}
+
+#[async_trait]
+impl TokenStore for SeaOrmStore {
+    async fn insert_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StoreError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        token::Entity::insert_many(tokens.iter().map(token_row))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        token::Entity::find()
+            .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+            .map(TokenRecord::try_from)
+            .transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: &TokenHash,
+        client_id: &str,
+        now: UnixTime,
+        new: &[RotatedToken],
+    ) -> Result<Rotation, StoreError> {
+        let txn = self.db.begin().await.map_err(backend)?;
+        let old_hash = old.as_bytes().to_vec();
+        let is_old = sea_orm::Condition::all()
+            .add(token::Column::Hash.eq(old_hash.clone()))
+            .add(token::Column::Kind.eq(token::REFRESH))
+            .add(token::Column::ClientId.eq(client_id));
+        // The conditional write that decides the race: it changes one row for exactly
+        // one caller. Being the transaction's first statement, it also takes SQLite's
+        // write lock at once, so concurrent rotations queue behind the busy timeout
+        // instead of failing on a stale read snapshot.
+        let won = revoke_where(
+            &txn,
+            now,
+            is_old.clone().add(token::Column::ExpiresAt.gt(now)),
+        )
+        .await?
+            == 1;
+        let Some(row) = token::Entity::find()
+            .filter(is_old)
+            .one(&txn)
+            .await
+            .map_err(backend)?
+        else {
+            txn.rollback().await.map_err(backend)?;
+            return Ok(Rotation::Invalid);
+        };
+        let mut record = TokenRecord::try_from(row)?;
+        let outcome = if won {
+            revoke_where(&txn, now, family_is(&record.family)).await?;
+            let rows = new.iter().map(|n| {
+                token_row(&TokenRecord {
+                    hash: n.hash,
+                    kind: n.kind,
+                    client_id: record.client_id.clone(),
+                    user_id: record.user_id,
+                    scope: n.scope.clone(),
+                    family: record.family,
+                    issued_at: now,
+                    expires_at: n.expires_at,
+                    revoked_at: None,
+                })
+            });
+            if !new.is_empty() {
+                token::Entity::insert_many(rows)
+                    .exec(&txn)
+                    .await
+                    .map_err(backend)?;
+            }
+            record.revoked_at = None;
+            Rotation::Rotated(record)
+        } else if record.revoked_at.is_some() {
+            revoke_where(&txn, now, family_is(&record.family)).await?;
+            Rotation::Replayed
+        } else {
+            // Expired, never used: refuse without touching anything.
+            Rotation::Invalid
+        };
+        txn.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {
+        revoke_where(&self.db, now, family_is(family)).await
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        user_id: UserId,
+        keep: Option<&TokenFamily>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let mut filter = sea_orm::Condition::all().add(token::Column::UserId.eq(user_id));
+        if let Some(keep) = keep {
+            filter = filter.add(token::Column::Family.ne(keep.as_bytes().to_vec()));
+        }
+        revoke_where(&self.db, now, filter).await
+    }
+
+    async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let res = token::Entity::delete_many()
+            .filter(token::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(res.rows_affected)
+    }
+}

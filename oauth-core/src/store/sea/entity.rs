@@ -1,0 +1,6 @@
+//! sea-orm entities of the three tables. Table names carry an `oauth_` prefix so the
+//! store can share a database with the embedding application's own tables.
+
+pub mod client;
+pub mod token;
+pub mod user;

@@ -1,0 +1,28 @@
+//! Schema migrations (sea-orm-migration), one file each, applied in order.
+//! The same migrations run on SQLite and PostgreSQL.
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+mod m20261122_000001_create_users;
+mod m20261122_000002_create_clients;
+mod m20261122_000003_create_tokens;
+
+/// Runs the store's migrations: `Migrator::up(&db, None)`, or let
+/// [`SeaOrmStore::open`](super::SeaOrmStore::open) do it.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_users::Migration),
+            Box::new(m20261122_000002_create_clients::Migration),
+            Box::new(m20261122_000003_create_tokens::Migration),
+        ]
+    }
+
+    fn migration_table_name() -> sea_orm_migration::sea_orm::DynIden {
+        "oauth_migrations".into()
+    }
+}

@@ -1,0 +1,642 @@
+//! One contract, three backends: every test here runs against the in-memory stores,
+//! SQLite in a temporary directory, and PostgreSQL when `TEST_DATABASE_URL` is set
+//! (each run in a schema of its own, dropped afterwards).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{TimeZone, Utc};
+use oauth_core::memory::{MemoryClientRegistry, MemoryTokenStore, MemoryUserStore};
+use oauth_core::sea::{SeaOrmStore, StoreConfig};
+use oauth_core::{
+    Client, ClientKind, ClientRegistry, Email, GrantType, NewUser, RotatedToken, Rotation, Scope,
+    StoreError, TokenFamily, TokenHash, TokenKind, TokenRecord, TokenStore, UserFlags, UserStore,
+    generate_token,
+};
+use tokio::task::JoinSet;
+
+struct Backend {
+    users: Arc<dyn UserStore>,
+    clients: Arc<dyn ClientRegistry>,
+    tokens: Arc<dyn TokenStore>,
+    /// Kept alive for the test's duration.
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    fn memory() -> Self {
+        Self {
+            users: Arc::new(MemoryUserStore::default()),
+            clients: Arc::new(MemoryClientRegistry::default()),
+            tokens: Arc::new(MemoryTokenStore::default()),
+            _dir: None,
+            pg: None,
+        }
+    }
+
+    fn from_store(
+        store: SeaOrmStore,
+        dir: Option<tempfile::TempDir>,
+        pg: Option<(String, String)>,
+    ) -> Self {
+        let store = Arc::new(store);
+        Self {
+            users: store.clone(),
+            clients: store.clone(),
+            tokens: store,
+            _dir: dir,
+            pg,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("oauth.db").display());
+        let store = SeaOrmStore::connect(StoreConfig::new(url).max_connections(8))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        Self::from_store(store, Some(dir), None)
+    }
+
+    /// `None` when `TEST_DATABASE_URL` is unset; panics when it is set but unusable.
+    async fn postgres() -> Option<Self> {
+        let url = std::env::var("TEST_DATABASE_URL").ok()?;
+        let schema = unique_schema();
+        let store = SeaOrmStore::connect(StoreConfig::new(&url).schema(&schema).max_connections(8))
+            .await
+            .unwrap_or_else(|e| panic!("TEST_DATABASE_URL is set but unusable: {e}"));
+        store.migrate().await.unwrap();
+        Some(Self::from_store(store, None, Some((url, schema))))
+    }
+
+    async fn cleanup(self) {
+        if let Some((url, schema)) = self.pg {
+            let admin = SeaOrmStore::connect(StoreConfig::new(url).max_connections(1))
+                .await
+                .unwrap();
+            use oauth_core::sea::sea_orm::ConnectionTrait as _;
+            admin
+                .connection()
+                .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn unique_schema() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "test_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Generates one `#[tokio::test]` per backend for each contract function.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(&super::Backend::memory()).await; }
+        )* }
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let b = super::Backend::sqlite().await;
+                super::$name(&b).await;
+                b.cleanup().await;
+            }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(b) = super::Backend::postgres().await else {
+                    eprintln!("TEST_DATABASE_URL unset: PostgreSQL contract skipped");
+                    return;
+                };
+                super::$name(&b).await;
+                b.cleanup().await;
+            }
+        )* }
+    };
+}
+
+contract!(
+    users_are_unique_by_case_insensitive_email,
+    user_updates_and_listing,
+    clients_register_update_list_delete,
+    tokens_insert_lookup_and_revoke,
+    sixty_four_concurrent_rotations_exactly_one_wins,
+    replayed_rotated_token_revokes_the_family,
+    rotation_refuses_what_it_must,
+    password_change_revokes_other_sessions,
+);
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+fn scope(s: &str) -> Scope {
+    s.parse().unwrap()
+}
+
+async fn users_are_unique_by_case_insensitive_email(b: &Backend) {
+    let ann = b
+        .users
+        .create_user(NewUser::new(
+            email("Ann@Example.com"),
+            "$scrypt$x".into(),
+            t0(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ann.email.as_str(), "Ann@example.com");
+    assert!(ann.is_active && !ann.is_staff && !ann.is_superuser);
+    assert_eq!(ann.date_joined, t0());
+    assert_eq!(ann.last_login, None);
+
+    let dup = b
+        .users
+        .create_user(NewUser::new(
+            email("ann@EXAMPLE.com"),
+            "$scrypt$y".into(),
+            t0(),
+        ))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
+
+    let found = b
+        .users
+        .user_by_email(&email("ANN@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref().map(|u| u.id), Some(ann.id));
+    assert_eq!(found.unwrap().password_hash.as_deref(), Some("$scrypt$x"));
+    assert!(
+        b.users
+            .user_by_email(&email("bob@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(b.users.user_by_id(ann.id).await.unwrap(), Some(ann.clone()));
+    assert!(b.users.user_by_id(ann.id + 1000).await.unwrap().is_none());
+}
+
+async fn user_updates_and_listing(b: &Backend) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let u = b
+            .users
+            .create_user(NewUser::new(
+                email(&format!("u{i}@example.com")),
+                "$scrypt$x".into(),
+                t0(),
+            ))
+            .await
+            .unwrap();
+        ids.push(u.id);
+    }
+    let id = ids[2];
+    b.users.set_password_hash(id, "$scrypt$new").await.unwrap();
+    let later = t0() + chrono::Duration::hours(1);
+    b.users.record_login(id, later).await.unwrap();
+    let u = b
+        .users
+        .set_user_flags(
+            id,
+            UserFlags {
+                is_staff: Some(true),
+                is_active: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(u.is_staff && !u.is_active && !u.is_superuser);
+    assert_eq!(u.password_hash.as_deref(), Some("$scrypt$new"));
+    assert_eq!(u.last_login, Some(later));
+
+    assert!(matches!(
+        b.users.set_password_hash(-1, "x").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        b.users.record_login(-1, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        b.users
+            .set_user_flags(
+                -1,
+                UserFlags {
+                    is_staff: Some(true),
+                    ..UserFlags::default()
+                }
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let page: Vec<_> = b
+        .users
+        .list_users(1, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(page, ids[1..3]);
+    assert!(b.users.delete_user(id).await.unwrap());
+    assert!(!b.users.delete_user(id).await.unwrap());
+    assert_eq!(b.users.list_users(0, 100).await.unwrap().len(), 4);
+    // The email is free again.
+    b.users
+        .create_user(NewUser::new(
+            email("u2@example.com"),
+            "$scrypt$x".into(),
+            t0(),
+        ))
+        .await
+        .unwrap();
+}
+
+fn client(id: &str) -> Client {
+    Client {
+        client_id: id.to_owned(),
+        secret_hash: Some("$scrypt$ln=4,r=8,p=1$c2FsdA$aGFzaA".into()),
+        kind: ClientKind::Confidential,
+        name: format!("client {id}"),
+        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+        redirect_uris: vec![
+            "https://app.example/cb".into(),
+            "http://127.0.0.1:9000/cb".into(),
+        ],
+        allowed_scope: scope("read write introspection"),
+        default_scope: scope("read write"),
+        owner: None,
+        created_at: t0(),
+    }
+}
+
+async fn clients_register_update_list_delete(b: &Backend) {
+    b.clients.register_client(client("rs-id")).await.unwrap();
+    assert!(matches!(
+        b.clients.register_client(client("rs-id")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        b.clients.client("rs-id").await.unwrap(),
+        Some(client("rs-id"))
+    );
+    assert!(b.clients.client("nope").await.unwrap().is_none());
+
+    let owner = b
+        .users
+        .create_user(NewUser::new(
+            email("owner@example.com"),
+            "$scrypt$x".into(),
+            t0(),
+        ))
+        .await
+        .unwrap();
+    let mut changed = client("rs-id");
+    changed.kind = ClientKind::Public;
+    changed.secret_hash = None;
+    changed.grant_types = vec![GrantType::AuthorizationCode];
+    changed.allowed_scope = scope("read");
+    changed.owner = Some(owner.id);
+    changed.created_at = t0() + chrono::Duration::days(3);
+    b.clients.update_client(changed.clone()).await.unwrap();
+    let stored = b.clients.client("rs-id").await.unwrap().unwrap();
+    assert_eq!(stored.created_at, t0(), "registration time is immutable");
+    assert_eq!(
+        stored,
+        Client {
+            created_at: t0(),
+            ..changed
+        }
+    );
+    assert!(stored.allows(GrantType::AuthorizationCode) && !stored.allows(GrantType::Password));
+    assert!(matches!(
+        b.clients.update_client(client("ghost")).await,
+        Err(StoreError::NotFound)
+    ));
+
+    b.clients.register_client(client("second")).await.unwrap();
+    let all: Vec<_> = b
+        .clients
+        .list_clients(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(all, ["rs-id", "second"]);
+    assert!(b.clients.delete_client("second").await.unwrap());
+    assert!(!b.clients.delete_client("second").await.unwrap());
+}
+
+const NOW: i64 = 1_800_000_000;
+
+fn record(
+    kind: TokenKind,
+    family: TokenFamily,
+    user: Option<i64>,
+    client_id: &str,
+) -> (String, TokenRecord) {
+    let plain = generate_token().unwrap();
+    let rec = TokenRecord {
+        hash: TokenHash::of(&plain),
+        kind,
+        client_id: client_id.into(),
+        user_id: user,
+        scope: scope("read write"),
+        family,
+        issued_at: NOW,
+        expires_at: NOW + 3600,
+        revoked_at: None,
+    };
+    (plain, rec)
+}
+
+/// A user, the `rs-id` client and one issued access + refresh pair.
+async fn grant(b: &Backend, user_email: &str) -> (i64, TokenRecord, TokenRecord) {
+    if b.clients.client("rs-id").await.unwrap().is_none() {
+        b.clients.register_client(client("rs-id")).await.unwrap();
+    }
+    let user = b
+        .users
+        .create_user(NewUser::new(email(user_email), "$scrypt$x".into(), t0()))
+        .await
+        .unwrap();
+    let family = TokenFamily::generate().unwrap();
+    let (_, access) = record(TokenKind::Access, family, Some(user.id), "rs-id");
+    let (_, refresh) = record(TokenKind::Refresh, family, Some(user.id), "rs-id");
+    b.tokens
+        .insert_tokens(&[access.clone(), refresh.clone()])
+        .await
+        .unwrap();
+    (user.id, access, refresh)
+}
+
+fn successors(now: i64) -> Vec<RotatedToken> {
+    [TokenKind::Access, TokenKind::Refresh]
+        .into_iter()
+        .map(|kind| RotatedToken {
+            hash: TokenHash::of(&generate_token().unwrap()),
+            kind,
+            scope: scope("read write"),
+            expires_at: now + 3600,
+        })
+        .collect()
+}
+
+async fn active(b: &Backend, hash: &TokenHash, now: i64) -> bool {
+    b.tokens
+        .token(hash)
+        .await
+        .unwrap()
+        .is_some_and(|t| t.is_active(now))
+}
+
+async fn tokens_insert_lookup_and_revoke(b: &Backend) {
+    let (_, access, refresh) = grant(b, "tok@example.com").await;
+    assert_eq!(
+        b.tokens.token(&access.hash).await.unwrap(),
+        Some(access.clone())
+    );
+    assert!(
+        b.tokens
+            .token(&TokenHash::of("unknown"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(active(b, &access.hash, NOW).await);
+    assert!(
+        !active(b, &access.hash, NOW + 3600).await,
+        "expired at expires_at"
+    );
+
+    // Inserting a digest twice fails and stores nothing of the batch.
+    let (_, fresh) = record(TokenKind::Access, access.family, access.user_id, "rs-id");
+    let dup = b
+        .tokens
+        .insert_tokens(&[fresh.clone(), access.clone()])
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
+    assert!(b.tokens.token(&fresh.hash).await.unwrap().is_none());
+
+    // A client-credentials token has no user.
+    let (_, cc) = record(
+        TokenKind::Access,
+        TokenFamily::generate().unwrap(),
+        None,
+        "rs-id",
+    );
+    b.tokens
+        .insert_tokens(std::slice::from_ref(&cc))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.tokens.token(&cc.hash).await.unwrap().unwrap().user_id,
+        None
+    );
+
+    assert_eq!(
+        b.tokens
+            .revoke_family(&access.family, NOW + 5)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        b.tokens
+            .revoke_family(&access.family, NOW + 6)
+            .await
+            .unwrap(),
+        0
+    );
+    let revoked = b.tokens.token(&refresh.hash).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(NOW + 5));
+    assert!(!revoked.is_active(NOW + 5));
+    assert!(active(b, &cc.hash, NOW).await, "other families untouched");
+
+    // Purge removes only what expired before the horizon.
+    assert_eq!(b.tokens.purge_tokens(NOW + 3600).await.unwrap(), 0);
+    assert_eq!(b.tokens.purge_tokens(NOW + 3601).await.unwrap(), 3);
+    assert!(b.tokens.token(&access.hash).await.unwrap().is_none());
+}
+
+async fn sixty_four_concurrent_rotations_exactly_one_wins(b: &Backend) {
+    let (_, access, refresh) = grant(b, "race@example.com").await;
+    let mut set = JoinSet::new();
+    for _ in 0..64 {
+        let tokens = b.tokens.clone();
+        let old = refresh.hash;
+        set.spawn(async move {
+            let new = successors(NOW + 10);
+            let out = tokens.rotate_refresh(&old, "rs-id", NOW + 10, &new).await;
+            (out, new)
+        });
+    }
+    let mut won = Vec::new();
+    let mut replayed = 0;
+    while let Some(res) = set.join_next().await {
+        let (out, new) = res.unwrap();
+        match out.unwrap() {
+            Rotation::Rotated(old) => {
+                assert_eq!(old.hash, refresh.hash);
+                won.push(new);
+            }
+            Rotation::Replayed => replayed += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one rotation wins");
+    assert_eq!(replayed, 63);
+    // The losers were replays, so the winner's tokens are revoked with the family.
+    for t in &won[0] {
+        let stored = b
+            .tokens
+            .token(&t.hash)
+            .await
+            .unwrap()
+            .expect("winner's token stored");
+        assert_eq!(stored.family, refresh.family);
+        assert!(!stored.is_active(NOW + 11));
+    }
+    assert!(!active(b, &access.hash, NOW + 11).await);
+}
+
+async fn replayed_rotated_token_revokes_the_family(b: &Backend) {
+    let (user, access, refresh) = grant(b, "replay@example.com").await;
+    let first = successors(NOW + 10);
+    let out = b
+        .tokens
+        .rotate_refresh(&refresh.hash, "rs-id", NOW + 10, &first)
+        .await
+        .unwrap();
+    let Rotation::Rotated(old) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(old.user_id, Some(user));
+    // Rotation revokes the old refresh token and its access token, and issues live ones.
+    assert!(!active(b, &refresh.hash, NOW + 10).await);
+    assert!(!active(b, &access.hash, NOW + 10).await);
+    for t in &first {
+        let s = b.tokens.token(&t.hash).await.unwrap().unwrap();
+        assert!(s.is_active(NOW + 10));
+        assert_eq!(
+            (s.user_id, s.client_id.as_str(), s.issued_at),
+            (Some(user), "rs-id", NOW + 10)
+        );
+    }
+    // A second, legitimate rotation from the new refresh token.
+    let second = successors(NOW + 20);
+    let out = b
+        .tokens
+        .rotate_refresh(&first[1].hash, "rs-id", NOW + 20, &second)
+        .await
+        .unwrap();
+    assert!(matches!(out, Rotation::Rotated(_)));
+    // Now the first refresh token is replayed: the whole family dies.
+    let out = b
+        .tokens
+        .rotate_refresh(&refresh.hash, "rs-id", NOW + 30, &successors(NOW + 30))
+        .await
+        .unwrap();
+    assert_eq!(out, Rotation::Replayed);
+    for t in &second {
+        assert!(!active(b, &t.hash, NOW + 30).await, "family revoked");
+    }
+}
+
+async fn rotation_refuses_what_it_must(b: &Backend) {
+    let (_, access, refresh) = grant(b, "refuse@example.com").await;
+    b.clients.register_client(client("other")).await.unwrap();
+    let try_rotate = |hash: TokenHash, client: &'static str, now: i64| {
+        let tokens = b.tokens.clone();
+        async move {
+            tokens
+                .rotate_refresh(&hash, client, now, &successors(now))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        try_rotate(TokenHash::of("nope"), "rs-id", NOW).await,
+        Rotation::Invalid
+    );
+    assert_eq!(
+        try_rotate(access.hash, "rs-id", NOW).await,
+        Rotation::Invalid,
+        "an access token"
+    );
+    assert_eq!(
+        try_rotate(refresh.hash, "other", NOW).await,
+        Rotation::Invalid,
+        "another client's"
+    );
+    assert_eq!(
+        try_rotate(refresh.hash, "rs-id", NOW + 3600).await,
+        Rotation::Invalid,
+        "expired"
+    );
+    // None of the refusals consumed or revoked anything.
+    assert!(active(b, &refresh.hash, NOW).await);
+    assert!(active(b, &access.hash, NOW).await);
+    assert!(matches!(
+        try_rotate(refresh.hash, "rs-id", NOW + 1).await,
+        Rotation::Rotated(_)
+    ));
+}
+
+async fn password_change_revokes_other_sessions(b: &Backend) {
+    let (user, a1, r1) = grant(b, "pw@example.com").await;
+    let family2 = TokenFamily::generate().unwrap();
+    let (_, a2) = record(TokenKind::Access, family2, Some(user), "rs-id");
+    b.tokens
+        .insert_tokens(std::slice::from_ref(&a2))
+        .await
+        .unwrap();
+    let (_, other_user, _) = grant(b, "someone@example.com").await;
+
+    assert_eq!(
+        b.tokens
+            .revoke_user_tokens(user, Some(&family2), NOW + 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(!active(b, &a1.hash, NOW + 1).await && !active(b, &r1.hash, NOW + 1).await);
+    assert!(
+        active(b, &a2.hash, NOW + 1).await,
+        "the session that changed the password stays"
+    );
+    assert!(
+        active(b, &other_user.hash, NOW + 1).await,
+        "other users untouched"
+    );
+    assert_eq!(
+        b.tokens
+            .revoke_user_tokens(user, None, NOW + 2)
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -1,19 +1,98 @@
 //! Run with: `cargo run --example auth_server`
 //!
-//! Opens (creating and migrating) the auth server's database. The HTTP endpoints
-//! are being built on top of this store.
+//! The authorization server: SQLite by default (`auth_server.db`, created and
+//! migrated on start), `http://127.0.0.1:8000`. On an empty database it registers the
+//! demo client `rs-id` / `rs-secret`. Configuration is read from the environment;
+//! see the README's table.
+//!
+//! Subcommands:
+//! - `createsuperuser [--email EMAIL]` — password from `SUPERUSER_PASSWORD`, else
+//!   read from standard input;
+//! - `createclient [--id ID] [--name NAME] [--grant-types password,refresh_token]
+//!   [--scope "read write"] [--public]` — prints the client id and secret once.
 
-use oauth_core::sea::SeaOrmStore;
+mod commands;
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use oauth_core::AuthServer;
+use oauth_core::sea::{SeaOrmStore, StoreConfig};
+
+use crate::config::Config;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://auth_server.db".into());
-    SeaOrmStore::open(&url).await?;
-    tracing::info!("database ready");
+    let config = Config::from_env()?;
+    let store = SeaOrmStore::connect(StoreConfig::new(&config.database_url)).await?;
+    store.migrate().await?;
+    let store = Arc::new(store);
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("createsuperuser") => {
+            return commands::create_superuser(&store, &config, &args[1..]).await;
+        }
+        Some("createclient") => return commands::create_client(&store, &config, &args[1..]).await,
+        Some(other) => return Err(format!("unknown command {other:?}").into()),
+        None => {}
+    }
+
+    commands::seed_demo_client(&store, &config).await?;
+    let app = app(store, &config)?;
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    tracing::info!("auth server listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// The server's router over `store`, as configured.
+fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> {
+    Ok(AuthServer::from_store(store)
+        .issuer_url(config.issuer_url.clone())
+        .scopes(config.scopes.clone())
+        .access_token_ttl(config.access_ttl)
+        .refresh_token_ttl(config.refresh_ttl)
+        .scrypt_params(config.scrypt)
+        .throttle(config.throttle)
+        .body_limit(config.body_limit)
+        .router()?
+        .layer(tower_http::trace::TraceLayer::new_for_http()))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
 }

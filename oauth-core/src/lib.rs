@@ -9,25 +9,39 @@
 //! | [`store`] | the [`UserStore`], [`ClientRegistry`] and [`TokenStore`] traits |
 //! | [`memory`] | in-memory stores for tests and docs |
 //! | [`sea`] | SQLite / PostgreSQL stores (feature `sea-orm`) |
+//! | [`issuer`] | [`TokenIssuer`]: issue, refresh with rotation, introspect, revoke |
+//! | [`server`] | [`AuthServer`]: the authorization server as an axum router (feature `server`) |
 //!
 //! # Features
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `sea-orm` | yes | [`sea::SeaOrmStore`] with its migrations |
+//! | `server` | yes | [`AuthServer`] (axum, oxide-auth) |
 
+mod clock;
 mod email;
+pub mod issuer;
 pub mod password;
 mod scope;
 mod secret;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 mod token;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::{Email, InvalidEmail};
+pub use issuer::{
+    GrantRequest, IssuedTokens, IssuerError, OpaqueTokenIssuer, Revocation, TokenInfo, TokenIssuer,
+    TokenLifetimes, TokenUser,
+};
 pub use password::{
     HasherStats, PasswordError, PasswordHasher, PasswordPolicy, PasswordProblem, ScryptParams,
 };
 pub use scope::{InvalidScope, Scope};
 pub use secret::{AccessToken, ClientSecret, Password, RefreshToken};
+#[cfg(feature = "server")]
+pub use server::{AuthServer, AuthServerError, ThrottleConfig};
 #[cfg(feature = "sea-orm")]
 pub use store::sea;
 pub use store::{

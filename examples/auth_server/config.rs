@@ -1,0 +1,74 @@
+//! Configuration from environment variables (names after DOT's settings where one exists).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use oauth_core::{Scope, ScryptParams, ThrottleConfig};
+
+use crate::Error;
+
+pub struct Config {
+    pub database_url: String,
+    pub addr: SocketAddr,
+    pub issuer_url: String,
+    pub scopes: Scope,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub scrypt: ScryptParams,
+    pub throttle: ThrottleConfig,
+    pub body_limit: usize,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{name}={v:?}: {e}").into()),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, Error> {
+        let addr: SocketAddr = parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?;
+        let throttle = ThrottleConfig::default();
+        let production = ScryptParams::PRODUCTION;
+        Ok(Self {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://auth_server.db".into()),
+            issuer_url: var("ISSUER_URL").unwrap_or_else(|| format!("http://{addr}")),
+            addr,
+            scopes: var("SCOPES")
+                .unwrap_or_else(|| "read write introspection".into())
+                .parse()
+                .map_err(|e| format!("SCOPES: {e}"))?,
+            access_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_EXPIRE_SECONDS", 36_000)?),
+            refresh_ttl: Duration::from_secs(parsed(
+                "REFRESH_TOKEN_EXPIRE_SECONDS",
+                30 * 24 * 3600,
+            )?),
+            scrypt: ScryptParams {
+                log_n: parsed("SCRYPT_LOG_N", production.log_n)?,
+                r: parsed("SCRYPT_R", production.r)?,
+                p: parsed("SCRYPT_P", production.p)?,
+            },
+            throttle: ThrottleConfig {
+                per_account: parsed("LOGIN_FAILURES_PER_ACCOUNT", throttle.per_account)?,
+                per_client: parsed("AUTH_FAILURES_PER_CLIENT", throttle.per_client)?,
+                per_ip: parsed("AUTH_FAILURES_PER_IP", throttle.per_ip)?,
+                window: Duration::from_secs(parsed(
+                    "AUTH_FAILURE_WINDOW_SECONDS",
+                    throttle.window.as_secs(),
+                )?),
+            },
+            body_limit: parsed("MAX_BODY_BYTES", 64 * 1024)?,
+        })
+    }
+}

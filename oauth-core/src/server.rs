@@ -1,0 +1,350 @@
+//! The authorization server as an axum [`Router`]: build an [`AuthServer`], set what
+//! differs from the defaults, and call [`AuthServer::router`].
+//!
+//! | path (also without the trailing slash) | what |
+//! |---|---|
+//! | `POST /o/token/` | RFC 6749 token endpoint: `password`, `refresh_token`, `client_credentials` |
+//! | `POST`/`GET /o/introspect/` | RFC 7662 introspection |
+//! | `POST /o/revoke_token/` | RFC 7009 revocation |
+//! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
+//! | `POST /users/signup/` | sign-up (JSON or form) |
+//! | `PUT`/`PATCH /users/password/` | password change (bearer token) |
+//! | `GET /healthz` | liveness |
+//!
+//! Embedding in an existing axum application:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Router, routing::get};
+//! use oauth_core::memory::{MemoryClientRegistry, MemoryTokenStore, MemoryUserStore};
+//! use oauth_core::{AuthServer, ScryptParams};
+//!
+//! # fn main() -> Result<(), oauth_core::AuthServerError> {
+//! let oauth = AuthServer::new(
+//!     Arc::new(MemoryUserStore::default()),
+//!     Arc::new(MemoryClientRegistry::default()),
+//!     Arc::new(MemoryTokenStore::default()),
+//! )
+//! .issuer_url("https://auth.example.com")
+//! .access_token_ttl(std::time::Duration::from_secs(3600))
+//! .scrypt_params(ScryptParams::PRODUCTION)
+//! .router()?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "my app" }))
+//!     .merge(oauth);
+//! # let _ = app;
+//! # Ok(()) }
+//! ```
+
+mod bearer;
+mod client_auth;
+mod error;
+mod introspect;
+mod metadata;
+mod revoke;
+mod throttle;
+mod token;
+mod users;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+
+pub use error::{ApiError, FieldErrors, OAuthError, OAuthErrorCode};
+pub use introspect::INTROSPECTION_SCOPE;
+pub use throttle::ThrottleConfig;
+
+use self::client_auth::ClientAuthenticator;
+use self::throttle::{Key, Throttle};
+use crate::clock::{Clock, SystemClock};
+use crate::issuer::{OpaqueTokenIssuer, TokenIssuer, TokenLifetimes};
+use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};
+use crate::scope::Scope;
+use crate::store::{ClientRegistry, TokenStore, UserStore};
+
+/// Why an [`AuthServer`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthServerError {
+    /// The password hasher's parameters are invalid.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+/// Builder of the authorization server's router. `new(stores)` plus setters; every
+/// setting has a default a development server can run with.
+#[must_use]
+pub struct AuthServer {
+    users: Arc<dyn UserStore>,
+    clients: Arc<dyn ClientRegistry>,
+    tokens: Arc<dyn TokenStore>,
+    issuer: Option<Arc<dyn TokenIssuer>>,
+    hasher: Option<PasswordHasher>,
+    scrypt: ScryptParams,
+    policy: PasswordPolicy,
+    throttle: ThrottleConfig,
+    lifetimes: TokenLifetimes,
+    scopes: Scope,
+    issuer_url: String,
+    body_limit: usize,
+    clock: Arc<dyn Clock>,
+    client_cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("issuer_url", &self.issuer_url)
+            .field("scopes", &self.scopes)
+            .field("lifetimes", &self.lifetimes)
+            .field("throttle", &self.throttle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthServer {
+    /// A server over these stores, with the defaults: scopes `read write introspection`,
+    /// access tokens for 36000 s and refresh tokens for 30 days (both as DOT's),
+    /// [`ScryptParams::PRODUCTION`], Django's password rules, [`ThrottleConfig::default`],
+    /// 64 KiB request bodies, issuer `http://127.0.0.1:8000`.
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        clients: Arc<dyn ClientRegistry>,
+        tokens: Arc<dyn TokenStore>,
+    ) -> Self {
+        Self {
+            users,
+            clients,
+            tokens,
+            issuer: None,
+            hasher: None,
+            scrypt: ScryptParams::PRODUCTION,
+            policy: PasswordPolicy::default(),
+            throttle: ThrottleConfig::default(),
+            lifetimes: TokenLifetimes::default(),
+            scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
+            issuer_url: "http://127.0.0.1:8000".to_owned(),
+            body_limit: 64 * 1024,
+            clock: Arc::new(SystemClock),
+            client_cache_ttl: Duration::from_secs(600),
+        }
+    }
+
+    /// A server over one store that keeps users, clients and tokens (such as
+    /// [`SeaOrmStore`](crate::sea::SeaOrmStore)).
+    pub fn from_store<S>(store: Arc<S>) -> Self
+    where
+        S: UserStore + ClientRegistry + TokenStore + 'static,
+    {
+        Self::new(store.clone(), store.clone(), store)
+    }
+
+    /// The public base URL, used as RFC 8414 `issuer` and to build endpoint URLs.
+    pub fn issuer_url(mut self, url: impl Into<String>) -> Self {
+        self.issuer_url = url.into();
+        self
+    }
+
+    /// The scopes this server knows (DOT `SCOPES`).
+    pub fn scopes(mut self, scopes: Scope) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Access token lifetime (DOT `ACCESS_TOKEN_EXPIRE_SECONDS`).
+    pub fn access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.lifetimes.access = ttl;
+        self
+    }
+
+    /// Refresh token lifetime, counted from each rotation (DOT `REFRESH_TOKEN_EXPIRE_SECONDS`).
+    pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.lifetimes.refresh = ttl;
+        self
+    }
+
+    /// scrypt parameters for new password and client-secret hashes.
+    pub fn scrypt_params(mut self, params: ScryptParams) -> Self {
+        self.scrypt = params;
+        self
+    }
+
+    /// Uses an existing hasher (sharing its concurrency limit with other code).
+    pub fn password_hasher(mut self, hasher: PasswordHasher) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// Password rules for sign-up and password change.
+    pub fn password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Brute-force limits.
+    pub fn throttle(mut self, config: ThrottleConfig) -> Self {
+        self.throttle = config;
+        self
+    }
+
+    /// Largest accepted request body; larger ones get 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The clock (tests use [`ManualClock`](crate::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the opaque-token issuer.
+    pub fn token_issuer(mut self, issuer: Arc<dyn TokenIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// How long a verified client secret is remembered (default 10 minutes).
+    pub fn client_secret_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.client_cache_ttl = ttl;
+        self
+    }
+
+    /// Builds the router. Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that failed logins are
+    /// also counted per client IP address.
+    ///
+    /// # Errors
+    /// [`AuthServerError::Password`] for invalid scrypt parameters.
+    pub fn router(self) -> Result<axum::Router, AuthServerError> {
+        let hasher = match self.hasher {
+            Some(h) => h,
+            None => PasswordHasher::new(self.scrypt)?,
+        };
+        let issuer = self.issuer.unwrap_or_else(|| {
+            Arc::new(OpaqueTokenIssuer::new(
+                self.tokens.clone(),
+                self.users.clone(),
+                self.clock.clone(),
+                self.lifetimes,
+            ))
+        });
+        let state: AppState = Arc::new(ServerState {
+            users: self.users,
+            client_auth: ClientAuthenticator::new(
+                self.clients,
+                hasher.clone(),
+                self.client_cache_ttl,
+            ),
+            issuer,
+            hasher,
+            policy: self.policy,
+            throttle: Throttle::new(self.throttle),
+            clock: self.clock,
+            scopes: self.scopes,
+            issuer_url: self.issuer_url,
+        });
+        let limit = self.body_limit;
+        let router = Router::new();
+        let router = both(router, "/o/token/", post(token::token));
+        let router = both(
+            router,
+            "/o/introspect/",
+            post(introspect::introspect).get(introspect::introspect),
+        );
+        let router = both(router, "/o/revoke_token/", post(revoke::revoke));
+        let router = both(router, "/users/signup/", post(users::signup));
+        let router = both(
+            router,
+            "/users/password/",
+            axum::routing::put(users::change_password).patch(users::change_password),
+        );
+        Ok(router
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(metadata::metadata),
+            )
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                reject_large(req, next, limit)
+            }))
+            .with_state(state))
+    }
+}
+
+/// Routes `path` with and without its trailing slash.
+fn both(router: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> Router<AppState> {
+    router
+        .route(path, route.clone())
+        .route(path.trim_end_matches('/'), route)
+}
+
+/// A declared body over the limit is refused before it is read, with a JSON body.
+async fn reject_large(req: Request, next: Next, limit: usize) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return ApiError::Detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {limit} bytes.").into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+pub(crate) type AppState = Arc<ServerState>;
+
+pub(crate) struct ServerState {
+    users: Arc<dyn UserStore>,
+    client_auth: ClientAuthenticator,
+    issuer: Arc<dyn TokenIssuer>,
+    hasher: PasswordHasher,
+    policy: PasswordPolicy,
+    throttle: Throttle,
+    clock: Arc<dyn Clock>,
+    scopes: Scope,
+    issuer_url: String,
+}
+
+/// The peer address, when the server was started with connect info.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(Option<IpAddr>);
+
+impl ClientIp {
+    /// `key` plus, when known, the IP address: the throttle keys of one attempt.
+    pub(crate) fn with<'a>(&self, key: Key<'a>) -> Vec<Key<'a>> {
+        let mut keys = vec![key];
+        keys.extend(self.0.map(Key::Ip));
+        keys
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}

@@ -1,0 +1,211 @@
+//! Client authentication (RFC 6749 §2.3): HTTP Basic or `client_id`/`client_secret`
+//! in the body, checked against the registry's scrypt hash — once. A successful check
+//! is remembered for a while under a digest of (client id, secret, stored hash), so
+//! the per-request cost is a SHA-256 and a cache probe, not a KDF; changing the
+//! secret changes the stored hash and so retires every remembered success.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+
+use super::error::OAuthError;
+use crate::password::PasswordHasher;
+use crate::secret::{ClientSecret, Password};
+use crate::store::{Client, ClientKind, ClientRegistry};
+
+/// How the client presented itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Basic,
+    Body,
+}
+
+/// Credentials as presented, not yet checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Presented {
+    pub(crate) client_id: String,
+    pub(crate) secret: Option<ClientSecret>,
+    pub(crate) method: Method,
+}
+
+/// Decodes one RFC 6749 §2.3.1 component (`application/x-www-form-urlencoded`).
+fn form_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads client credentials from the `Authorization: Basic` header and the body.
+///
+/// `header` is the raw `Authorization` value; other schemes than Basic are ignored
+/// here. Returns `Ok(None)` when the request carries no client identification.
+pub(crate) fn presented(
+    header: Option<&str>,
+    body_id: Option<&str>,
+    body_secret: Option<&str>,
+) -> Result<Option<Presented>, OAuthError> {
+    let basic = header
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, creds)| creds.trim());
+    if let Some(encoded) = basic {
+        let decoded = STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| OAuthError::invalid_client(true))?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| OAuthError::invalid_client(true))?;
+        let id = form_decode(id);
+        if body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "Use only one client authentication method.",
+            ));
+        }
+        if body_id.is_some_and(|b| b != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the authenticated client.",
+            ));
+        }
+        return Ok(Some(Presented {
+            client_id: id,
+            secret: Some(ClientSecret::new(form_decode(secret))),
+            method: Method::Basic,
+        }));
+    }
+    Ok(body_id.map(|id| Presented {
+        client_id: id.to_owned(),
+        secret: body_secret.map(ClientSecret::from),
+        method: Method::Body,
+    }))
+}
+
+/// Checks presented credentials against the registry.
+#[derive(Clone)]
+pub(crate) struct ClientAuthenticator {
+    registry: Arc<dyn ClientRegistry>,
+    hasher: PasswordHasher,
+    verified: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl std::fmt::Debug for ClientAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthenticator")
+            .field("cached", &self.verified.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAuthenticator {
+    pub(crate) fn new(
+        registry: Arc<dyn ClientRegistry>,
+        hasher: PasswordHasher,
+        remember: Duration,
+    ) -> Self {
+        Self {
+            registry,
+            hasher,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(remember)
+                .build(),
+        }
+    }
+
+    fn cache_key(client_id: &str, secret: &ClientSecret, stored: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [client_id, secret.secret(), stored] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// The authenticated client, or `invalid_client`. Unknown client and wrong secret
+    /// are answered alike, and both pay one KDF run.
+    pub(crate) async fn authenticate(&self, p: &Presented) -> Result<Client, OAuthError> {
+        let fail = || OAuthError::invalid_client(p.method == Method::Basic);
+        let client = self
+            .registry
+            .client(&p.client_id)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?;
+        let (client, secret, stored) = match (client, &p.secret) {
+            // A public client identifies itself without a secret (RFC 6749 §2.1).
+            (Some(c), None) if c.kind == ClientKind::Public => return Ok(c),
+            (Some(c), Some(secret)) if c.kind == ClientKind::Confidential => {
+                match c.secret_hash.clone() {
+                    Some(stored) => (c, secret, stored),
+                    None => {
+                        self.burn(secret).await;
+                        return Err(fail());
+                    }
+                }
+            }
+            (_, Some(secret)) => {
+                self.burn(secret).await;
+                return Err(fail());
+            }
+            (_, None) => return Err(fail()),
+        };
+        let key = Self::cache_key(&client.client_id, secret, &stored);
+        if self.verified.contains_key(&key) {
+            return Ok(client);
+        }
+        let ok = self
+            .hasher
+            .verify(&Password::new(secret.secret()), Some(&stored))
+            .await
+            .map_err(|e| OAuthError::internal(&e))?;
+        if ok {
+            self.verified.insert(key, ());
+            Ok(client)
+        } else {
+            Err(fail())
+        }
+    }
+
+    /// One dummy KDF run, so a failure for an unknown client costs what a wrong secret costs.
+    async fn burn(&self, secret: &ClientSecret) {
+        let _ = self
+            .hasher
+            .verify(&Password::new(secret.secret()), None)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::error::OAuthErrorCode;
+
+    #[test]
+    fn basic_components_are_form_decoded() {
+        // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+        let header = format!("Basic {}", STANDARD.encode("my%20client:p%3Ass+word"));
+        let p = presented(Some(&header), None, None).unwrap().unwrap();
+        assert_eq!(p.client_id, "my client");
+        assert_eq!(p.secret.unwrap().secret(), "p:ss word");
+        assert_eq!(p.method, Method::Basic);
+    }
+
+    #[test]
+    fn one_method_only() {
+        let header = format!("Basic {}", STANDARD.encode("a:b"));
+        let e = presented(Some(&header), Some("a"), Some("b")).unwrap_err();
+        assert_eq!(e.code(), OAuthErrorCode::InvalidRequest);
+        assert!(presented(Some(&header), Some("a"), None).is_ok());
+        let e = presented(Some(&header), Some("other"), None).unwrap_err();
+        assert_eq!(e.code(), OAuthErrorCode::InvalidRequest);
+        let e = presented(Some("Basic !!!"), None, None).unwrap_err();
+        assert_eq!(e.code(), OAuthErrorCode::InvalidClient);
+        assert!(presented(Some("Bearer xyz"), None, None).unwrap().is_none());
+        let body = presented(None, Some("id"), Some("s")).unwrap().unwrap();
+        assert_eq!(body.method, Method::Body);
+    }
+}

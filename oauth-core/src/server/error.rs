@@ -1,0 +1,320 @@
+//! The two error shapes of the auth server, each with one `IntoResponse`:
+//! RFC 6749 §5.2 JSON on `/o/*`, DRF-shaped JSON on `/users/*`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// RFC 6749 §5.2 error codes, plus the few other RFCs add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// Malformed request.
+    InvalidRequest,
+    /// Client authentication failed (401).
+    InvalidClient,
+    /// The grant (password, refresh token) is invalid.
+    InvalidGrant,
+    /// The client may not use this grant type, or act on this token.
+    UnauthorizedClient,
+    /// Unknown `grant_type`.
+    UnsupportedGrantType,
+    /// Scope unknown or larger than allowed.
+    InvalidScope,
+    /// RFC 6750 §3.1: the bearer token presented is not active (401).
+    InvalidToken,
+    /// RFC 6750 §3.1: the bearer token lacks a needed scope (403).
+    InsufficientScope,
+    /// Too many failed attempts (429 with `Retry-After`).
+    TemporarilyUnavailable,
+    /// An internal failure (500); the cause is logged, never sent.
+    ServerError,
+}
+
+impl OAuthErrorCode {
+    /// The wire value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
+/// An error answer of the OAuth endpoints (`/o/*`).
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    code: OAuthErrorCode,
+    description: Option<Cow<'static, str>>,
+    basic_challenge: bool,
+    retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct OAuthErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
+}
+
+impl OAuthError {
+    /// An error with no description.
+    #[must_use]
+    pub fn new(code: OAuthErrorCode) -> Self {
+        Self {
+            code,
+            description: None,
+            basic_challenge: false,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a human-readable `error_description`.
+    #[must_use]
+    pub fn describe(mut self, description: impl Into<Cow<'static, str>>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// `invalid_request` with a description.
+    #[must_use]
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(OAuthErrorCode::InvalidRequest).describe(description)
+    }
+
+    /// `invalid_client`; with `basic` the answer carries `WWW-Authenticate: Basic`.
+    #[must_use]
+    pub fn invalid_client(basic: bool) -> Self {
+        Self {
+            basic_challenge: basic,
+            ..Self::new(OAuthErrorCode::InvalidClient)
+        }
+    }
+
+    /// `invalid_token` for a bearer token that is not active.
+    #[must_use]
+    pub fn invalid_token() -> Self {
+        Self::new(OAuthErrorCode::InvalidToken)
+    }
+
+    /// 429 after too many failures.
+    #[must_use]
+    pub fn throttled(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(OAuthErrorCode::TemporarilyUnavailable).describe(format!(
+                "Too many failed attempts. Retry in {} seconds.",
+                retry_secs(retry_after)
+            ))
+        }
+    }
+
+    /// A 500 whose cause is logged here and not sent.
+    #[must_use]
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "token endpoint failure");
+        Self::new(OAuthErrorCode::ServerError)
+    }
+
+    /// The error code.
+    #[must_use]
+    pub fn code(&self) -> OAuthErrorCode {
+        self.code
+    }
+}
+
+fn retry_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+/// Headers every token-endpoint answer carries (RFC 6749 §5.1).
+pub(crate) fn no_store(response: &mut Response) {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = match self.code {
+            OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            OAuthErrorCode::TemporarilyUnavailable => StatusCode::TOO_MANY_REQUESTS,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = OAuthErrorBody {
+            error: self.code.as_str(),
+            error_description: self.description.as_deref(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        no_store(&mut response);
+        if matches!(
+            self.code,
+            OAuthErrorCode::InvalidToken | OAuthErrorCode::InsufficientScope
+        ) {
+            let challenge = format!("Bearer error=\"{}\"", self.code.as_str());
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if self.basic_challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth\""),
+            );
+        }
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
+        }
+        response
+    }
+}
+
+/// An error answer of the JSON APIs (`/users/*`), shaped as Django REST framework's.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// 400 `{"field": ["message", …]}`.
+    Fields(FieldErrors),
+    /// `{"detail": "…"}` with a status.
+    Detail(StatusCode, Cow<'static, str>),
+    /// 401 for a missing or bad bearer token, with the RFC 6750 challenge.
+    Unauthenticated {
+        /// True when a token was presented but is not valid.
+        invalid_token: bool,
+    },
+    /// 429 with `Retry-After`.
+    Throttled(Duration),
+    /// 500; the cause has been logged.
+    Internal,
+}
+
+impl ApiError {
+    /// A 500 whose cause is logged here and not sent.
+    #[must_use]
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "API failure");
+        Self::Internal
+    }
+}
+
+/// Field errors, collected in a sorted map (the JSON key order of the reference).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// Adds a message for a field.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// True when no field has an error.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `field` has an error.
+    #[must_use]
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// `Err(ApiError::Fields)` when any field has an error.
+    ///
+    /// # Errors
+    /// The collected errors.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Fields(self))
+        }
+    }
+
+    /// A single field error.
+    #[must_use]
+    pub fn single(field: &str, message: impl Into<String>) -> ApiError {
+        let mut e = Self::default();
+        e.add(field, message);
+        ApiError::Fields(e)
+    }
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    detail: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Fields(errors) => (StatusCode::BAD_REQUEST, Json(errors)).into_response(),
+            Self::Detail(status, detail) => {
+                (status, Json(Detail { detail: &detail })).into_response()
+            }
+            Self::Unauthenticated { invalid_token } => {
+                let (challenge, detail) = if invalid_token {
+                    (
+                        "Bearer realm=\"api\",error=\"invalid_token\",error_description=\"The access token is invalid.\"",
+                        "The access token is invalid.",
+                    )
+                } else {
+                    (
+                        "Bearer realm=\"api\"",
+                        "Authentication credentials were not provided.",
+                    )
+                };
+                let mut r = (StatusCode::UNAUTHORIZED, Json(Detail { detail })).into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                r
+            }
+            Self::Throttled(after) => {
+                let detail = format!(
+                    "Request was throttled. Expected available in {} seconds.",
+                    retry_secs(after)
+                );
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(Detail { detail: &detail }),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
+                r
+            }
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(Detail {
+                    detail: "A server error occurred.",
+                }),
+            )
+                .into_response(),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `POST /o/introspect/` (RFC 7662), also answering `GET ?token=` as DOT does.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use oxide_auth::frontends::dev::QueryParameter;
+use oxide_auth_axum::{OAuthRequest, WebError};
+use serde::Serialize;
+
+use super::bearer::bearer_token;
+use super::client_auth;
+use super::error::{OAuthError, OAuthErrorCode, no_store};
+use super::token::authenticate_client;
+use super::{AppState, ClientIp};
+use crate::issuer::TokenInfo;
+use crate::store::ClientKind;
+
+/// The scope a bearer token needs to call the endpoint.
+pub const INTROSPECTION_SCOPE: &str = "introspection";
+
+/// RFC 7662 §2.2 for an active token: DOT's fields plus `iat`, `sub`, `token_type`.
+#[derive(Serialize)]
+struct Active<'a> {
+    active: bool,
+    scope: String,
+    exp: i64,
+    iat: i64,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    token_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct Inactive {
+    active: bool,
+}
+
+fn answer(info: Option<&TokenInfo>) -> Response {
+    let mut response = match info {
+        Some(info) => Json(Active {
+            active: true,
+            scope: info.scope.to_string(),
+            exp: info.expires_at,
+            iat: info.issued_at,
+            client_id: &info.client_id,
+            username: info.user.as_ref().map(|u| u.email.as_str()),
+            sub: info.user.as_ref().map(|u| u.id.to_string()),
+            token_type: "Bearer",
+        })
+        .into_response(),
+        None => Json(Inactive { active: false }).into_response(),
+    };
+    no_store(&mut response);
+    response
+}
+
+pub(super) async fn introspect(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    method: Method,
+    req: Result<OAuthRequest, WebError>,
+) -> Result<Response, OAuthError> {
+    let req = req
+        .as_ref()
+        .map_err(|_| OAuthError::invalid_request("Send exactly one Authorization header."))?;
+    let params = if method == Method::GET {
+        req.query()
+    } else {
+        req.body()
+    };
+    let param = |name: &str| {
+        params
+            .and_then(|p| p.unique_value(name))
+            .map(|v| v.into_owned())
+    };
+
+    // The caller is a confidential client, or holds a token with the introspection scope.
+    if let Some(token) = req.authorization_header().and_then(bearer_token) {
+        let caller = state
+            .issuer
+            .introspect(token)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?
+            .ok_or_else(OAuthError::invalid_token)?;
+        if !caller.scope.contains(INTROSPECTION_SCOPE) {
+            return Err(OAuthError::new(OAuthErrorCode::InsufficientScope));
+        }
+    } else {
+        let presented = client_auth::presented(
+            req.authorization_header(),
+            param("client_id").as_deref(),
+            param("client_secret").as_deref(),
+        )?;
+        let (client, _) = authenticate_client(&state, &ip, presented).await?;
+        if client.kind != ClientKind::Confidential {
+            return Err(OAuthError::invalid_client(true));
+        }
+    }
+
+    let token =
+        param("token").ok_or_else(|| OAuthError::invalid_request("Token parameter is missing."))?;
+    let info = state
+        .issuer
+        .introspect(&token)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?;
+    Ok(answer(info.as_ref()))
+}

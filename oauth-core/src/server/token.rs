@@ -1,0 +1,516 @@
+//! `POST /o/token/` (RFC 6749 §3.2): one dispatcher on `grant_type`.
+//!
+//! Client authentication, throttling and scope negotiation are shared; the
+//! `refresh_token` and `client_credentials` grants are driven through oxide-auth's
+//! state machines (request validation, client binding, scope checks), with our async
+//! stores answering each step; the `password` grant is ours.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use oxide_auth::code_grant::client_credentials::{
+    self, ClientCredentials, Input as CcInput, Output as CcOutput,
+};
+use oxide_auth::code_grant::error::AccessTokenErrorType;
+use oxide_auth::code_grant::refresh::{
+    self, Input as RefreshInput, Output as RefreshOutput, Refresh,
+};
+use oxide_auth::frontends::dev::{NormalizedParameter, QueryParameter};
+use oxide_auth::primitives::grant::{Extensions, Grant};
+use oxide_auth::primitives::issuer::{RefreshedToken, TokenType};
+use oxide_auth::primitives::registrar::{BoundClient, PreGrant, RegisteredUrl};
+use oxide_auth_axum::{OAuthRequest, WebError};
+use serde::Serialize;
+
+use super::client_auth::{self, Presented};
+use super::error::{OAuthError, OAuthErrorCode, no_store};
+use super::throttle::Key;
+use super::{AppState, ClientIp};
+use crate::email::Email;
+use crate::issuer::{GrantRequest, IssuedTokens, IssuerError};
+use crate::scope::Scope;
+use crate::secret::{Password, RefreshToken};
+use crate::store::{Client, ClientKind, GrantType, TokenKind};
+
+/// RFC 6749 §5.1, in DOT's key order.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    expires_in: i64,
+    token_type: &'static str,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+}
+
+fn token_response(issued: &IssuedTokens) -> Response {
+    let mut response = Json(TokenResponse {
+        access_token: issued.access_token.secret(),
+        expires_in: issued.expires_in,
+        token_type: "Bearer",
+        scope: issued.scope.to_string(),
+        refresh_token: issued.refresh_token.as_ref().map(RefreshToken::secret),
+    })
+    .into_response();
+    no_store(&mut response);
+    response
+}
+
+pub(super) fn missing(name: &str) -> OAuthError {
+    OAuthError::invalid_request(format!("Missing or repeated parameter: {name}."))
+}
+
+/// The form body of an `/o/*` request, or a clear 400.
+pub(super) fn form_body(
+    req: &Result<OAuthRequest, WebError>,
+) -> Result<(&OAuthRequest, &NormalizedParameter), OAuthError> {
+    let req = req
+        .as_ref()
+        .map_err(|_| OAuthError::invalid_request("Send exactly one Authorization header."))?;
+    let body = req.body().ok_or_else(|| {
+        OAuthError::invalid_request("The body must be application/x-www-form-urlencoded.")
+    })?;
+    Ok((req, body))
+}
+
+/// Authenticates the client of an `/o/*` request, counting failures.
+pub(super) async fn authenticate_client(
+    state: &AppState,
+    ip: &ClientIp,
+    presented: Option<Presented>,
+) -> Result<(Client, Presented), OAuthError> {
+    let presented = presented.ok_or_else(|| OAuthError::invalid_client(true))?;
+    let keys = ip.with(Key::Client(&presented.client_id));
+    state.throttle.check(&keys).map_err(OAuthError::throttled)?;
+    match state.client_auth.authenticate(&presented).await {
+        Ok(client) => Ok((client, presented)),
+        Err(e) => {
+            if e.code() == OAuthErrorCode::InvalidClient {
+                state.throttle.fail(&keys);
+            }
+            Err(e)
+        }
+    }
+}
+
+pub(super) async fn token(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    req: Result<OAuthRequest, WebError>,
+) -> Result<Response, OAuthError> {
+    let (req, body) = form_body(&req)?;
+    let grant_type = body
+        .unique_value("grant_type")
+        .ok_or_else(|| missing("grant_type"))?;
+    let grant = grant_type.parse::<GrantType>().ok();
+    let presented = client_auth::presented(
+        req.authorization_header(),
+        body.unique_value("client_id").as_deref(),
+        body.unique_value("client_secret").as_deref(),
+    )?;
+    let (client, presented) = authenticate_client(&state, &ip, presented).await?;
+    let grant = match grant {
+        Some(g) if g != GrantType::AuthorizationCode => g,
+        _ => {
+            return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType));
+        }
+    };
+    if !client.allows(grant) {
+        return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient));
+    }
+    let issued = match grant {
+        GrantType::Password => password_grant(&state, &ip, &client, body).await?,
+        GrantType::RefreshToken => refresh_grant(&state, &client, &presented, body).await?,
+        GrantType::ClientCredentials => {
+            client_credentials_grant(&state, &client, &presented, body).await?
+        }
+        GrantType::AuthorizationCode => {
+            return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType));
+        }
+    };
+    Ok(token_response(&issued))
+}
+
+/// RFC 6749 §3.3: no scope asked → the client's default; otherwise a subset of what
+/// both the client and the server allow.
+fn negotiate(
+    state: &AppState,
+    client: &Client,
+    requested: Option<&str>,
+) -> Result<Scope, OAuthError> {
+    let invalid = || OAuthError::new(OAuthErrorCode::InvalidScope);
+    let requested: Scope = match requested {
+        Some(s) => s.parse().map_err(|_| invalid())?,
+        None => Scope::empty(),
+    };
+    let scope = if requested.is_empty() {
+        if client.default_scope.is_empty() {
+            client.allowed_scope.clone()
+        } else {
+            client.default_scope.clone()
+        }
+    } else {
+        requested
+    };
+    if scope.is_subset(&client.allowed_scope) && scope.is_subset(&state.scopes) {
+        Ok(scope)
+    } else {
+        Err(invalid())
+    }
+}
+
+fn issuer_error(e: IssuerError) -> OAuthError {
+    match e {
+        IssuerError::InvalidGrant => OAuthError::new(OAuthErrorCode::InvalidGrant),
+        IssuerError::InvalidScope => OAuthError::new(OAuthErrorCode::InvalidScope),
+        other => OAuthError::internal(&other),
+    }
+}
+
+/// RFC 6749 §4.3, for first-party clients that are allowed it.
+async fn password_grant(
+    state: &AppState,
+    ip: &ClientIp,
+    client: &Client,
+    body: &NormalizedParameter,
+) -> Result<IssuedTokens, OAuthError> {
+    let username = body
+        .unique_value("username")
+        .ok_or_else(|| missing("username"))?;
+    let password = body
+        .unique_value("password")
+        .ok_or_else(|| missing("password"))?;
+    let scope = negotiate(state, client, body.unique_value("scope").as_deref())?;
+    let keys = ip.with(Key::Account(&username));
+    state.throttle.check(&keys).map_err(OAuthError::throttled)?;
+
+    let user = match Email::parse(&username) {
+        Ok(email) => state
+            .users
+            .user_by_email(&email)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?,
+        Err(_) => None,
+    };
+    let stored = user
+        .as_ref()
+        .filter(|u| u.is_active)
+        .and_then(|u| u.password_hash.clone());
+    let password = Password::new(password.into_owned());
+    // An unknown email pays for one verification too.
+    let ok = state
+        .hasher
+        .verify(&password, stored.as_deref())
+        .await
+        .map_err(|e| OAuthError::internal(&e))?;
+    let user = match user {
+        Some(user) if ok => user,
+        _ => {
+            state.throttle.fail(&keys);
+            return Err(OAuthError::new(OAuthErrorCode::InvalidGrant)
+                .describe("Invalid credentials given."));
+        }
+    };
+    state.throttle.clear(Key::Account(&username));
+    if let Err(e) = state.users.record_login(user.id, state.clock.now()).await {
+        tracing::warn!(error = %e, "could not record the login time");
+    }
+    if stored.is_some_and(|h| state.hasher.needs_rehash(&h)) {
+        upgrade_hash(state, user.id, password);
+    }
+    state
+        .issuer
+        .issue(GrantRequest {
+            client_id: client.client_id.clone(),
+            user_id: Some(user.id),
+            scope,
+            with_refresh_token: client.allows(GrantType::RefreshToken),
+        })
+        .await
+        .map_err(issuer_error)
+}
+
+/// Re-hashes a password made with old parameters, after the answer has gone out.
+fn upgrade_hash(state: &AppState, user_id: i64, password: Password) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        match state.hasher.hash(&password).await {
+            Ok(hash) => {
+                if let Err(e) = state.users.set_password_hash(user_id, &hash).await {
+                    tracing::warn!(error = %e, "could not upgrade a password hash");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
+        }
+    });
+}
+
+/// The request as oxide-auth's grant machines read it. Client authentication has
+/// already happened, over Basic or the body, so both machines see the verified
+/// credentials as if they came from the Authorization header.
+struct MachineRequest<'a> {
+    body: &'a NormalizedParameter,
+    presented: &'a Presented,
+}
+
+impl MachineRequest<'_> {
+    fn credentials(&self) -> Option<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        let secret = self
+            .presented
+            .secret
+            .as_ref()
+            .map_or(&b""[..], |s| s.secret().as_bytes());
+        Some((
+            Cow::Borrowed(self.presented.client_id.as_str()),
+            Cow::Borrowed(secret),
+        ))
+    }
+}
+
+impl refresh::Request for MachineRequest<'_> {
+    fn valid(&self) -> bool {
+        true
+    }
+    fn refresh_token(&self) -> Option<Cow<'_, str>> {
+        self.body.unique_value("refresh_token")
+    }
+    fn scope(&self) -> Option<Cow<'_, str>> {
+        self.body.unique_value("scope")
+    }
+    fn grant_type(&self) -> Option<Cow<'_, str>> {
+        self.body.unique_value("grant_type")
+    }
+    fn authorization(&self) -> Option<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        self.credentials()
+    }
+    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.body.unique_value(key)
+    }
+}
+
+impl client_credentials::Request for MachineRequest<'_> {
+    fn valid(&self) -> bool {
+        true
+    }
+    fn authorization(&self) -> Option<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        self.credentials()
+    }
+    fn scope(&self) -> Option<Cow<'_, str>> {
+        self.body.unique_value("scope")
+    }
+    fn grant_type(&self) -> Option<Cow<'_, str>> {
+        self.body.unique_value("grant_type")
+    }
+    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
+        // Body credentials were consumed by our client authentication.
+        match key {
+            "client_id" | "client_secret" => None,
+            _ => self.body.unique_value(key),
+        }
+    }
+}
+
+/// Grants that never redirect still carry a redirect URI in oxide-auth's types.
+fn no_redirect() -> Result<RegisteredUrl, OAuthError> {
+    "urn:ietf:wg:oauth:2.0:oob"
+        .parse::<oxide_auth::frontends::dev::Url>()
+        .map(RegisteredUrl::from)
+        .map_err(|e| OAuthError::internal(&e))
+}
+
+fn oxide_scope(scope: &Scope) -> Result<oxide_auth::primitives::scope::Scope, OAuthError> {
+    scope
+        .to_string()
+        .parse()
+        .map_err(|_| OAuthError::new(OAuthErrorCode::InvalidScope))
+}
+
+fn machine_error(kind: Option<AccessTokenErrorType>) -> OAuthError {
+    let code = match kind {
+        Some(AccessTokenErrorType::InvalidRequest) => OAuthErrorCode::InvalidRequest,
+        Some(AccessTokenErrorType::InvalidClient) => OAuthErrorCode::InvalidClient,
+        Some(AccessTokenErrorType::InvalidGrant) => OAuthErrorCode::InvalidGrant,
+        Some(AccessTokenErrorType::UnauthorizedClient) => OAuthErrorCode::UnauthorizedClient,
+        Some(AccessTokenErrorType::UnsupportedGrantType) => OAuthErrorCode::UnsupportedGrantType,
+        Some(AccessTokenErrorType::InvalidScope) => OAuthErrorCode::InvalidScope,
+        None => return OAuthError::internal(&"grant state machine failed"),
+    };
+    OAuthError::new(code)
+}
+
+/// RFC 6749 §6, through oxide-auth's `Refresh` machine.
+async fn refresh_grant(
+    state: &AppState,
+    client: &Client,
+    presented: &Presented,
+    body: &NormalizedParameter,
+) -> Result<IssuedTokens, OAuthError> {
+    enum Step {
+        Start,
+        Authenticate(String),
+        Recover(String),
+        Refresh(String, Box<Grant>),
+    }
+    let request = MachineRequest { body, presented };
+    if refresh::Request::refresh_token(&request).is_none() {
+        return Err(missing("refresh_token"));
+    }
+    let mut machine = Refresh::new(&request);
+    let mut step = Step::Start;
+    let mut issued = None;
+    loop {
+        let input = match step {
+            Step::Start => RefreshInput::None,
+            Step::Authenticate(id) => {
+                if id != client.client_id {
+                    return Err(OAuthError::invalid_client(false));
+                }
+                RefreshInput::Authenticated {
+                    scope: refresh::Request::scope(&request),
+                }
+            }
+            Step::Recover(token) => {
+                let record = state.issuer.lookup(&token).await.map_err(issuer_error)?;
+                // A revoked refresh token is still handed to the machine: the rotation
+                // below must see the replay to revoke the token's whole grant.
+                let grant = match record.filter(|r| r.kind == TokenKind::Refresh) {
+                    Some(r) => Some(Box::new(Grant {
+                        owner_id: r.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                        client_id: r.client_id,
+                        scope: oxide_scope(&r.scope)?,
+                        redirect_uri: no_redirect()?.into(),
+                        until: chrono::DateTime::from_timestamp(r.expires_at, 0)
+                            .unwrap_or_default(),
+                        extensions: Extensions::new(),
+                    })),
+                    None => None,
+                };
+                RefreshInput::Recovered {
+                    scope: refresh::Request::scope(&request),
+                    grant,
+                }
+            }
+            Step::Refresh(token, grant) => {
+                let scope: Scope = grant
+                    .scope
+                    .to_string()
+                    .parse()
+                    .map_err(|_| OAuthError::new(OAuthErrorCode::InvalidScope))?;
+                let tokens = state
+                    .issuer
+                    .refresh(&client.client_id, &RefreshToken::new(token), Some(&scope))
+                    .await
+                    .map_err(issuer_error)?;
+                let refreshed = RefreshedToken {
+                    token: tokens.access_token.secret().to_owned(),
+                    refresh: tokens.refresh_token.as_ref().map(|r| r.secret().to_owned()),
+                    until: state.clock.now() + chrono::Duration::seconds(tokens.expires_in),
+                    token_type: TokenType::Bearer,
+                };
+                issued = Some(tokens);
+                RefreshInput::Refreshed(refreshed)
+            }
+        };
+        step = match machine.advance(input) {
+            RefreshOutput::Unauthenticated { client, .. } => Step::Authenticate(client.to_owned()),
+            RefreshOutput::RecoverRefresh { token } => Step::Recover(token.to_owned()),
+            RefreshOutput::Refresh { token, grant } => Step::Refresh(token.to_owned(), grant),
+            RefreshOutput::Ok(_) => {
+                return issued
+                    .ok_or_else(|| OAuthError::internal(&"refresh finished without tokens"));
+            }
+            RefreshOutput::Err(mut e) => {
+                return Err(match e {
+                    refresh::Error::Unauthorized(..) => OAuthError::invalid_client(false),
+                    _ => machine_error(e.description().map(|d| d.kind())),
+                });
+            }
+        };
+    }
+}
+
+/// RFC 6749 §4.4, through oxide-auth's `ClientCredentials` machine. No refresh token
+/// is issued (§4.4.3).
+async fn client_credentials_grant(
+    state: &AppState,
+    client: &Client,
+    presented: &Presented,
+    body: &NormalizedParameter,
+) -> Result<IssuedTokens, OAuthError> {
+    if client.kind != ClientKind::Confidential {
+        return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient));
+    }
+    enum Step {
+        Start,
+        Authenticate(String),
+        Bind,
+        Extend,
+        Negotiate,
+    }
+    let request = MachineRequest { body, presented };
+    let mut machine = ClientCredentials::new(&request);
+    let mut step = Step::Start;
+    let mut scope = None;
+    loop {
+        let input = match step {
+            Step::Start => CcInput::None,
+            Step::Authenticate(id) => {
+                if id != client.client_id {
+                    return Err(OAuthError::invalid_client(false));
+                }
+                CcInput::Authenticated
+            }
+            Step::Bind => CcInput::Bound {
+                bound_client: BoundClient {
+                    client_id: Cow::Owned(client.client_id.clone()),
+                    redirect_uri: Cow::Owned(no_redirect()?),
+                },
+            },
+            Step::Extend => CcInput::Extended {
+                extensions: Extensions::new(),
+            },
+            Step::Negotiate => {
+                let negotiated = negotiate(
+                    state,
+                    client,
+                    client_credentials::Request::scope(&request).as_deref(),
+                )?;
+                let pre_grant = PreGrant {
+                    client_id: client.client_id.clone(),
+                    redirect_uri: no_redirect()?,
+                    scope: oxide_scope(&negotiated)?,
+                };
+                scope = Some(negotiated);
+                CcInput::Negotiated { pre_grant }
+            }
+        };
+        step = match machine.advance(input) {
+            CcOutput::Authenticate { client, .. } => Step::Authenticate(client.to_owned()),
+            CcOutput::Binding { .. } => Step::Bind,
+            CcOutput::Extend => Step::Extend,
+            CcOutput::Negotiate { .. } => Step::Negotiate,
+            CcOutput::Ok { .. } => break,
+            CcOutput::Err(mut e) => {
+                return Err(match *e {
+                    client_credentials::Error::Unauthorized(..) => {
+                        OAuthError::invalid_client(false)
+                    }
+                    _ => machine_error(e.description().map(|d| d.kind())),
+                });
+            }
+        };
+    }
+    let scope = scope.ok_or_else(|| OAuthError::internal(&"client credentials without scope"))?;
+    state
+        .issuer
+        .issue(GrantRequest {
+            client_id: client.client_id.clone(),
+            user_id: None,
+            scope,
+            with_refresh_token: false,
+        })
+        .await
+        .map_err(issuer_error)
+}

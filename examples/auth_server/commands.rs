@@ -72,7 +72,12 @@ pub async fn create_client(
     let public = args.iter().any(|a| a == "--public");
     let client_id = match flag(args, "--id") {
         Some(id) => id.to_owned(),
-        None => generate_token()?,
+        // Letters and digits only, so the id never looks like a command-line flag.
+        None => generate_token()?
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(24)
+            .collect(),
     };
     let grant_types = flag(args, "--grant-types")
         .unwrap_or("password,refresh_token")

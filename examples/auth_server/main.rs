@@ -71,7 +71,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .throttle(config.throttle)
         .body_limit(config.body_limit)
         .router()?
-        .layer(tower_http::trace::TraceLayer::new_for_http()))
+        .layer(oauth_core::server::trace_layer()))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -18,6 +18,8 @@
 //! | `sea-orm` | yes | [`sea::SeaOrmStore`] with its migrations |
 //! | `server` | yes | [`AuthServer`] (axum, oxide-auth) |
 
+#![warn(missing_docs)]
+
 mod clock;
 mod email;
 pub mod issuer;

@@ -10,7 +10,7 @@
 mod validation;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use password_hash::phc::{Output, PasswordHash, Salt};
 use password_hash::{CustomizedPasswordHasher as _, PasswordVerifier as _};
@@ -101,6 +101,8 @@ pub struct HasherStats {
     pub peak_running: usize,
     /// The configured concurrency limit.
     pub width: usize,
+    /// KDF runs finished since the hasher was made (dummy runs included).
+    pub completed: u64,
 }
 
 /// Hashes and verifies passwords with scrypt, off the async runtime and with bounded
@@ -134,6 +136,7 @@ struct Inner {
     dummy: String,
     running: AtomicUsize,
     peak: AtomicUsize,
+    completed: AtomicU64,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -172,6 +175,7 @@ impl PasswordHasher {
                 dummy,
                 running: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
+                completed: AtomicU64::new(0),
             }),
         })
     }
@@ -189,6 +193,7 @@ impl PasswordHasher {
             running: self.inner.running.load(Ordering::Relaxed),
             peak_running: self.inner.peak.load(Ordering::Relaxed),
             width: self.inner.width,
+            completed: self.inner.completed.load(Ordering::Relaxed),
         }
     }
 
@@ -289,6 +294,7 @@ impl PasswordHasher {
             inner.peak.fetch_max(now, Ordering::Relaxed);
             let out = f();
             inner.running.fetch_sub(1, Ordering::Relaxed);
+            inner.completed.fetch_add(1, Ordering::Relaxed);
             drop(permit);
             out
         })

@@ -53,6 +53,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -60,6 +61,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{MakeSpan, TraceLayer};
 
 pub use error::{ApiError, FieldErrors, OAuthError, OAuthErrorCode};
 pub use introspect::INTROSPECTION_SCOPE;
@@ -276,13 +279,48 @@ impl AuthServer {
                 "/.well-known/oauth-authorization-server",
                 get(metadata::metadata),
             )
-            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            )
             .layer(DefaultBodyLimit::max(limit))
             .layer(middleware::from_fn(move |req: Request, next: Next| {
                 reject_large(req, next, limit)
             }))
             .with_state(state))
     }
+}
+
+/// A span per request that records the method and the path but never the query
+/// string or headers: `GET /o/introspect/?token=…` must not put a token in the logs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathOnlySpan;
+
+impl<B> MakeSpan<B> for PathOnlySpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        tracing::info_span!("request", method = %request.method(), path = request.uri().path())
+    }
+}
+
+/// `tower_http`'s `TraceLayer` with [`PathOnlySpan`]: request logging that is safe for
+/// an OAuth server.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use oauth_core::{AuthServer, memory::*};
+/// # fn main() -> Result<(), oauth_core::AuthServerError> {
+/// let app = AuthServer::new(
+///     Arc::new(MemoryUserStore::default()),
+///     Arc::new(MemoryClientRegistry::default()),
+///     Arc::new(MemoryTokenStore::default()),
+/// )
+/// .router()?
+/// .layer(oauth_core::server::trace_layer());
+/// # let _ = app; Ok(()) }
+/// ```
+#[must_use]
+pub fn trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, PathOnlySpan> {
+    TraceLayer::new_for_http().make_span_with(PathOnlySpan)
 }
 
 /// Routes `path` with and without its trailing slash.
@@ -292,21 +330,33 @@ fn both(router: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> 
         .route(path.trim_end_matches('/'), route)
 }
 
-/// A declared body over the limit is refused before it is read, with a JSON body.
+/// Reads the body up front, refusing one over the limit with a JSON 413 — declared
+/// or not (a chunked body is counted as it arrives). Every endpoint reads its whole
+/// body anyway; doing it here gives one clear answer instead of a parse failure.
 async fn reject_large(req: Request, next: Next, limit: usize) -> Response {
+    let too_large = || {
+        ApiError::Detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {limit} bytes.").into(),
+        )
+        .into_response()
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return ApiError::Detail(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body is larger than {limit} bytes.").into(),
-        )
-        .into_response();
+        return too_large();
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => too_large(),
+    }
 }
 
 pub(crate) type AppState = Arc<ServerState>;

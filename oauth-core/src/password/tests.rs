@@ -153,6 +153,7 @@ async fn concurrency_is_bounded_and_runtime_stays_responsive() {
 
     let stats = h.stats();
     assert_eq!(stats.running, 0);
+    assert_eq!(stats.completed, 32);
     assert!(stats.peak_running <= width, "{stats:?}");
     assert!(stats.peak_running >= 1, "{stats:?}");
     // The ticker ran throughout: on a blocked runtime it would have stalled for the

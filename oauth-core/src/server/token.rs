@@ -351,7 +351,7 @@ async fn refresh_grant(
         Start,
         Authenticate(String),
         Recover(String),
-        Refresh(String, Box<Grant>),
+        Refresh(String),
     }
     let request = MachineRequest { body, presented };
     if refresh::Request::refresh_token(&request).is_none() {
@@ -392,15 +392,16 @@ async fn refresh_grant(
                     grant,
                 }
             }
-            Step::Refresh(token, grant) => {
-                let scope: Scope = grant
-                    .scope
-                    .to_string()
-                    .parse()
+            Step::Refresh(token) => {
+                // The machine has checked the requested scope against the grant; take
+                // it from the request in its own order (oxide-auth's scope is a set).
+                let scope = refresh::Request::scope(&request)
+                    .map(|s| s.parse::<Scope>())
+                    .transpose()
                     .map_err(|_| OAuthError::new(OAuthErrorCode::InvalidScope))?;
                 let tokens = state
                     .issuer
-                    .refresh(&client.client_id, &RefreshToken::new(token), Some(&scope))
+                    .refresh(&client.client_id, &RefreshToken::new(token), scope.as_ref())
                     .await
                     .map_err(issuer_error)?;
                 let refreshed = RefreshedToken {
@@ -416,7 +417,7 @@ async fn refresh_grant(
         step = match machine.advance(input) {
             RefreshOutput::Unauthenticated { client, .. } => Step::Authenticate(client.to_owned()),
             RefreshOutput::RecoverRefresh { token } => Step::Recover(token.to_owned()),
-            RefreshOutput::Refresh { token, grant } => Step::Refresh(token.to_owned(), grant),
+            RefreshOutput::Refresh { token, .. } => Step::Refresh(token.to_owned()),
             RefreshOutput::Ok(_) => {
                 return issued
                     .ok_or_else(|| OAuthError::internal(&"refresh finished without tokens"));

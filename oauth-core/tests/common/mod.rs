@@ -1,0 +1,341 @@
+//! Test harness: the auth server router over a real store (SQLite in a temporary
+//! directory, or PostgreSQL in a schema of its own when `TEST_DATABASE_URL` is set),
+//! driven with `Router::oneshot`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use oauth_core::sea::sea_orm::ConnectionTrait as _;
+use oauth_core::sea::{SeaOrmStore, StoreConfig};
+use oauth_core::{
+    AuthServer, Client, ClientKind, ClientRegistry, Email, GrantType, ManualClock, NewUser,
+    Password, PasswordHasher, ScryptParams, ThrottleConfig, UserStore,
+};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+pub const PASSWORD: &str = "plum-violet-anchor-92";
+
+pub struct Harness {
+    pub router: Router,
+    pub store: Arc<SeaOrmStore>,
+    pub clock: ManualClock,
+    pub hasher: PasswordHasher,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn unique_schema() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "as_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Throttle limits high enough that no test but the throttling ones reaches them.
+pub fn lenient() -> ThrottleConfig {
+    ThrottleConfig {
+        per_account: 1000,
+        per_client: 1000,
+        per_ip: 1000,
+        ..ThrottleConfig::default()
+    }
+}
+
+impl Harness {
+    /// `None` for PostgreSQL when `TEST_DATABASE_URL` is unset.
+    pub async fn new(backend: Backend, throttle: ThrottleConfig) -> Option<Self> {
+        let (store, dir, pg) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("as.db").display());
+                (
+                    SeaOrmStore::connect(StoreConfig::new(url)).await.unwrap(),
+                    Some(dir),
+                    None,
+                )
+            }
+            Backend::Postgres => {
+                let url = std::env::var("TEST_DATABASE_URL").ok()?;
+                let schema = unique_schema();
+                let store = SeaOrmStore::connect(StoreConfig::new(&url).schema(&schema))
+                    .await
+                    .unwrap_or_else(|e| panic!("TEST_DATABASE_URL is set but unusable: {e}"));
+                (store, None, Some((url, schema)))
+            }
+        };
+        store.migrate().await.unwrap();
+        let store = Arc::new(store);
+        let clock = ManualClock::at(chrono::Utc::now().timestamp());
+        let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
+        let router = AuthServer::from_store(store.clone())
+            .password_hasher(hasher.clone())
+            .clock(Arc::new(clock.clone()))
+            .throttle(throttle)
+            .body_limit(4096)
+            .issuer_url("https://auth.example.test")
+            .router()
+            .unwrap();
+        let h = Self {
+            router,
+            store,
+            clock,
+            hasher,
+            _dir: dir,
+            pg,
+        };
+        h.client(
+            "rs-id",
+            Some("rs-secret"),
+            &[GrantType::Password, GrantType::RefreshToken],
+            "read write introspection",
+        )
+        .await;
+        h.client(
+            "other",
+            Some("other-secret"),
+            &[GrantType::Password, GrantType::RefreshToken],
+            "read write introspection",
+        )
+        .await;
+        h.client(
+            "svc",
+            Some("svc-secret"),
+            &[GrantType::ClientCredentials],
+            "read introspection",
+        )
+        .await;
+        h.client(
+            "spa",
+            None,
+            &[GrantType::Password, GrantType::RefreshToken],
+            "read",
+        )
+        .await;
+        Some(h)
+    }
+
+    pub async fn client(&self, id: &str, secret: Option<&str>, grants: &[GrantType], scope: &str) {
+        let secret_hash = match secret {
+            Some(s) => Some(self.hasher.hash(&Password::new(s)).await.unwrap()),
+            None => None,
+        };
+        self.store
+            .register_client(Client {
+                client_id: id.into(),
+                secret_hash,
+                kind: if secret.is_some() {
+                    ClientKind::Confidential
+                } else {
+                    ClientKind::Public
+                },
+                name: id.into(),
+                grant_types: grants.to_vec(),
+                redirect_uris: vec![],
+                allowed_scope: scope.parse().unwrap(),
+                default_scope: scope.parse().unwrap(),
+                owner: None,
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A user with [`PASSWORD`], created directly in the store.
+    pub async fn user(&self, email: &str) -> i64 {
+        let hash = self.hasher.hash(&Password::new(PASSWORD)).await.unwrap();
+        self.store
+            .create_user(NewUser::new(
+                Email::parse(email).unwrap(),
+                hash,
+                chrono::Utc::now(),
+            ))
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub async fn cleanup(self) {
+        if let Some((url, schema)) = self.pg {
+            let admin = SeaOrmStore::connect(StoreConfig::new(url).max_connections(1))
+                .await
+                .unwrap();
+            admin
+                .connection()
+                .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// A form POST, optionally with HTTP Basic client credentials.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some((id, secret)) = basic {
+            req = req.header(header::AUTHORIZATION, basic_header(id, secret));
+        }
+        self.send(req.body(Body::from(encode(form))).unwrap()).await
+    }
+
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    /// The password grant for `email` through `rs-id` with Basic auth.
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.post_form(
+            "/o/token/",
+            Some(("rs-id", "rs-secret")),
+            &[
+                ("grant_type", "password"),
+                ("username", email),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let r = self
+            .post_form(
+                "/o/introspect/",
+                Some(("rs-id", "rs-secret")),
+                &[("token", token)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        r.json
+    }
+
+    pub async fn active(&self, token: &str) -> bool {
+        self.introspect(token).await["active"] == Value::Bool(true)
+    }
+}
+
+pub fn encode(form: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+}
+
+pub fn basic_header(id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+    )
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn str(&self, key: &str) -> String {
+        self.json[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.json))
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode, json: Value) {
+        assert_eq!(
+            (self.status, &self.json),
+            (status, &json),
+            "headers: {:?}",
+            self.headers
+        );
+    }
+}
+
+/// One `#[tokio::test]` per backend for each scenario `async fn name(h: &Harness)`.
+#[macro_export]
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let h = $crate::common::Harness::new($crate::common::Backend::Sqlite, $crate::common::lenient()).await.unwrap();
+                super::$name(&h).await;
+                h.cleanup().await;
+            }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(h) = $crate::common::Harness::new($crate::common::Backend::Postgres, $crate::common::lenient()).await else {
+                    eprintln!("TEST_DATABASE_URL unset: PostgreSQL run skipped");
+                    return;
+                };
+                super::$name(&h).await;
+                h.cleanup().await;
+            }
+        )* }
+    };
+}

@@ -11,19 +11,25 @@
 //! | [`sea`] | SQLite / PostgreSQL stores (feature `sea-orm`) |
 //! | [`issuer`] | [`TokenIssuer`]: issue, refresh with rotation, introspect, revoke |
 //! | [`server`] | [`AuthServer`]: the authorization server as an axum router (feature `server`) |
+//! | [`resource`] | [`resource::Introspector`] and extractors for resource servers (feature `resource`) |
 //!
 //! # Features
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `sea-orm` | yes | [`sea::SeaOrmStore`] with its migrations |
 //! | `server` | yes | [`AuthServer`] (axum, oxide-auth) |
+//! | `resource` | yes | [`resource`]: introspection client with cache (reqwest, moka) |
 
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "server", feature = "resource"))]
+pub mod api;
 mod clock;
 mod email;
 pub mod issuer;
 pub mod password;
+#[cfg(feature = "resource")]
+pub mod resource;
 mod scope;
 mod secret;
 #[cfg(feature = "server")]

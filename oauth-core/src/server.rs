@@ -64,12 +64,13 @@ use axum::routing::{MethodRouter, get, post};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, TraceLayer};
 
-pub use error::{ApiError, FieldErrors, OAuthError, OAuthErrorCode};
+pub use error::{OAuthError, OAuthErrorCode};
 pub use introspect::INTROSPECTION_SCOPE;
 pub use throttle::ThrottleConfig;
 
 use self::client_auth::ClientAuthenticator;
 use self::throttle::{Key, Throttle};
+use crate::api::ApiError;
 use crate::clock::{Clock, SystemClock};
 use crate::issuer::{OpaqueTokenIssuer, TokenIssuer, TokenLifetimes};
 use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};

@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use super::AppState;
-use super::error::ApiError;
+use crate::api::ApiError;
 use crate::issuer::TokenInfo;
 
 /// The token of an `Authorization: Bearer …` value.

@@ -1,14 +1,15 @@
-//! The two error shapes of the auth server, each with one `IntoResponse`:
-//! RFC 6749 §5.2 JSON on `/o/*`, DRF-shaped JSON on `/users/*`.
+//! RFC 6749 §5.2 errors of the OAuth endpoints (`/o/*`); the JSON APIs' DRF-shaped
+//! errors live in [`crate::api`].
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::api::retry_secs;
 
 /// RFC 6749 §5.2 error codes, plus the few other RFCs add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +138,6 @@ impl OAuthError {
     }
 }
 
-fn retry_secs(d: Duration) -> u64 {
-    d.as_secs().max(1)
-}
-
 /// Headers every token-endpoint answer carries (RFC 6749 §5.1).
 pub(crate) fn no_store(response: &mut Response) {
     let h = response.headers_mut();
@@ -186,135 +183,5 @@ impl IntoResponse for OAuthError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
         }
         response
-    }
-}
-
-/// An error answer of the JSON APIs (`/users/*`), shaped as Django REST framework's.
-#[derive(Debug, Clone)]
-pub enum ApiError {
-    /// 400 `{"field": ["message", …]}`.
-    Fields(FieldErrors),
-    /// `{"detail": "…"}` with a status.
-    Detail(StatusCode, Cow<'static, str>),
-    /// 401 for a missing or bad bearer token, with the RFC 6750 challenge.
-    Unauthenticated {
-        /// True when a token was presented but is not valid.
-        invalid_token: bool,
-    },
-    /// 429 with `Retry-After`.
-    Throttled(Duration),
-    /// 500; the cause has been logged.
-    Internal,
-}
-
-impl ApiError {
-    /// A 500 whose cause is logged here and not sent.
-    #[must_use]
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(%cause, "API failure");
-        Self::Internal
-    }
-}
-
-/// Field errors, collected in a sorted map (the JSON key order of the reference).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct FieldErrors(BTreeMap<String, Vec<String>>);
-
-impl FieldErrors {
-    /// Adds a message for a field.
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.into());
-    }
-
-    /// True when no field has an error.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// True when `field` has an error.
-    #[must_use]
-    pub fn has(&self, field: &str) -> bool {
-        self.0.contains_key(field)
-    }
-
-    /// `Err(ApiError::Fields)` when any field has an error.
-    ///
-    /// # Errors
-    /// The collected errors.
-    pub fn into_result(self) -> Result<(), ApiError> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Fields(self))
-        }
-    }
-
-    /// A single field error.
-    #[must_use]
-    pub fn single(field: &str, message: impl Into<String>) -> ApiError {
-        let mut e = Self::default();
-        e.add(field, message);
-        ApiError::Fields(e)
-    }
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    detail: &'a str,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Fields(errors) => (StatusCode::BAD_REQUEST, Json(errors)).into_response(),
-            Self::Detail(status, detail) => {
-                (status, Json(Detail { detail: &detail })).into_response()
-            }
-            Self::Unauthenticated { invalid_token } => {
-                let (challenge, detail) = if invalid_token {
-                    (
-                        "Bearer realm=\"api\",error=\"invalid_token\",error_description=\"The access token is invalid.\"",
-                        "The access token is invalid.",
-                    )
-                } else {
-                    (
-                        "Bearer realm=\"api\"",
-                        "Authentication credentials were not provided.",
-                    )
-                };
-                let mut r = (StatusCode::UNAUTHORIZED, Json(Detail { detail })).into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-                r
-            }
-            Self::Throttled(after) => {
-                let detail = format!(
-                    "Request was throttled. Expected available in {} seconds.",
-                    retry_secs(after)
-                );
-                let mut r = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(Detail { detail: &detail }),
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
-                r
-            }
-            Self::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(Detail {
-                    detail: "A server error occurred.",
-                }),
-            )
-                .into_response(),
-        }
     }
 }

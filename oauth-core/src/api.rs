@@ -1,0 +1,312 @@
+//! Django REST framework's conventions for JSON APIs: request bodies as JSON or
+//! form fields, `CharField` validation, and the error shapes
+//! `{"field": ["message"]}` / `{"detail": "…"}`. The auth server's account
+//! endpoints use them, and so can an application's own endpoints beside them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+/// DRF's message for a missing field.
+pub const REQUIRED: &str = "This field is required.";
+/// DRF's message for an empty string.
+pub const BLANK: &str = "This field may not be blank.";
+/// DRF's message for `null`.
+pub const NULL: &str = "This field may not be null.";
+/// DRF's message for a value that is not a string.
+pub const NOT_A_STRING: &str = "Not a valid string.";
+
+pub(crate) fn retry_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+/// An error answer of the JSON APIs (`/users/*`), shaped as Django REST framework's.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// 400 `{"field": ["message", …]}`.
+    Fields(FieldErrors),
+    /// `{"detail": "…"}` with a status.
+    Detail(StatusCode, Cow<'static, str>),
+    /// 401 for a missing or bad bearer token, with the RFC 6750 challenge.
+    Unauthenticated {
+        /// True when a token was presented but is not valid.
+        invalid_token: bool,
+    },
+    /// 429 with `Retry-After`.
+    Throttled(Duration),
+    /// 500; the cause has been logged.
+    Internal,
+}
+
+impl ApiError {
+    /// A 500 whose cause is logged here and not sent.
+    #[must_use]
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "API failure");
+        Self::Internal
+    }
+}
+
+/// Field errors, collected in a sorted map (the JSON key order of the reference).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// Adds a message for a field.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// True when no field has an error.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `field` has an error.
+    #[must_use]
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// `Err(ApiError::Fields)` when any field has an error.
+    ///
+    /// # Errors
+    /// The collected errors.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Fields(self))
+        }
+    }
+
+    /// A single field error.
+    #[must_use]
+    pub fn single(field: &str, message: impl Into<String>) -> ApiError {
+        let mut e = Self::default();
+        e.add(field, message);
+        ApiError::Fields(e)
+    }
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    detail: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Fields(errors) => (StatusCode::BAD_REQUEST, Json(errors)).into_response(),
+            Self::Detail(status, detail) => {
+                (status, Json(Detail { detail: &detail })).into_response()
+            }
+            Self::Unauthenticated { invalid_token } => {
+                let (challenge, detail) = if invalid_token {
+                    (
+                        "Bearer realm=\"api\",error=\"invalid_token\",error_description=\"The access token is invalid.\"",
+                        "The access token is invalid.",
+                    )
+                } else {
+                    (
+                        "Bearer realm=\"api\"",
+                        "Authentication credentials were not provided.",
+                    )
+                };
+                let mut r = (StatusCode::UNAUTHORIZED, Json(Detail { detail })).into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                r
+            }
+            Self::Throttled(after) => {
+                let detail = format!(
+                    "Request was throttled. Expected available in {} seconds.",
+                    retry_secs(after)
+                );
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(Detail { detail: &detail }),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
+                r
+            }
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(Detail {
+                    detail: "A server error occurred.",
+                }),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// A request body as field name → JSON value.
+pub type Fields = BTreeMap<String, Value>;
+
+/// Parses an `application/json` object or an `application/x-www-form-urlencoded`
+/// body (also assumed when there is no `Content-Type`), with DRF's errors for
+/// anything else: 400 for malformed JSON, 415 for other media types, 413 for a body
+/// over the router's limit.
+///
+/// # Errors
+/// [`ApiError::Detail`] as described.
+pub fn parse_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Fields, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::Detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body is too large.".into(),
+            )
+        } else {
+            ApiError::Detail(
+                StatusCode::BAD_REQUEST,
+                "Could not read the request body.".into(),
+            )
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => {
+            if body.is_empty() {
+                return Ok(Fields::new());
+            }
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(map)) => Ok(map.into_iter().collect()),
+                Ok(_) => Err(ApiError::Detail(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid data. Expected a dictionary.".into(),
+                )),
+                Err(e) => Err(ApiError::Detail(
+                    StatusCode::BAD_REQUEST,
+                    format!("JSON parse error - {e}").into(),
+                )),
+            }
+        }
+        "application/x-www-form-urlencoded" | "" => Ok(form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect()),
+        other => Err(ApiError::Detail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Unsupported media type \"{other}\" in request.").into(),
+        )),
+    }
+}
+
+/// DRF's `CharField`: required, not null, not blank, optionally trimmed and with a
+/// maximum length; numbers are taken as their text.
+///
+/// ```
+/// # use oauth_core::api::{CharField, FieldErrors, Fields};
+/// let fields: Fields = serde_json::from_str(r#"{"name": "  ", "code": 42}"#).unwrap();
+/// let mut errors = FieldErrors::default();
+/// assert_eq!(CharField::new("name").trim().read(&fields, &mut errors), None);
+/// assert_eq!(CharField::new("code").read(&fields, &mut errors).as_deref(), Some("42"));
+/// assert_eq!(serde_json::to_value(&errors).unwrap(), serde_json::json!({"name": ["This field may not be blank."]}));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct CharField<'a> {
+    name: &'a str,
+    max_length: Option<usize>,
+    trim: bool,
+}
+
+impl<'a> CharField<'a> {
+    /// A required field called `name`.
+    #[must_use]
+    pub fn new(name: &'a str) -> Self {
+        Self {
+            name,
+            max_length: None,
+            trim: false,
+        }
+    }
+
+    /// At most `n` characters.
+    #[must_use]
+    pub fn max_length(mut self, n: usize) -> Self {
+        self.max_length = Some(n);
+        self
+    }
+
+    /// Strips surrounding white space first (DRF's default; passwords should not).
+    #[must_use]
+    pub fn trim(mut self) -> Self {
+        self.trim = true;
+        self
+    }
+
+    /// The value, or `None` with the reason added to `errors`.
+    pub fn read(&self, fields: &Fields, errors: &mut FieldErrors) -> Option<String> {
+        self.read_value(fields.get(self.name), errors)
+    }
+
+    /// Like [`read`](Self::read), for a value already looked up (`None`: absent).
+    pub fn read_value(&self, value: Option<&Value>, errors: &mut FieldErrors) -> Option<String> {
+        let name = self.name;
+        let value = match value {
+            None => {
+                errors.add(name, REQUIRED);
+                return None;
+            }
+            Some(Value::Null) => {
+                errors.add(name, NULL);
+                return None;
+            }
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => {
+                errors.add(name, NOT_A_STRING);
+                return None;
+            }
+        };
+        let value = if self.trim {
+            value.trim().to_owned()
+        } else {
+            value
+        };
+        if value.is_empty() {
+            errors.add(name, BLANK);
+            return None;
+        }
+        if let Some(max) = self.max_length
+            && value.chars().count() > max
+        {
+            errors.add(
+                name,
+                format!("Ensure this field has no more than {max} characters."),
+            );
+            return None;
+        }
+        Some(value)
+    }
+}

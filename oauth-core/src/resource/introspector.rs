@@ -1,0 +1,299 @@
+//! [`Introspector`]: RFC 7662 calls with a pooled HTTP client and a bounded cache.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::Expiry;
+use serde::Deserialize;
+
+use super::{AuthError, Authenticator, Principal};
+use crate::scope::Scope;
+use crate::secret::{AccessToken, ClientSecret};
+use crate::token::TokenHash;
+
+/// How the resource server proves itself to the introspection endpoint (RFC 7662 §2.1).
+#[derive(Clone)]
+pub enum IntrospectionCredentials {
+    /// HTTP Basic with the resource server's client id and secret.
+    Client {
+        /// Client id.
+        id: String,
+        /// Client secret.
+        secret: ClientSecret,
+    },
+    /// A bearer token carrying the `introspection` scope.
+    Bearer(AccessToken),
+}
+
+impl fmt::Debug for IntrospectionCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Client { id, .. } => write!(f, "Client({id:?}, [redacted])"),
+            Self::Bearer(_) => f.write_str("Bearer([redacted])"),
+        }
+    }
+}
+
+/// Settings of an [`Introspector`]: `new(url, credentials)` plus setters.
+#[derive(Debug, Clone)]
+pub struct IntrospectorConfig {
+    url: String,
+    credentials: IntrospectionCredentials,
+    cache_cap: Duration,
+    negative_ttl: Duration,
+    max_entries: u64,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl IntrospectorConfig {
+    /// Introspect at `url` (e.g. `http://127.0.0.1:8000/o/introspect/`). Defaults: an
+    /// active answer is cached at most 5 minutes (never past the token's `exp`), an
+    /// inactive one 5 seconds, 100,000 entries at most, 1 s to connect, 2 s in all.
+    #[must_use]
+    pub fn new(url: impl Into<String>, credentials: IntrospectionCredentials) -> Self {
+        Self {
+            url: url.into(),
+            credentials,
+            cache_cap: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(5),
+            max_entries: 100_000,
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Longest an active answer is reused; a revoked token is honoured at most this long.
+    #[must_use]
+    pub fn cache_cap(mut self, cap: Duration) -> Self {
+        self.cache_cap = cap;
+        self
+    }
+
+    /// How long an inactive answer is reused (zero: not cached).
+    #[must_use]
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Most cached answers.
+    #[must_use]
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Connect timeout.
+    #[must_use]
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Whole-request timeout.
+    #[must_use]
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+}
+
+/// A cached answer and how long it may live.
+#[derive(Clone)]
+struct Verdict {
+    principal: Option<Arc<Principal>>,
+    ttl: Duration,
+}
+
+struct VerdictExpiry;
+
+impl Expiry<TokenHash, Verdict> for VerdictExpiry {
+    fn expire_after_create(&self, _: &TokenHash, v: &Verdict, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// RFC 7662 §2.2 answer; unknown members are ignored. Numbers may come as integers
+/// or floats, as servers differ.
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    active: bool,
+    scope: Option<String>,
+    exp: Option<serde_json::Number>,
+    client_id: Option<String>,
+    username: Option<String>,
+    sub: Option<serde_json::Value>,
+}
+
+fn unix(n: &serde_json::Number) -> Option<i64> {
+    #[allow(clippy::cast_possible_truncation)] // seconds, floored
+    n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64))
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Asks an RFC 7662 endpoint whether tokens are active — our auth server's, DOT's
+/// `/o/introspect/`, or any other — and remembers the answers.
+///
+/// The cache is keyed by the token's SHA-256, never the token; an active answer
+/// lives `min(exp − now, cache cap)`, an inactive one the negative TTL; concurrent
+/// misses for one token make exactly one call. Failures to reach the server are not
+/// cached. Scope is not part of a verdict: callers check it on every request.
+///
+/// ```no_run
+/// # use oauth_core::resource::{Authenticator, IntrospectionCredentials, Introspector, IntrospectorConfig};
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let introspector = Introspector::new(IntrospectorConfig::new(
+///     "http://127.0.0.1:8000/o/introspect/",
+///     IntrospectionCredentials::Client { id: "rs-id".into(), secret: "rs-secret".into() },
+/// ))?;
+/// let principal = introspector.authenticate("a-bearer-token").await?;
+/// println!("{:?} may {}", principal.username, principal.scope);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Introspector {
+    http: reqwest::Client,
+    config: Arc<IntrospectorConfig>,
+    cache: moka::future::Cache<TokenHash, Verdict>,
+}
+
+impl fmt::Debug for Introspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspector")
+            .field("url", &self.config.url)
+            .field("cached", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs the process's one rustls crypto provider (ring, as sqlx uses), so that no
+/// application can forget it; a provider installed earlier is kept.
+fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Introspector {
+    /// An introspector with a pooled HTTP client.
+    ///
+    /// # Errors
+    /// [`AuthError::Unavailable`] when the HTTP client cannot be built.
+    pub fn new(config: IntrospectorConfig) -> Result<Self, AuthError> {
+        ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| AuthError::Unavailable(format!("HTTP client: {e}")))?;
+        let cache = moka::future::Cache::builder()
+            .max_capacity(config.max_entries)
+            .expire_after(VerdictExpiry)
+            .build();
+        Ok(Self {
+            http,
+            config: Arc::new(config),
+            cache,
+        })
+    }
+
+    /// Cached answers right now (approximate).
+    #[must_use]
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Forgets every cached answer.
+    pub fn clear_cache(&self) {
+        self.cache.invalidate_all();
+    }
+
+    async fn ask(&self, token: &str) -> Result<Verdict, AuthError> {
+        let request = self.http.post(&self.config.url).form(&[("token", token)]);
+        let request = match &self.config.credentials {
+            IntrospectionCredentials::Client { id, secret } => {
+                // RFC 6749 §2.3.1: form-encode both before Basic.
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                request.basic_auth(enc(id), Some(enc(secret.secret())))
+            }
+            IntrospectionCredentials::Bearer(t) => request.bearer_auth(t.secret()),
+        };
+        let response = request.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else {
+                "unreachable"
+            };
+            AuthError::Unavailable(format!("introspection endpoint {kind}"))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            if status.is_client_error() {
+                tracing::error!(%status, "the introspection endpoint refused this resource server's request; check its credentials");
+            }
+            return Err(AuthError::Unavailable(format!(
+                "introspection answered {status}"
+            )));
+        }
+        let answer: Answer = response.json().await.map_err(|_| {
+            AuthError::Unavailable("introspection answer is not RFC 7662 JSON".into())
+        })?;
+        let now = now_unix();
+        let exp = answer.exp.as_ref().and_then(unix);
+        if !answer.active || exp.is_some_and(|e| e <= now) {
+            return Ok(Verdict {
+                principal: None,
+                ttl: self.config.negative_ttl,
+            });
+        }
+        let left = exp.map_or(self.config.cache_cap, |e| {
+            Duration::from_secs(u64::try_from(e - now).unwrap_or(0))
+        });
+        let principal = Principal {
+            sub: answer.sub.map(|s| match s {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            }),
+            username: answer.username,
+            client_id: answer.client_id,
+            scope: answer
+                .scope
+                .as_deref()
+                .map(|s| s.split(' ').collect())
+                .unwrap_or_else(Scope::empty),
+            expires_at: exp,
+        };
+        Ok(Verdict {
+            principal: Some(Arc::new(principal)),
+            ttl: left.min(self.config.cache_cap),
+        })
+    }
+}
+
+#[async_trait]
+impl Authenticator for Introspector {
+    async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let key = TokenHash::of(token);
+        let verdict = self
+            .cache
+            .try_get_with(key, self.ask(token))
+            .await
+            .map_err(|e| (*e).clone())?;
+        match verdict.principal {
+            // The entry's lifetime is bounded by `exp`; the check makes it exact.
+            Some(p) if p.expires_at.is_none_or(|e| e > now_unix()) => Ok((*p).clone()),
+            Some(_) => {
+                self.cache.invalidate(&key).await;
+                Err(AuthError::InvalidToken)
+            }
+            None => Err(AuthError::InvalidToken),
+        }
+    }
+}

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use extract::{AuthRejection, Authenticated, BearerAuthorizer, RequiredScope, Scoped};
-pub use introspector::{IntrospectionCredentials, Introspector, IntrospectorConfig};
+pub use introspector::{
+    IntrospectionCredentials, Introspector, IntrospectorConfig, ensure_crypto_provider,
+};
 
 use crate::scope::Scope;
 use crate::store::UnixTime;

@@ -173,9 +173,11 @@ impl fmt::Debug for Introspector {
     }
 }
 
-/// Installs the process's one rustls crypto provider (ring, as sqlx uses), so that no
-/// application can forget it; a provider installed earlier is kept.
-fn ensure_crypto_provider() {
+/// Installs the process's one rustls crypto provider (ring, as sqlx uses) unless one
+/// is installed already. [`Introspector::new`] calls it; call it before building any
+/// other `reqwest::Client` in a process that links this crate, since reqwest built
+/// without a provider of its own panics without one.
+pub fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

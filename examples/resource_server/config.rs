@@ -1,0 +1,89 @@
+//! Configuration from environment variables; the defaults pair with the auth_server
+//! example and its demo client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use oauth_core::resource::{IntrospectionCredentials, IntrospectorConfig};
+
+use crate::Error;
+use crate::items::Paging;
+
+pub struct Config {
+    pub database_url: String,
+    pub addr: SocketAddr,
+    pub auth_server_url: String,
+    pub introspection_url: String,
+    pub credentials: IntrospectionCredentials,
+    pub cache_cap: Duration,
+    pub negative_ttl: Duration,
+    pub timeout: Duration,
+    pub paging: Paging,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{name}={v:?}: {e}").into()),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, Error> {
+        let auth_server_url = var("AUTH_SERVER_URL")
+            .unwrap_or_else(|| "http://127.0.0.1:8000".into())
+            .trim_end_matches('/')
+            .to_owned();
+        let credentials = match var("INTROSPECTION_TOKEN") {
+            Some(token) => IntrospectionCredentials::Bearer(token.into()),
+            None => IntrospectionCredentials::Client {
+                id: var("CLIENT_ID").unwrap_or_else(|| "rs-id".into()),
+                secret: var("CLIENT_SECRET")
+                    .unwrap_or_else(|| "rs-secret".into())
+                    .into(),
+            },
+        };
+        Ok(Self {
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://resource_server.db".into()),
+            addr: parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?,
+            introspection_url: var("INTROSPECTION_URL")
+                .unwrap_or_else(|| format!("{auth_server_url}/o/introspect/")),
+            auth_server_url,
+            credentials,
+            cache_cap: Duration::from_secs(parsed("TOKEN_CACHE_SECONDS", 300)?),
+            negative_ttl: Duration::from_secs(parsed("NEGATIVE_CACHE_SECONDS", 5)?),
+            timeout: Duration::from_millis(parsed("AUTH_SERVER_TIMEOUT_MS", 2000)?),
+            paging: Paging {
+                default: parsed("PAGE_SIZE", 10)?,
+                max: parsed("MAX_PAGE_SIZE", 100)?,
+            },
+        })
+    }
+
+    pub fn introspector(&self) -> IntrospectorConfig {
+        IntrospectorConfig::new(self.introspection_url.clone(), self.credentials.clone())
+            .cache_cap(self.cache_cap)
+            .negative_ttl(self.negative_ttl)
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(1)))
+    }
+
+    /// The client credentials the proxy uses at the token endpoint.
+    pub fn client(&self) -> Option<(&str, &str)> {
+        match &self.credentials {
+            IntrospectionCredentials::Client { id, secret } => Some((id, secret.secret())),
+            IntrospectionCredentials::Bearer(_) => None,
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The items API: `GET/POST /items/`, `GET/PUT/PATCH/DELETE /items/{id}/`.
+//! Reads need scope `read`, writes `write`; only an item's owner may change it.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use oauth_core::api::{self, ApiError, CharField, FieldErrors, Fields};
+use oauth_core::resource::{Principal, Scoped};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::db::{self, item, user};
+use crate::price::Price;
+
+oauth_core::required_scope!(pub Read = "read", pub Write = "write");
+
+const NOT_FOUND: &str = "No Item matches the given query.";
+const FORBIDDEN: &str = "You do not have permission to perform this action.";
+const NAME_TAKEN: &str = "item with this name already exists.";
+
+/// Page sizes of the list (DRF `PAGE_SIZE` and `max_page_size`).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub default: u64,
+    pub max: u64,
+}
+
+pub fn routes() -> Router<AppState> {
+    let collection = || get(list).post(create);
+    let member = || get(retrieve).put(replace).patch(update).delete(destroy);
+    Router::new()
+        .route("/items/", collection())
+        .route("/items", collection())
+        .route("/items/{id}/", member())
+        .route("/items/{id}", member())
+}
+
+fn internal(e: DbErr) -> ApiError {
+    ApiError::internal(&e)
+}
+
+fn detail(status: StatusCode, message: &'static str) -> ApiError {
+    ApiError::Detail(status, message.into())
+}
+
+/// An item as DOT serialized it, in its key order.
+#[derive(Serialize)]
+struct ItemJson<'a> {
+    id: i64,
+    name: &'a str,
+    description: &'a str,
+    price: String,
+    user: Option<UserJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct UserJson<'a> {
+    id: i64,
+    email: &'a str,
+}
+
+fn item_json<'a>(item: &'a item::Model, owner: Option<&'a user::Model>) -> ItemJson<'a> {
+    ItemJson {
+        id: item.id,
+        name: &item.name,
+        description: &item.description,
+        price: Price(item.price_cents).to_text(),
+        user: owner.map(|u| UserJson {
+            id: u.id,
+            email: &u.email,
+        }),
+    }
+}
+
+/// DRF's `PageNumberPagination` answer.
+#[derive(Serialize)]
+struct Page<'a> {
+    count: u64,
+    next: Option<String>,
+    previous: Option<String>,
+    results: Vec<ItemJson<'a>>,
+}
+
+/// The local user of the caller, who must be a user (not a client acting alone).
+async fn caller(db: &DatabaseConnection, p: &Principal) -> Result<user::Model, ApiError> {
+    db::local_user(db, p)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| detail(StatusCode::FORBIDDEN, FORBIDDEN))
+}
+
+async fn find(db: &DatabaseConnection, id: &str) -> Result<item::Model, ApiError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(detail(StatusCode::NOT_FOUND, NOT_FOUND));
+    };
+    item::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| detail(StatusCode::NOT_FOUND, NOT_FOUND))
+}
+
+async fn owner_of(
+    db: &DatabaseConnection,
+    item: &item::Model,
+) -> Result<Option<user::Model>, ApiError> {
+    user::Entity::find_by_id(item.owner_id)
+        .one(db)
+        .await
+        .map_err(internal)
+}
+
+/// The item's owner, or 403.
+async fn owned(
+    db: &DatabaseConnection,
+    p: &Principal,
+    item: &item::Model,
+) -> Result<user::Model, ApiError> {
+    let me = caller(db, p).await?;
+    if me.id == item.owner_id {
+        Ok(me)
+    } else {
+        Err(detail(StatusCode::FORBIDDEN, FORBIDDEN))
+    }
+}
+
+/// The writable fields; with `partial` (PATCH) absent fields stay `None`.
+struct Input {
+    name: Option<String>,
+    description: Option<String>,
+    price: Option<Price>,
+}
+
+async fn validate(
+    db: &DatabaseConnection,
+    fields: &Fields,
+    partial: bool,
+    this: Option<i64>,
+) -> Result<Input, ApiError> {
+    let mut errors = FieldErrors::default();
+    let present = |name: &str| !partial || fields.contains_key(name);
+    let name = present("name")
+        .then(|| {
+            CharField::new("name")
+                .trim()
+                .max_length(50)
+                .read(fields, &mut errors)
+        })
+        .flatten();
+    let description = present("description")
+        .then(|| {
+            CharField::new("description")
+                .trim()
+                .max_length(250)
+                .read(fields, &mut errors)
+        })
+        .flatten();
+    let price = if present("price") {
+        match fields.get("price") {
+            None => {
+                errors.add("price", api::REQUIRED);
+                None
+            }
+            Some(Value::Null) => {
+                errors.add("price", api::NULL);
+                None
+            }
+            Some(v) => Price::parse(v).map_err(|m| errors.add("price", m)).ok(),
+        }
+    } else {
+        None
+    };
+    if let Some(name) = &name {
+        let mut taken = Condition::all().add(item::Column::Name.eq(name.as_str()));
+        if let Some(id) = this {
+            taken = taken.add(item::Column::Id.ne(id));
+        }
+        if item::Entity::find()
+            .filter(taken)
+            .count(db)
+            .await
+            .map_err(internal)?
+            > 0
+        {
+            errors.add("name", NAME_TAKEN);
+        }
+    }
+    errors.into_result()?;
+    Ok(Input {
+        name,
+        description,
+        price,
+    })
+}
+
+/// A unique-name race lost between the check and the write is the same field error.
+fn write_error(e: DbErr) -> ApiError {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => FieldErrors::single("name", NAME_TAKEN),
+        _ => internal(e),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<Read>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let invalid_page = || detail(StatusCode::NOT_FOUND, "Invalid page.");
+    let page = match query.get("page") {
+        Some(p) => p
+            .parse::<u64>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(invalid_page)?,
+        None => 1,
+    };
+    let size = query
+        .get("page_size")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s >= 1)
+        .map_or(state.pages.default, |s| s.min(state.pages.max));
+    let mine = query
+        .get("mine")
+        .is_some_and(|m| matches!(m.as_str(), "true" | "1"));
+
+    let mut select = item::Entity::find().order_by_asc(item::Column::Id);
+    if mine {
+        let me = db::local_user(&state.db, &p).await.map_err(internal)?;
+        // A client acting for itself owns nothing.
+        select = select.filter(item::Column::OwnerId.eq(me.map_or(-1, |u| u.id)));
+    }
+    let count = select.clone().count(&state.db).await.map_err(internal)?;
+    let offset = (page - 1).saturating_mul(size);
+    if page > 1 && offset >= count {
+        return Err(invalid_page());
+    }
+    let items = select
+        .offset(offset)
+        .limit(size)
+        .all(&state.db)
+        .await
+        .map_err(internal)?;
+    let owner_ids: HashSet<i64> = items.iter().map(|i| i.owner_id).collect();
+    let owners: HashMap<i64, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(owner_ids))
+        .all(&state.db)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let results = items
+        .iter()
+        .map(|i| item_json(i, owners.get(&i.owner_id)))
+        .collect();
+
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let link = |n: u64| {
+        let mut url = format!("http://{host}/items/?page={n}");
+        if query.contains_key("page_size") {
+            url.push_str(&format!("&page_size={size}"));
+        }
+        if mine {
+            url.push_str("&mine=true");
+        }
+        url
+    };
+    Ok(Json(Page {
+        count,
+        next: (offset + size < count).then(|| link(page + 1)),
+        previous: (page > 1).then(|| link(page - 1)),
+        results,
+    })
+    .into_response())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<Write>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let me = caller(&state.db, &p).await?;
+    let fields = api::parse_body(&headers, body)?;
+    let input = validate(&state.db, &fields, false, None).await?;
+    let (Some(name), Some(description), Some(price)) = (input.name, input.description, input.price)
+    else {
+        return Err(ApiError::internal(&"validated item without fields"));
+    };
+    let created = item::ActiveModel {
+        name: Set(name),
+        description: Set(description),
+        price_cents: Set(price.0),
+        owner_id: Set(me.id),
+        ..Default::default()
+    }
+    .insert(&state.db)
+    .await
+    .map_err(write_error)?;
+    Ok((StatusCode::CREATED, Json(item_json(&created, Some(&me)))).into_response())
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    Scoped(..): Scoped<Read>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let item = find(&state.db, &id).await?;
+    let owner = owner_of(&state.db, &item).await?;
+    Ok(Json(item_json(&item, owner.as_ref())).into_response())
+}
+
+async fn change(
+    state: AppState,
+    p: Principal,
+    id: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    partial: bool,
+) -> Result<Response, ApiError> {
+    // DRF's order: 404, then 403, then 400.
+    let item = find(&state.db, &id).await?;
+    let me = owned(&state.db, &p, &item).await?;
+    let fields = api::parse_body(&headers, body)?;
+    let input = validate(&state.db, &fields, partial, Some(item.id)).await?;
+    let mut row: item::ActiveModel = item.into();
+    if let Some(name) = input.name {
+        row.name = Set(name);
+    }
+    if let Some(description) = input.description {
+        row.description = Set(description);
+    }
+    if let Some(price) = input.price {
+        row.price_cents = Set(price.0);
+    }
+    let updated = row.update(&state.db).await.map_err(write_error)?;
+    Ok(Json(item_json(&updated, Some(&me))).into_response())
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<Write>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    change(state, p, id, headers, body, false).await
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<Write>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    change(state, p, id, headers, body, true).await
+}
+
+async fn destroy(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<Write>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let item = find(&state.db, &id).await?;
+    owned(&state.db, &p, &item).await?;
+    item::Entity::delete_by_id(item.id)
+        .exec(&state.db)
+        .await
+        .map_err(internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}

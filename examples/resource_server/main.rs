@@ -1,0 +1,109 @@
+//! Run with: `cargo run --example resource_server`
+//!
+//! The resource server: an items API whose bearer tokens are checked by
+//! introspection at the auth server (cached), and proxy endpoints for sign-up,
+//! tokens and password change that keep this server's client secret server-side.
+//! SQLite by default (`resource_server.db`), `http://127.0.0.1:8001`; the defaults
+//! work with `cargo run --example auth_server` and its demo client.
+
+mod config;
+mod db;
+mod items;
+mod migration;
+mod price;
+mod proxy;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::FromRef;
+use oauth_core::resource::{Introspector, ResourceAuth};
+use sea_orm::DatabaseConnection;
+
+use crate::config::Config;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AppState {
+    db: DatabaseConnection,
+    auth: ResourceAuth,
+    proxy: proxy::Proxy,
+    pages: items::Paging,
+}
+
+impl FromRef<AppState> for ResourceAuth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::from_env()?;
+    let db = db::open(&config.database_url).await?;
+    let app = app(db, &config)?.layer(oauth_core::server::trace_layer());
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    tracing::info!(
+        "resource server listening on http://{}, introspecting at {}",
+        listener.local_addr()?,
+        config.introspection_url
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
+    Ok(())
+}
+
+/// The router: items and the user proxy.
+fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
+    let introspector = Introspector::new(config.introspector())?;
+    let state = AppState {
+        db,
+        auth: ResourceAuth::new(introspector),
+        proxy: proxy::Proxy::new(config)?,
+        pages: config.paging,
+    };
+    Ok(Router::new()
+        .merge(items::routes())
+        .merge(proxy::routes())
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state))
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,196 @@
+//! User endpoints that forward to the auth server with this server's own client
+//! credentials, so clients never hold the secret. Each answers with the auth
+//! server's real status and body; a missing field is a 400 here, an unreachable
+//! auth server a 503.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use oauth_core::ClientSecret;
+use oauth_core::api::{self, ApiError, CharField, FieldErrors};
+
+use crate::config::Config;
+use crate::{AppState, Error};
+
+/// An HTTP client bound to the auth server.
+#[derive(Clone)]
+pub struct Proxy {
+    http: reqwest::Client,
+    base: String,
+    client: Option<(String, ClientSecret)>,
+}
+
+impl Proxy {
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        oauth_core::resource::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            http,
+            base: config.auth_server_url.clone(),
+            client: config
+                .client()
+                .map(|(id, secret)| (id.to_owned(), ClientSecret::new(secret))),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends and relays the answer: status, body and the headers that matter.
+    async fn relay(&self, request: reqwest::RequestBuilder) -> Response {
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "auth server unreachable");
+                let mut r = ApiError::Detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The authorization server is unavailable. Try again later.".into(),
+                )
+                .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return r;
+            }
+        };
+        let status = response.status();
+        let mut headers = HeaderMap::new();
+        for name in [
+            header::CONTENT_TYPE,
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+            header::WWW_AUTHENTICATE,
+            header::RETRY_AFTER,
+        ] {
+            if let Some(v) = response.headers().get(&name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        match response.bytes().await {
+            Ok(body) => (status, headers, Body::from(body)).into_response(),
+            Err(_) => ApiError::Detail(
+                StatusCode::BAD_GATEWAY,
+                "The authorization server's answer was cut short.".into(),
+            )
+            .into_response(),
+        }
+    }
+
+    /// A token request (RFC 6749 §3.2) with this server's client credentials.
+    async fn token(&self, form: &[(&str, &str)]) -> Response {
+        let mut request = self.http.post(self.url("/o/token/")).form(form);
+        if let Some((id, secret)) = &self.client {
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(enc(id), Some(enc(secret.secret())));
+        }
+        self.relay(request).await
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/users/signup/", post(signup))
+        .route("/users/signup", post(signup))
+        .route("/users/token/", post(token))
+        .route("/users/token", post(token))
+        .route("/users/token/refresh/", post(refresh))
+        .route("/users/token/refresh", post(refresh))
+        .route(
+            "/users/password/",
+            axum::routing::put(password).patch(password),
+        )
+        .route(
+            "/users/password",
+            axum::routing::put(password).patch(password),
+        )
+}
+
+/// `POST /users/signup/` → the auth server's `/users/signup/`.
+async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match api::parse_body(&headers, body) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let proxy = &state.proxy;
+    proxy
+        .relay(proxy.http.post(proxy.url("/users/signup/")).json(&fields))
+        .await
+}
+
+/// `POST /users/token/` `{email, password}` → the password grant.
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let fields = api::parse_body(&headers, body)?;
+    let mut errors = FieldErrors::default();
+    let email = CharField::new("email").trim().read(&fields, &mut errors);
+    let password = CharField::new("password").read(&fields, &mut errors);
+    errors.into_result()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::internal(
+            &"token fields vanished after validation",
+        ));
+    };
+    Ok(state
+        .proxy
+        .token(&[
+            ("grant_type", "password"),
+            ("username", &email),
+            ("password", &password),
+        ])
+        .await)
+}
+
+/// `POST /users/token/refresh/` `{refresh}` → the refresh grant.
+async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let fields = api::parse_body(&headers, body)?;
+    let mut errors = FieldErrors::default();
+    let refresh = CharField::new("refresh").trim().read(&fields, &mut errors);
+    errors.into_result()?;
+    let Some(refresh) = refresh else {
+        return Err(ApiError::internal(
+            &"refresh field vanished after validation",
+        ));
+    };
+    Ok(state
+        .proxy
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+        .await)
+}
+
+/// `PUT|PATCH /users/password/` → the auth server's, with the caller's own token.
+async fn password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match api::parse_body(&headers, body) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let proxy = &state.proxy;
+    let mut request = proxy.http.put(proxy.url("/users/password/")).json(&fields);
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        request = request.header(HeaderName::from_static("authorization"), auth.clone());
+    }
+    proxy.relay(request).await
+}

@@ -1,0 +1,792 @@
+//! The resource server against a real auth server (the library's, on 127.0.0.1:0),
+//! both over real HTTP with SQLite in temporary directories.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use oauth_core::resource::{
+    AuthError, Authenticator, IntrospectionCredentials, Introspector, IntrospectorConfig,
+};
+use oauth_core::sea::{SeaOrmStore, StoreConfig};
+use oauth_core::{
+    AuthServer, Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher,
+    ScryptParams,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::items::Paging;
+
+const PASSWORD: &str = "plum-violet-anchor-92";
+
+/// The library's auth server on a loopback port, counting introspection calls.
+struct AuthServerUnderTest {
+    addr: SocketAddr,
+    store: Arc<SeaOrmStore>,
+    introspections: Arc<AtomicUsize>,
+    access_ttl: Duration,
+    task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthServerUnderTest {
+    async fn start(access_ttl: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("as.db").display());
+        let store = Arc::new(SeaOrmStore::connect(StoreConfig::new(url)).await.unwrap());
+        store.migrate().await.unwrap();
+        let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
+        store
+            .register_client(Client {
+                client_id: "rs-id".into(),
+                secret_hash: Some(hasher.hash(&Password::new("rs-secret")).await.unwrap()),
+                kind: ClientKind::Confidential,
+                name: "resource server".into(),
+                grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+                redirect_uris: vec![],
+                allowed_scope: "read write introspection".parse().unwrap(),
+                default_scope: "read write introspection".parse().unwrap(),
+                owner: None,
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut server = Self {
+            addr: listener.local_addr().unwrap(),
+            store,
+            introspections: Arc::new(AtomicUsize::new(0)),
+            access_ttl,
+            task: None,
+            _dir: dir,
+        };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let counter = self.introspections.clone();
+        let router = AuthServer::from_store(self.store.clone())
+            .scrypt_params(ScryptParams::INSECURE_FAST)
+            .access_token_ttl(self.access_ttl)
+            .router()
+            .unwrap()
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    if req.uri().path().starts_with("/o/introspect") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    next.run(req)
+                },
+            ));
+        self.task = Some(tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        }));
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn calls(&self) -> usize {
+        self.introspections.load(Ordering::SeqCst)
+    }
+
+    fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+struct ResourceServerUnderTest {
+    url: String,
+    _task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl ResourceServerUnderTest {
+    async fn start(auth_server: &str, cache_cap: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("rs.db").display()),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth_server_url: auth_server.to_owned(),
+            introspection_url: format!("{auth_server}/o/introspect/"),
+            credentials: IntrospectionCredentials::Client {
+                id: "rs-id".into(),
+                secret: "rs-secret".into(),
+            },
+            cache_cap,
+            negative_ttl: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            paging: Paging { default: 2, max: 3 },
+        };
+        let db = crate::db::open(&config.database_url).await.unwrap();
+        let app = crate::app(db, &config).unwrap();
+        let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url,
+            _task: task,
+            _dir: dir,
+        }
+    }
+}
+
+struct World {
+    auth: AuthServerUnderTest,
+    rs: ResourceServerUnderTest,
+    http: reqwest::Client,
+}
+
+async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
+    oauth_core::resource::ensure_crypto_provider();
+    let auth = AuthServerUnderTest::start(access_ttl).await;
+    let rs = ResourceServerUnderTest::start(&auth.url(), cache_cap).await;
+    World {
+        auth,
+        rs,
+        http: reqwest::Client::new(),
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    json: Value,
+}
+
+impl Reply {
+    #[track_caller]
+    fn expect(&self, status: StatusCode, json: Value) {
+        assert_eq!((self.status, &self.json), (status, &json));
+    }
+
+    fn str(&self, key: &str) -> String {
+        self.json[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.json))
+            .to_owned()
+    }
+}
+
+impl World {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.rs.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// Signs a user up and in through the proxy; returns the token response.
+    async fn user(&self, email: &str) -> Reply {
+        self.post(
+            "/users/signup/",
+            None,
+            json!({"email": email, "password": PASSWORD, "password2": PASSWORD}),
+        )
+        .await
+        .expect(StatusCode::CREATED, json!({"email": email}));
+        let r = self
+            .post(
+                "/users/token/",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r
+    }
+}
+
+fn item(name: &str, price: &str) -> Value {
+    json!({"name": name, "description": format!("the {name}"), "price": price})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_and_items_end_to_end() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    let ann = w.user("ann@example.com").await;
+    assert_eq!(ann.json["token_type"], "Bearer");
+
+    // The proxy passes the auth server's real status and body through.
+    w.post(
+        "/users/signup/",
+        None,
+        json!({"email": "ann@example.com", "password": PASSWORD, "password2": PASSWORD}),
+    )
+    .await
+    .expect(
+        StatusCode::BAD_REQUEST,
+        json!({"email": ["This field must be unique."]}),
+    );
+    w.post(
+        "/users/signup/",
+        None,
+        json!({"email": "x@example.com", "password": "123", "password2": "123"}),
+    )
+    .await
+    .expect(
+        StatusCode::BAD_REQUEST,
+        json!({"password": [
+            "This password is too short. It must contain at least 8 characters.",
+            "This password is too common.",
+            "This password is entirely numeric."
+        ]}),
+    );
+    w.post(
+        "/users/token/",
+        None,
+        json!({"email": "ann@example.com", "password": "wrong"}),
+    )
+    .await
+    .expect(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_grant", "error_description": "Invalid credentials given."}),
+    );
+    w.post("/users/token/", None, json!({})).await.expect(
+        StatusCode::BAD_REQUEST,
+        json!({"email": ["This field is required."], "password": ["This field is required."]}),
+    );
+    w.post("/users/token/refresh/", None, json!({}))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"refresh": ["This field is required."]}),
+        );
+
+    // Refresh through the proxy rotates.
+    let refreshed = w
+        .post(
+            "/users/token/refresh/",
+            None,
+            json!({"refresh": ann.str("refresh_token")}),
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.json);
+    assert_eq!(refreshed.headers.get("cache-control").unwrap(), "no-store");
+    w.post(
+        "/users/token/refresh/",
+        None,
+        json!({"refresh": ann.str("refresh_token")}),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
+    // The replay revoked the family: sign in again.
+    let ann = w.user_token("ann@example.com").await;
+
+    // Items: create, read, list, update, delete.
+    let created = w.post("/items/", Some(&ann), item("lamp", "12.5")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let id = created.json["id"].as_i64().unwrap();
+    assert_eq!(created.json["price"], "12.50");
+    assert_eq!(created.json["user"]["email"], "ann@example.com");
+    assert_eq!(
+        w.get(&format!("/items/{id}/"), &ann).await.json,
+        created.json
+    );
+    assert_eq!(
+        w.get(&format!("/items/{id}"), &ann).await.json,
+        created.json,
+        "no trailing slash"
+    );
+    let put = w
+        .call(
+            reqwest::Method::PUT,
+            &format!("/items/{id}/"),
+            Some(&ann),
+            Some(json!({"name": "desk lamp", "description": "brass", "price": 30})),
+        )
+        .await;
+    assert_eq!(
+        (put.status, &put.json["name"], &put.json["price"]),
+        (StatusCode::OK, &json!("desk lamp"), &json!("30.00"))
+    );
+    let patch = w
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/items/{id}/"),
+            Some(&ann),
+            Some(json!({"price": "0.5"})),
+        )
+        .await;
+    assert_eq!(
+        (patch.json["name"].as_str(), patch.json["price"].as_str()),
+        (Some("desk lamp"), Some("0.50"))
+    );
+    w.call(
+        reqwest::Method::PUT,
+        &format!("/items/{id}/"),
+        Some(&ann),
+        Some(json!({"price": "1"})),
+    )
+    .await
+    .expect(
+        StatusCode::BAD_REQUEST,
+        json!({"name": ["This field is required."], "description": ["This field is required."]}),
+    );
+
+    // Validation, as DRF words it.
+    w.post("/items/", Some(&ann), json!({"name": "", "price": "1.234"}))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"name": ["This field may not be blank."], "description": ["This field is required."], "price": ["Ensure that there are no more than 2 decimal places."]}),
+        );
+    w.post("/items/", Some(&ann), item("desk lamp", "1"))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"name": ["item with this name already exists."]}),
+        );
+    w.post("/items/", Some(&ann), item(&"n".repeat(51), "1"))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"name": ["Ensure this field has no more than 50 characters."]}),
+        );
+    w.post("/items/", Some(&ann), json!({"name": "x", "description": "d".repeat(251), "price": "abc"}))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"description": ["Ensure this field has no more than 250 characters."], "price": ["A valid number is required."]}),
+        );
+    w.post("/items/", Some(&ann), item("big", "123456789012.345"))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"price": ["Ensure that there are no more than 14 digits in total."]}),
+        );
+    w.post("/items/", Some(&ann), item("neg", "-1"))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            json!({"price": ["Ensure this value is greater than or equal to 0."]}),
+        );
+
+    // Another user may read but not change.
+    let bob = w.user("bob@example.com").await.str("access_token");
+    assert_eq!(
+        w.get(&format!("/items/{id}/"), &bob).await.status,
+        StatusCode::OK
+    );
+    let forbidden = json!({"detail": "You do not have permission to perform this action."});
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    ] {
+        w.call(
+            method,
+            &format!("/items/{id}/"),
+            Some(&bob),
+            Some(item("mine now", "1")),
+        )
+        .await
+        .expect(StatusCode::FORBIDDEN, forbidden.clone());
+    }
+
+    // Authentication and scope errors (RFC 6750).
+    let r = w.call(reqwest::Method::GET, "/items/", None, None).await;
+    r.expect(
+        StatusCode::UNAUTHORIZED,
+        json!({"detail": "Authentication credentials were not provided."}),
+    );
+    assert_eq!(
+        r.headers.get("www-authenticate").unwrap(),
+        "Bearer realm=\"api\""
+    );
+    let r = w.get("/items/", "bogus").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    let read_only = w
+        .http
+        .post(format!("{}/o/token/", w.auth.url()))
+        .basic_auth("rs-id", Some("rs-secret"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "bob@example.com"),
+            ("password", PASSWORD),
+            ("scope", "read"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(w.get("/items/", &read_only).await.status, StatusCode::OK);
+    let r = w.post("/items/", Some(&read_only), item("pen", "1")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.headers
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+
+    // Unknown ids.
+    let missing = json!({"detail": "No Item matches the given query."});
+    w.get("/items/9999/", &ann)
+        .await
+        .expect(StatusCode::NOT_FOUND, missing.clone());
+    w.get("/items/abc/", &ann)
+        .await
+        .expect(StatusCode::NOT_FOUND, missing.clone());
+
+    // Delete, then it is gone.
+    let r = w
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/items/{id}/"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    w.get(&format!("/items/{id}/"), &ann)
+        .await
+        .expect(StatusCode::NOT_FOUND, missing);
+
+    // Password change through the proxy: 401 without a token, then 200.
+    w.call(
+        reqwest::Method::PUT,
+        "/users/password/",
+        None,
+        Some(json!({})),
+    )
+    .await
+    .expect(
+        StatusCode::UNAUTHORIZED,
+        json!({"detail": "Authentication credentials were not provided."}),
+    );
+    w.call(
+        reqwest::Method::PUT,
+        "/users/password/",
+        Some(&ann),
+        Some(json!({"old_password": "wrong", "password": "quartz-lantern-51", "password2": "quartz-lantern-51"})),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST, json!({"old_password": ["Old password is incorrect"]}));
+    w.call(
+        reqwest::Method::PUT,
+        "/users/password/",
+        Some(&ann),
+        Some(json!({"old_password": PASSWORD, "password": "quartz-lantern-51", "password2": "quartz-lantern-51"})),
+    )
+    .await
+    .expect(StatusCode::OK, json!({}));
+    let r = w
+        .post(
+            "/users/token/",
+            None,
+            json!({"email": "ann@example.com", "password": "quartz-lantern-51"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+impl World {
+    async fn user_token(&self, email: &str) -> String {
+        let r = self
+            .post(
+                "/users/token/",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.str("access_token")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_is_paginated_and_filters_own_items() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    let ann = w.user("ann@example.com").await.str("access_token");
+    let bob = w.user("bob@example.com").await.str("access_token");
+    for (i, who) in [&ann, &bob, &ann, &bob, &ann].iter().enumerate() {
+        assert_eq!(
+            w.post("/items/", Some(who), item(&format!("item {i}"), "1"))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    let first = w.get("/items/", &ann).await;
+    assert_eq!(first.json["count"], 5);
+    assert_eq!(
+        first.json["results"].as_array().unwrap().len(),
+        2,
+        "PAGE_SIZE"
+    );
+    assert_eq!(first.json["previous"], Value::Null);
+    assert!(
+        first.json["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("/items/?page=2")
+    );
+    let third = w.get("/items/?page=3", &ann).await;
+    assert_eq!(
+        (
+            third.json["results"].as_array().unwrap().len(),
+            &third.json["next"]
+        ),
+        (1, &Value::Null)
+    );
+    let big = w.get("/items/?page_size=50", &ann).await;
+    assert_eq!(
+        big.json["results"].as_array().unwrap().len(),
+        3,
+        "max page size"
+    );
+    let mine = w.get("/items/?mine=true&page_size=3", &bob).await;
+    assert_eq!(mine.json["count"], 2);
+    assert!(
+        mine.json["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["user"]["email"] == "bob@example.com")
+    );
+    for bad in ["/items/?page=9", "/items/?page=0", "/items/?page=x"] {
+        w.get(bad, &ann)
+            .await
+            .expect(StatusCode::NOT_FOUND, json!({"detail": "Invalid page."}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_requests_of_one_token_share_one_introspection_and_one_local_user() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    let token = w.user("ann@example.com").await.str("access_token");
+    let before = w.auth.calls();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let http = w.http.clone();
+        let url = format!("{}/items/", w.rs.url);
+        let token = token.clone();
+        set.spawn(async move {
+            let req = if i % 2 == 0 {
+                http.get(url)
+            } else {
+                http.post(url).json(&item(&format!("concurrent {i}"), "1"))
+            };
+            req.bearer_auth(token).send().await.unwrap().status()
+        });
+    }
+    while let Some(status) = set.join_next().await {
+        assert!(status.unwrap().is_success());
+    }
+    assert_eq!(
+        w.auth.calls() - before,
+        1,
+        "one introspection for 100 concurrent first requests"
+    );
+    // Fifty concurrent first writes provisioned one local user.
+    let list = w.get("/items/?page_size=3", &token).await;
+    assert_eq!(list.json["count"], 50);
+    let ids: std::collections::HashSet<i64> = list.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["user"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_entries_end_at_the_cap_and_never_outlive_the_token() {
+    // A one-second cap: the token is asked about again once its entry ends.
+    let w = world(Duration::from_secs(1), Duration::from_secs(3600)).await;
+    let token = w.user("ann@example.com").await.str("access_token");
+    let before = w.auth.calls();
+    assert_eq!(w.get("/items/", &token).await.status, StatusCode::OK);
+    assert_eq!(w.get("/items/", &token).await.status, StatusCode::OK);
+    assert_eq!(
+        w.auth.calls() - before,
+        1,
+        "second request served from the cache"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(w.get("/items/", &token).await.status, StatusCode::OK);
+    assert_eq!(w.auth.calls() - before, 2, "re-introspected after the cap");
+
+    // A long cap, a token living two seconds: the entry ends with the token.
+    let w = world(Duration::from_secs(600), Duration::from_secs(2)).await;
+    let token = w.user("bob@example.com").await.str("access_token");
+    assert_eq!(w.get("/items/", &token).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let r = w.get("/items/", &token).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the cached entry died with the token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_server_outage_is_503_and_recovers() {
+    let mut w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    let cached = w.user("ann@example.com").await.str("access_token");
+    let uncached = w.user_token("ann@example.com").await;
+    assert_eq!(w.get("/items/", &cached).await.status, StatusCode::OK);
+
+    w.auth.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        w.get("/items/", &cached).await.status,
+        StatusCode::OK,
+        "cached tokens still pass"
+    );
+    let started = Instant::now();
+    let r = w.get("/items/", &uncached).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered within the timeout"
+    );
+    assert!(r.headers.get("retry-after").is_some());
+    let r = w
+        .post(
+            "/users/token/",
+            None,
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "the proxy too");
+
+    w.auth.restart().await;
+    assert_eq!(
+        w.get("/items/", &uncached).await.status,
+        StatusCode::OK,
+        "back once the auth server is"
+    );
+}
+
+/// An RFC 7662 server answering the reference system's exact body (with a future
+/// `exp`, since the recorded one has passed).
+#[tokio::test]
+async fn works_against_dot_introspection() {
+    oauth_core::resource::ensure_crypto_provider();
+    let recorded = include_str!("fixtures/dot-introspect-active.json")
+        .trim()
+        .to_owned();
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    let body = recorded.replace("1795410810", &exp.to_string());
+    assert_ne!(body, recorded);
+    let seen_auth = Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = seen_auth.clone();
+    let stub = axum::Router::new().route(
+        "/o/introspect/",
+        axum::routing::post(move |headers: axum::http::HeaderMap, form: String| {
+            let body = body.clone();
+            let seen = seen.clone();
+            async move {
+                *seen.lock().unwrap() = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                if form == "token=dot-token" {
+                    ([("content-type", "application/json")], body)
+                } else {
+                    (
+                        [("content-type", "application/json")],
+                        "{\"active\": false}".to_owned(),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
+
+    let introspector = Introspector::new(IntrospectorConfig::new(
+        format!("http://{addr}/o/introspect/"),
+        IntrospectionCredentials::Client {
+            id: "rs-id".into(),
+            secret: "rs-secret".into(),
+        },
+    ))
+    .unwrap();
+    let p = introspector.authenticate("dot-token").await.unwrap();
+    assert_eq!(
+        p.username.as_deref(),
+        Some("capture-1795374800-2475@example.com")
+    );
+    assert_eq!(p.client_id.as_deref(), Some("rs-id"));
+    assert_eq!(p.expires_at, Some(exp));
+    assert!(p.has_scope("read") && p.has_scope("write") && p.has_scope("introspection"));
+    assert_eq!(p.sub, None, "DOT sends no sub");
+    assert_eq!(
+        seen_auth.lock().unwrap().as_deref(),
+        Some("Basic cnMtaWQ6cnMtc2VjcmV0")
+    );
+    assert_eq!(
+        introspector.authenticate("other").await,
+        Err(AuthError::InvalidToken)
+    );
+}

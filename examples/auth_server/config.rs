@@ -6,6 +6,7 @@ use std::time::Duration;
 use oauth_core::{Scope, ScryptParams, ThrottleConfig};
 
 use crate::Error;
+use crate::env::{parsed, var};
 
 pub struct Config {
     pub database_url: String,
@@ -17,23 +18,6 @@ pub struct Config {
     pub scrypt: ScryptParams,
     pub throttle: ThrottleConfig,
     pub body_limit: usize,
-}
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|e| format!("{name}={v:?}: {e}").into()),
-        None => Ok(default),
-    }
 }
 
 impl Config {

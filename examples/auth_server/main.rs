@@ -13,6 +13,8 @@
 
 mod commands;
 mod config;
+#[path = "../common/env.rs"]
+mod env;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,11 +28,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    env::init_logging();
     let config = Config::from_env()?;
     let store = SeaOrmStore::connect(StoreConfig::new(&config.database_url)).await?;
     store.migrate().await?;
@@ -54,7 +52,7 @@ async fn main() -> Result<(), Error> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown())
+    .with_graceful_shutdown(env::shutdown())
     .await?;
     tracing::info!("stopped");
     Ok(())
@@ -72,27 +70,4 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .body_limit(config.body_limit)
         .router()?
         .layer(oauth_core::server::trace_layer()))
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use oauth_core::resource::{IntrospectionCredentials, IntrospectorConfig};
 
 use crate::Error;
+use crate::env::{parsed, var};
 use crate::items::Paging;
 
 pub struct Config {
@@ -19,23 +20,6 @@ pub struct Config {
     pub negative_ttl: Duration,
     pub timeout: Duration,
     pub paging: Paging,
-}
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|e| format!("{name}={v:?}: {e}").into()),
-        None => Ok(default),
-    }
 }
 
 impl Config {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,7 +38,7 @@ pub struct Paging {
 
 pub fn routes() -> Router<AppState> {
     let collection = || get(list).post(create);
-    let member = || get(retrieve).put(replace).patch(update).delete(destroy);
+    let member = || get(retrieve).put(change).patch(change).delete(destroy);
     Router::new()
         .route("/items/", collection())
         .route("/items", collection())
@@ -326,18 +326,20 @@ async fn retrieve(
     Ok(Json(item_json(&item, owner.as_ref())).into_response())
 }
 
+/// `PUT` replaces every field, `PATCH` (DRF's partial update) the ones given.
 async fn change(
-    state: AppState,
-    p: Principal,
-    id: String,
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<Write>,
+    method: Method,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    partial: bool,
 ) -> Result<Response, ApiError> {
     // DRF's order: 404, then 403, then 400.
     let item = find(&state.db, &id).await?;
     let me = owned(&state.db, &p, &item).await?;
     let fields = api::parse_body(&headers, body)?;
+    let partial = method == Method::PATCH;
     let input = validate(&state.db, &fields, partial, Some(item.id)).await?;
     let mut row: item::ActiveModel = item.into();
     if let Some(name) = input.name {
@@ -351,26 +353,6 @@ async fn change(
     }
     let updated = row.update(&state.db).await.map_err(write_error)?;
     Ok(Json(item_json(&updated, Some(&me))).into_response())
-}
-
-async fn replace(
-    State(state): State<AppState>,
-    Scoped(p, ..): Scoped<Write>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    change(state, p, id, headers, body, false).await
-}
-
-async fn update(
-    State(state): State<AppState>,
-    Scoped(p, ..): Scoped<Write>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    change(state, p, id, headers, body, true).await
 }
 
 async fn destroy(

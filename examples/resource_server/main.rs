@@ -8,6 +8,8 @@
 
 mod config;
 mod db;
+#[path = "../common/env.rs"]
+mod env;
 mod items;
 mod migration;
 mod price;
@@ -43,11 +45,7 @@ impl FromRef<AppState> for ResourceAuth {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    env::init_logging();
     let config = Config::from_env()?;
     let db = db::open(&config.database_url).await?;
     let app = app(db, &config)?.layer(oauth_core::server::trace_layer());
@@ -61,7 +59,7 @@ async fn main() -> Result<(), Error> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown())
+    .with_graceful_shutdown(env::shutdown())
     .await?;
     Ok(())
 }
@@ -84,26 +82,4 @@ fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
         )
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state))
-}
-
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }

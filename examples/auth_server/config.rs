@@ -10,6 +10,7 @@ use crate::env::{parsed, var};
 
 pub struct Config {
     pub database_url: String,
+    pub pool_size: u32,
     pub addr: SocketAddr,
     pub issuer_url: String,
     pub scopes: Scope,
@@ -18,6 +19,7 @@ pub struct Config {
     pub scrypt: ScryptParams,
     pub throttle: ThrottleConfig,
     pub body_limit: usize,
+    pub bench_ceiling: bool,
 }
 
 impl Config {
@@ -27,6 +29,7 @@ impl Config {
         let production = ScryptParams::PRODUCTION;
         Ok(Self {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://auth_server.db".into()),
+            pool_size: parsed("DATABASE_POOL_SIZE", 8)?,
             issuer_url: var("ISSUER_URL").unwrap_or_else(|| format!("http://{addr}")),
             addr,
             scopes: var("SCOPES")
@@ -53,6 +56,7 @@ impl Config {
                 )?),
             },
             body_limit: parsed("MAX_BODY_BYTES", 64 * 1024)?,
+            bench_ceiling: parsed("BENCH_CEILING", false)?,
         })
     }
 }

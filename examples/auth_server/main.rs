@@ -30,7 +30,10 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), Error> {
     env::init_logging();
     let config = Config::from_env()?;
-    let store = SeaOrmStore::connect(StoreConfig::new(&config.database_url)).await?;
+    let store = SeaOrmStore::connect(
+        StoreConfig::new(&config.database_url).max_connections(config.pool_size),
+    )
+    .await?;
     store.migrate().await?;
     let store = Arc::new(store);
 
@@ -60,7 +63,7 @@ async fn main() -> Result<(), Error> {
 
 /// The server's router over `store`, as configured.
 fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> {
-    Ok(AuthServer::from_store(store)
+    let mut router = AuthServer::from_store(store)
         .issuer_url(config.issuer_url.clone())
         .scopes(config.scopes.clone())
         .access_token_ttl(config.access_ttl)
@@ -68,6 +71,26 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .scrypt_params(config.scrypt)
         .throttle(config.throttle)
         .body_limit(config.body_limit)
-        .router()?
-        .layer(oauth_core::server::trace_layer()))
+        .router()?;
+    if config.bench_ceiling {
+        router = router.merge(bench_ceiling());
+    }
+    Ok(router.layer(oauth_core::server::trace_layer()))
+}
+
+/// `POST /bench/ceiling`, for `cargo bench --bench introspection` only (set
+/// `BENCH_CEILING=1`): reads the form body and answers a constant JSON body of the
+/// size of an active introspection answer — the most any endpoint of this server
+/// could do per request.
+fn bench_ceiling() -> axum::Router {
+    const BODY: &str = r#"{"active":true,"scope":"read write introspection","exp":1795415940,"iat":1795379940,"client_id":"rs-id","username":"bench@example.com","sub":"1","token_type":"Bearer"}"#;
+    axum::Router::new().route(
+        "/bench/ceiling",
+        axum::routing::post(|_form: String| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                BODY,
+            )
+        }),
+    )
 }

@@ -20,6 +20,7 @@ pub struct Config {
     pub negative_ttl: Duration,
     pub timeout: Duration,
     pub paging: Paging,
+    pub bench_unauthenticated: bool,
 }
 
 impl Config {
@@ -52,6 +53,7 @@ impl Config {
                 default: parsed("PAGE_SIZE", 10)?,
                 max: parsed("MAX_PAGE_SIZE", 100)?,
             },
+            bench_unauthenticated: parsed("BENCH_UNAUTHENTICATED", false)?,
         })
     }
 

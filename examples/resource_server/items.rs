@@ -321,6 +321,15 @@ async fn retrieve(
     Scoped(..): Scoped<Read>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    retrieve_unauthenticated(State(state), Path(id)).await
+}
+
+/// [`retrieve`] without authentication: mounted at `/bench/items/{id}/` only for
+/// `cargo bench --bench resource` (`BENCH_UNAUTHENTICATED=1`), as its baseline.
+pub async fn retrieve_unauthenticated(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let item = find(&state.db, &id).await?;
     let owner = owner_of(&state.db, &item).await?;
     Ok(Json(item_json(&item, owner.as_ref())).into_response())

@@ -73,7 +73,14 @@ fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
         proxy: proxy::Proxy::new(config)?,
         pages: config.paging,
     };
-    Ok(Router::new()
+    let mut router = Router::new();
+    if config.bench_unauthenticated {
+        router = router.route(
+            "/bench/items/{id}/",
+            axum::routing::get(items::retrieve_unauthenticated),
+        );
+    }
+    Ok(router
         .merge(items::routes())
         .merge(proxy::routes())
         .route(

@@ -134,6 +134,7 @@ impl ResourceServerUnderTest {
             negative_ttl: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
             paging: Paging { default: 2, max: 3 },
+            bench_unauthenticated: false,
         };
         let db = crate::db::open(&config.database_url).await.unwrap();
         let app = crate::app(db, &config).unwrap();

@@ -13,8 +13,8 @@ use crate::clock::Clock;
 use crate::scope::Scope;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::store::{
-    RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenRecord, TokenStore, UnixTime,
-    User, UserId, UserStore,
+    RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner, TokenRecord,
+    TokenStore, UnixTime, UserId, UserStore,
 };
 use crate::token::{RandomnessUnavailable, TokenHash, generate_token};
 
@@ -216,13 +216,6 @@ impl OpaqueTokenIssuer {
             lifetimes,
         }
     }
-
-    fn active_user(user: Option<User>) -> Option<TokenUser> {
-        user.filter(|u| u.is_active).map(|u| TokenUser {
-            id: u.id,
-            email: u.email.as_str().to_owned(),
-        })
-    }
 }
 
 #[async_trait]
@@ -332,20 +325,33 @@ impl TokenIssuer for OpaqueTokenIssuer {
 
     async fn introspect(&self, token: &str) -> Result<Option<TokenInfo>, IssuerError> {
         let now = self.clock.unix();
-        let Some(record) = self
+        let Some((record, owner)) = self
             .tokens
-            .token(&TokenHash::of(token))
+            .token_with_owner(&TokenHash::of(token))
             .await?
-            .filter(|t| t.kind == TokenKind::Access && t.is_active(now))
+            .filter(|(t, _)| t.kind == TokenKind::Access && t.is_active(now))
         else {
             return Ok(None);
         };
         let user = match record.user_id {
-            Some(id) => match Self::active_user(self.users.user_by_id(id).await?) {
-                Some(user) => Some(user),
-                None => return Ok(None),
-            },
             None => None,
+            Some(id) => {
+                // One joined lookup where the store can; else ask the user store.
+                let owner = match owner {
+                    Some(owner) => Some(owner),
+                    None => self.users.user_by_id(id).await?.map(|u| TokenOwner {
+                        email: u.email,
+                        is_active: u.is_active,
+                    }),
+                };
+                match owner.filter(|o| o.is_active) {
+                    Some(o) => Some(TokenUser {
+                        id,
+                        email: o.email.as_str().to_owned(),
+                    }),
+                    None => return Ok(None),
+                }
+            }
         };
         Ok(Some(TokenInfo {
             client_id: record.client_id,

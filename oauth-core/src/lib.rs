@@ -54,7 +54,7 @@ pub use server::{AuthServer, AuthServerError, ThrottleConfig};
 pub use store::sea;
 pub use store::{
     Client, ClientKind, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError,
-    TokenFamily, TokenKind, TokenRecord, TokenStore, UnixTime, UnknownGrantType, User, UserFlags,
-    UserId, UserStore, memory,
+    TokenFamily, TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, UnknownGrantType, User,
+    UserFlags, UserId, UserStore, memory,
 };
 pub use token::{RandomnessUnavailable, TOKEN_BYTES, TokenHash, generate_token};

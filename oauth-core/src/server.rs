@@ -104,6 +104,7 @@ pub struct AuthServer {
     body_limit: usize,
     clock: Arc<dyn Clock>,
     client_cache_ttl: Duration,
+    client_record_ttl: Duration,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -142,6 +143,7 @@ impl AuthServer {
             body_limit: 64 * 1024,
             clock: Arc::new(SystemClock),
             client_cache_ttl: Duration::from_secs(600),
+            client_record_ttl: Duration::from_secs(30),
         }
     }
 
@@ -226,6 +228,14 @@ impl AuthServer {
         self
     }
 
+    /// How long a client's registration is reused without asking the registry
+    /// (default 30 seconds; zero: every request asks). Changes to a client — a new
+    /// secret, its deletion — take effect within this time.
+    pub fn client_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.client_record_ttl = ttl;
+        self
+    }
+
     /// Builds the router. Serve it with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so that failed logins are
     /// also counted per client IP address.
@@ -251,6 +261,7 @@ impl AuthServer {
                 self.clients,
                 hasher.clone(),
                 self.client_cache_ttl,
+                self.client_record_ttl,
             ),
             issuer,
             hasher,

@@ -426,6 +426,15 @@ impl TokenRecord {
     }
 }
 
+/// What introspection needs of a token's resource owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// The owner's email (RFC 7662 `username`).
+    pub email: Email,
+    /// Whether the account may still act.
+    pub is_active: bool,
+}
+
 /// A token to issue in place of a rotated refresh token; it inherits the old token's
 /// client, user and family.
 #[derive(Debug, Clone, PartialEq)]
@@ -468,6 +477,16 @@ pub trait TokenStore: Send + Sync {
 
     /// The token with this digest, active or not, for introspection (RFC 7662 §2.2).
     async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// The token with this digest and, where the store can join, its owner — one
+    /// lookup for an introspection instead of two. `None` as the owner means "not
+    /// looked up here": ask the [`UserStore`]. The default does exactly that.
+    async fn token_with_owner(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(TokenRecord, Option<TokenOwner>)>, StoreError> {
+        Ok(self.token(hash).await?.map(|t| (t, None)))
+    }
 
     /// Consumes a refresh token of `client_id` and issues its successors (RFC 6749 §6),
     /// atomically: of any number of concurrent calls with one token — in this process

@@ -86,11 +86,16 @@ pub(crate) fn presented(
 }
 
 /// Checks presented credentials against the registry.
+///
+/// Registrations are remembered for a short while too (30 s by default), so a busy
+/// client costs no registry query per request; a changed secret, a deleted client
+/// or a new grant type take effect within that time.
 #[derive(Clone)]
 pub(crate) struct ClientAuthenticator {
     registry: Arc<dyn ClientRegistry>,
     hasher: PasswordHasher,
     verified: moka::sync::Cache<[u8; 32], ()>,
+    clients: Option<moka::sync::Cache<String, Client>>,
 }
 
 impl std::fmt::Debug for ClientAuthenticator {
@@ -106,6 +111,7 @@ impl ClientAuthenticator {
         registry: Arc<dyn ClientRegistry>,
         hasher: PasswordHasher,
         remember: Duration,
+        registrations: Duration,
     ) -> Self {
         Self {
             registry,
@@ -114,7 +120,30 @@ impl ClientAuthenticator {
                 .max_capacity(10_000)
                 .time_to_live(remember)
                 .build(),
+            clients: (!registrations.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(registrations)
+                    .build()
+            }),
         }
+    }
+
+    /// The registration, from the short-lived cache or the registry. Unknown ids are
+    /// not cached, so random ids cannot fill the cache.
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
+        if let Some(c) = self.clients.as_ref().and_then(|cache| cache.get(client_id)) {
+            return Ok(Some(c));
+        }
+        let client = self
+            .registry
+            .client(client_id)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?;
+        if let (Some(cache), Some(c)) = (&self.clients, &client) {
+            cache.insert(client_id.to_owned(), c.clone());
+        }
+        Ok(client)
     }
 
     fn cache_key(client_id: &str, secret: &ClientSecret, stored: &str) -> [u8; 32] {
@@ -130,11 +159,7 @@ impl ClientAuthenticator {
     /// are answered alike, and both pay one KDF run.
     pub(crate) async fn authenticate(&self, p: &Presented) -> Result<Client, OAuthError> {
         let fail = || OAuthError::invalid_client(p.method == Method::Basic);
-        let client = self
-            .registry
-            .client(&p.client_id)
-            .await
-            .map_err(|e| OAuthError::internal(&e))?;
+        let client = self.client(&p.client_id).await?;
         let (client, secret, stored) = match (client, &p.secret) {
             // A public client identifies itself without a secret (RFC 6749 §2.1).
             (Some(c), None) if c.kind == ClientKind::Public => return Ok(c),

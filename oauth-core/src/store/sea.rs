@@ -27,7 +27,7 @@ use self::entity::{client, token, user};
 use self::migration::Migrator;
 use super::{
     Client, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError, TokenFamily,
-    TokenKind, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
+    TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
 };
 use crate::email::Email;
 use crate::scope::Scope;
@@ -504,6 +504,30 @@ impl TokenStore for SeaOrmStore {
             .map_err(backend)?
             .map(TokenRecord::try_from)
             .transpose()
+    }
+
+    async fn token_with_owner(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(TokenRecord, Option<TokenOwner>)>, StoreError> {
+        let Some((token, user)) = token::Entity::find()
+            .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
+            .find_also_related(user::Entity)
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let owner = user
+            .map(|u| -> Result<TokenOwner, StoreError> {
+                Ok(TokenOwner {
+                    email: Email::parse(&u.email).map_err(|_| corrupt("user email"))?,
+                    is_active: u.is_active,
+                })
+            })
+            .transpose()?;
+        Ok(Some((token.try_into()?, owner)))
     }
 
     async fn rotate_refresh(

@@ -35,8 +35,22 @@ pub struct Model {
     pub revoked_at: Option<i64>,
 }
 
-/// No relations are navigated through the ORM; foreign keys live in the migrations.
+/// The owner, joined for introspection; the foreign key itself lives in the migration.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// `user_id` → `oauth_users.id`.
+    #[sea_orm(
+        belongs_to = "super::user::Entity",
+        from = "Column::UserId",
+        to = "super::user::Column::Id"
+    )]
+    User,
+}
+
+impl Related<super::user::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,147 @@
+//! Target 6, micro-benchmarks (criterion): one scrypt hash at the production
+//! parameters; token generation with its SHA-256; client authentication on a
+//! request once the secret has been verified (must be microseconds, not a KDF);
+//! a cache hit in the introspector.
+//!
+//! Run with: `cargo bench --bench micro`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{Criterion, criterion_group, criterion_main};
+use oauth_core::memory::{MemoryClientRegistry, MemoryTokenStore, MemoryUserStore};
+use oauth_core::resource::{
+    Authenticator, IntrospectionCredentials, Introspector, IntrospectorConfig,
+};
+use oauth_core::{
+    AuthServer, Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher,
+    ScryptParams, TokenHash, generate_token,
+};
+use tower::ServiceExt as _;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn scrypt_hash(c: &mut Criterion) {
+    let rt = rt();
+    let hasher = PasswordHasher::new(ScryptParams::PRODUCTION).unwrap();
+    let mut g = c.benchmark_group("password");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.bench_function("scrypt hash ln=15 r=8 p=3", |b| {
+        b.to_async(&rt).iter(|| async {
+            hasher
+                .hash(&Password::new("correct horse battery"))
+                .await
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn tokens(c: &mut Criterion) {
+    c.bench_function("token generation + SHA-256", |b| {
+        b.iter(|| {
+            let t = generate_token().unwrap();
+            TokenHash::of(&t)
+        })
+    });
+}
+
+/// `POST /o/revoke_token/` of an unknown token: body parsing, client authentication
+/// (cached verification) and one token lookup in the in-memory store — the whole
+/// per-request cost of a client-authenticated endpoint without a database.
+fn client_authentication(c: &mut Criterion) {
+    let rt = rt();
+    let clients = Arc::new(MemoryClientRegistry::default());
+    let router = rt.block_on(async {
+        let hasher = PasswordHasher::new(ScryptParams::PRODUCTION).unwrap();
+        clients
+            .register_client(Client {
+                client_id: "rs-id".into(),
+                secret_hash: Some(hasher.hash(&Password::new("rs-secret")).await.unwrap()),
+                kind: ClientKind::Confidential,
+                name: "bench".into(),
+                grant_types: vec![GrantType::Password],
+                redirect_uris: vec![],
+                allowed_scope: "read".parse().unwrap(),
+                default_scope: "read".parse().unwrap(),
+                owner: None,
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        AuthServer::new(
+            Arc::new(MemoryUserStore::default()),
+            clients,
+            Arc::new(MemoryTokenStore::default()),
+        )
+        .password_hasher(hasher)
+        .router()
+        .unwrap()
+    });
+    let request = || {
+        Request::post("/o/revoke_token/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", "Basic cnMtaWQ6cnMtc2VjcmV0")
+            .body(Body::from("token=unknown"))
+            .unwrap()
+    };
+    // The first request pays the KDF once.
+    assert!(
+        rt.block_on(router.clone().oneshot(request()))
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    c.bench_function(
+        "client-authenticated request (verified secret cached)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| async { router.clone().oneshot(request()).await.unwrap().status() })
+        },
+    );
+}
+
+fn introspector_cache_hit(c: &mut Criterion) {
+    let rt = rt();
+    let introspector = rt.block_on(async {
+        let stub = axum::Router::new().route(
+            "/o/introspect/",
+            axum::routing::post(|| async {
+                ([("content-type", "application/json")], r#"{"active":true,"scope":"read write","client_id":"rs-id","username":"u@example.com","sub":"1"}"#)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
+        let i = Introspector::new(IntrospectorConfig::new(
+            format!("http://{addr}/o/introspect/"),
+            IntrospectionCredentials::Client { id: "rs-id".into(), secret: "rs-secret".into() },
+        ))
+        .unwrap();
+        i.authenticate("cached-token").await.unwrap();
+        i
+    });
+    c.bench_function("introspector cache hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { introspector.authenticate("cached-token").await.unwrap() })
+    });
+}
+
+criterion_group!(
+    benches,
+    scrypt_hash,
+    tokens,
+    client_authentication,
+    introspector_cache_hit
+);
+criterion_main!(benches);

@@ -64,19 +64,23 @@ fn main() {
 
         let duration = pick(Duration::from_secs(15), Duration::from_secs(2));
         let rounds = pick(3, 1);
+        let pace = Some(Duration::from_millis(10));
         let (mut logins, mut idle_p99, mut busy_p99) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=rounds {
+            // Throughput: logins alone, enough connections to keep every KDF slot busy.
+            let saturated = support::load(4 * cores, duration, login.clone()).await;
+            // Latency: a light probe (100 introspections/s), idle and under the same logins.
             let i = introspect.clone();
-            let idle = support::load(1, duration, move |c, n| i(c, n)).await;
+            let idle = support::paced(1, duration, pace, move |c, n| i(c, n)).await;
             let i = introspect.clone();
-            let (busy, saturated) = tokio::join!(
-                support::load(1, duration, move |c, n| i(c, n)),
+            let (busy, _) = tokio::join!(
+                support::paced(1, duration, pace, move |c, n| i(c, n)),
                 support::load(4 * cores, duration, login.clone()),
             );
             println!("round {round}");
-            describe("introspection, idle", &idle);
-            describe("introspection, under logins", &busy);
             describe("password grant", &saturated);
+            describe("introspection probe, idle", &idle);
+            describe("introspection probe, logins", &busy);
             assert_eq!((idle.errors, busy.errors, saturated.errors), (0, 0, 0), "a run with errors is invalid");
             logins.push(saturated.rps);
             idle_p99.push(ms(idle.p99));

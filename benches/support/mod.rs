@@ -29,12 +29,13 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// Builds both example servers with `--release` (the figures are what a user of
-/// `cargo run --release` gets) and returns the path of `name`.
+/// Builds both example servers optimised (the `bench` profile, which is `release`
+/// under the name `cargo bench` uses, so the two builds share their artifacts
+/// instead of rebuilding each other's) and returns the path of `name`.
 pub fn example(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--examples"])
+        .args(["build", "--quiet", "--profile", "bench", "--examples"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("run cargo build");
@@ -142,6 +143,20 @@ pub async fn load<F>(connections: usize, duration: Duration, make: F) -> Load
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
+    paced(connections, duration, None, make).await
+}
+
+/// Like [`load`], but each connection waits `pace` between its requests: a probe
+/// that measures latency without adding load of its own.
+pub async fn paced<F>(
+    connections: usize,
+    duration: Duration,
+    pace: Option<Duration>,
+    make: F,
+) -> Load
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
     let make = Arc::new(make);
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -166,6 +181,9 @@ where
                 }
                 latencies.push(started.elapsed());
                 i += connections as u64;
+                if let Some(pace) = pace {
+                    tokio::time::sleep(pace).await;
+                }
             }
             (latencies, errors)
         }));

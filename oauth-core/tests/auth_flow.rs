@@ -373,3 +373,44 @@ async fn no_secret_reaches_the_logs() {
         "an Authorization header reached the logs"
     );
 }
+
+/// Concurrent first requests of one client share one KDF run for its secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_client_authentications_share_one_kdf_run() {
+    let h = Harness::new(Backend::Sqlite, common::lenient())
+        .await
+        .unwrap();
+    let before = h.hasher.stats().completed;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let router = h.router.clone();
+        set.spawn(async move {
+            let req = Request::post("/o/introspect/")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    header::AUTHORIZATION,
+                    common::basic_header("rs-id", "rs-secret"),
+                )
+                .body(Body::from("token=unknown"))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        });
+    }
+    while let Some(status) = set.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(h.hasher.stats().completed - before, 1);
+    // A wrong secret is never remembered: each attempt pays its own run.
+    for _ in 0..2 {
+        let r = h
+            .post_form(
+                "/o/introspect/",
+                Some(("rs-id", "wrong")),
+                &[("token", "x")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(h.hasher.stats().completed - before, 3);
+    h.cleanup().await;
+}

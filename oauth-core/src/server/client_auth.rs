@@ -94,8 +94,15 @@ pub(crate) fn presented(
 pub(crate) struct ClientAuthenticator {
     registry: Arc<dyn ClientRegistry>,
     hasher: PasswordHasher,
-    verified: moka::sync::Cache<[u8; 32], ()>,
+    verified: moka::future::Cache<[u8; 32], ()>,
     clients: Option<moka::sync::Cache<String, Client>>,
+}
+
+/// Why a secret check did not succeed (never cached).
+#[derive(Debug)]
+enum Check {
+    Mismatch,
+    Failed(String),
 }
 
 impl std::fmt::Debug for ClientAuthenticator {
@@ -116,7 +123,7 @@ impl ClientAuthenticator {
         Self {
             registry,
             hasher,
-            verified: moka::sync::Cache::builder()
+            verified: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(remember)
                 .build(),
@@ -178,20 +185,29 @@ impl ClientAuthenticator {
             }
             (_, None) => return Err(fail()),
         };
+        // Concurrent first requests of one client wait for a single KDF run instead
+        // of each paying one (a herd of them would otherwise queue for seconds).
         let key = Self::cache_key(&client.client_id, secret, &stored);
-        if self.verified.contains_key(&key) {
-            return Ok(client);
-        }
-        let ok = self
-            .hasher
-            .verify(&Password::new(secret.secret()), Some(&stored))
-            .await
-            .map_err(|e| OAuthError::internal(&e))?;
-        if ok {
-            self.verified.insert(key, ());
-            Ok(client)
-        } else {
-            Err(fail())
+        let check = self
+            .verified
+            .try_get_with(key, async {
+                match self
+                    .hasher
+                    .verify(&Password::new(secret.secret()), Some(&stored))
+                    .await
+                {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(Check::Mismatch),
+                    Err(e) => Err(Check::Failed(e.to_string())),
+                }
+            })
+            .await;
+        match check {
+            Ok(()) => Ok(client),
+            Err(e) => match &*e {
+                Check::Mismatch => Err(fail()),
+                Check::Failed(cause) => Err(OAuthError::internal(cause)),
+            },
         }
     }
 

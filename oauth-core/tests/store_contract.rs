@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{TimeZone, Utc};
 use oauth_core::memory::{MemoryClientRegistry, MemoryTokenStore, MemoryUserStore};
@@ -16,6 +15,9 @@ use oauth_core::{
     generate_token,
 };
 use tokio::task::JoinSet;
+
+mod common;
+use common::unique_schema;
 
 struct Backend {
     users: Arc<dyn UserStore>,
@@ -86,19 +88,6 @@ impl Backend {
                 .unwrap();
         }
     }
-}
-
-fn unique_schema() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "test_{}_{}_{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Generates one `#[tokio::test]` per backend for each contract function.

@@ -37,7 +37,8 @@ pub enum Backend {
     Postgres,
 }
 
-fn unique_schema() -> String {
+/// A PostgreSQL schema name no other test run uses.
+pub fn unique_schema() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -2,11 +2,12 @@
 //!
 //! The front door is three calls on [`PasswordHasher`]: [`hash`](PasswordHasher::hash),
 //! [`verify`](PasswordHasher::verify) and [`needs_rehash`](PasswordHasher::needs_rehash).
-//! Hashing runs on Tokio's blocking pool behind a semaphore as wide as the machine has
-//! CPUs: each scrypt call holds `128·r·N` bytes for its whole run, so a burst of a
-//! hundred logins queues instead of allocating gigabytes, and the async runtime keeps
-//! serving other requests meanwhile.
+//! Hashing runs on a pool of low-priority threads as wide as the machine has CPUs,
+//! never on the async runtime: each scrypt call holds `128·r·N` bytes for its whole
+//! run, so a burst of a hundred logins queues instead of allocating gigabytes, and
+//! the runtime keeps serving other requests first meanwhile.
 
+mod pool;
 mod validation;
 
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use password_hash::phc::{Output, PasswordHash, Salt};
 use password_hash::{CustomizedPasswordHasher as _, PasswordVerifier as _};
 use scrypt::Scrypt;
-use tokio::sync::Semaphore;
 
 pub use validation::{PasswordPolicy, PasswordProblem};
 
@@ -84,7 +84,7 @@ pub enum PasswordError {
     /// No randomness for a salt.
     #[error(transparent)]
     Randomness(#[from] RandomnessUnavailable),
-    /// The blocking task running the KDF panicked or was cancelled.
+    /// The KDF job panicked, or its threads could not be started.
     #[error("password hashing task failed")]
     TaskFailed,
     /// The hasher produced something that is not a PHC string (a bug).
@@ -129,7 +129,7 @@ pub struct PasswordHasher {
 struct Inner {
     config: ScryptParams,
     params: scrypt::Params,
-    permits: Arc<Semaphore>,
+    pool: pool::KdfPool,
     width: usize,
     /// A PHC string with the configured parameters that no password matches; verified
     /// in place of a missing user's hash so both paths cost one KDF run.
@@ -170,7 +170,7 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 config: params,
                 params: scrypt_params,
-                permits: Arc::new(Semaphore::new(width)),
+                pool: pool::KdfPool::new(width).map_err(|_| PasswordError::TaskFailed)?,
                 width,
                 dummy,
                 running: AtomicUsize::new(0),
@@ -276,30 +276,28 @@ impl PasswordHasher {
                 .is_none_or(|h| h.len() != scrypt::Params::RECOMMENDED_LEN)
     }
 
-    /// Runs `f` on the blocking pool once a permit is free. The permit moves into the
-    /// task, so a caller that gives up early (a dropped request) still cannot push
-    /// concurrency past the width.
+    /// Runs `f` on the KDF pool. A caller that gives up early (a dropped request)
+    /// cannot push concurrency past the pool's width: the job runs on one of its
+    /// threads or not at all.
     async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::TaskFailed)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
-            inner.peak.fetch_max(now, Ordering::Relaxed);
-            let out = f();
-            inner.running.fetch_sub(1, Ordering::Relaxed);
-            inner.completed.fetch_add(1, Ordering::Relaxed);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|_| PasswordError::TaskFailed)
+        self.inner
+            .pool
+            .submit(Box::new(move || {
+                let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
+                inner.peak.fetch_max(now, Ordering::Relaxed);
+                let out = f();
+                inner.running.fetch_sub(1, Ordering::Relaxed);
+                inner.completed.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send(out);
+            }))
+            .map_err(|()| PasswordError::TaskFailed)?;
+        rx.await.map_err(|_| PasswordError::TaskFailed)
     }
 }
 

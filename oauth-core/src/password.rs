@@ -106,7 +106,7 @@ pub struct HasherStats {
 }
 
 /// Hashes and verifies passwords with scrypt, off the async runtime and with bounded
-/// concurrency. Cheap to clone; clones share the semaphore.
+/// concurrency. Cheap to clone; clones share the pool of KDF threads.
 ///
 /// ```
 /// # use oauth_core::{Password, PasswordHasher, ScryptParams};

@@ -17,6 +17,7 @@ pub struct Config {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub scrypt: ScryptParams,
+    pub kdf_threads: usize,
     pub throttle: ThrottleConfig,
     pub body_limit: usize,
     pub bench_ceiling: bool,
@@ -46,6 +47,10 @@ impl Config {
                 r: parsed("SCRYPT_R", production.r)?,
                 p: parsed("SCRYPT_P", production.p)?,
             },
+            kdf_threads: parsed(
+                "KDF_THREADS",
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )?,
             throttle: ThrottleConfig {
                 per_account: parsed("LOGIN_FAILURES_PER_ACCOUNT", throttle.per_account)?,
                 per_client: parsed("AUTH_FAILURES_PER_CLIENT", throttle.per_client)?,

@@ -19,8 +19,8 @@ mod env;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use oauth_core::AuthServer;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
+use oauth_core::{AuthServer, PasswordHasher};
 
 use crate::config::Config;
 
@@ -68,7 +68,10 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .scopes(config.scopes.clone())
         .access_token_ttl(config.access_ttl)
         .refresh_token_ttl(config.refresh_ttl)
-        .scrypt_params(config.scrypt)
+        .password_hasher(PasswordHasher::with_concurrency(
+            config.scrypt,
+            config.kdf_threads,
+        )?)
         .throttle(config.throttle)
         .body_limit(config.body_limit)
         .router()?;

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use oauth_core::ClientSecret;
@@ -119,15 +119,12 @@ async fn signup(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match api::parse_body(&headers, body) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let fields = api::parse_body(&headers, body)?;
     let proxy = &state.proxy;
-    proxy
+    Ok(proxy
         .relay(proxy.http.post(proxy.url("/users/signup/")).json(&fields))
-        .await
+        .await)
 }
 
 /// `POST /users/token/` `{email, password}` → the password grant.
@@ -182,15 +179,12 @@ async fn password(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let fields = match api::parse_body(&headers, body) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, ApiError> {
+    let fields = api::parse_body(&headers, body)?;
     let proxy = &state.proxy;
     let mut request = proxy.http.put(proxy.url("/users/password/")).json(&fields);
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        request = request.header(HeaderName::from_static("authorization"), auth.clone());
+        request = request.header(header::AUTHORIZATION, auth.clone());
     }
-    proxy.relay(request).await
+    Ok(proxy.relay(request).await)
 }

@@ -309,3 +309,79 @@ async fn rotation_is_exclusive_across_independent_pools() {
     }
     assert_eq!(wins, 1);
 }
+
+/// A store reading SQLite inline (the default) answers token lookups exactly as one
+/// that goes through the pool, owner included, and sees changes made by another
+/// store on the same file at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_token_lookups_match_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let inline = SeaOrmStore::open(&url).await.unwrap();
+    let pooled = SeaOrmStore::connect(StoreConfig::new(&url).inline_reads(false))
+        .await
+        .unwrap();
+    let plain = populate(&inline).await;
+    let cc = TokenRecord {
+        hash: TokenHash::of("client-credentials"),
+        kind: TokenKind::Access,
+        client_id: "disk-client".into(),
+        user_id: None,
+        scope: "read write".parse().unwrap(),
+        family: TokenFamily::generate().unwrap(),
+        issued_at: NOW,
+        expires_at: NOW + 60,
+        revoked_at: Some(NOW + 5),
+    };
+    inline
+        .insert_tokens(std::slice::from_ref(&cc))
+        .await
+        .unwrap();
+    let hashes = [
+        TokenHash::of(&plain.access),
+        TokenHash::of(&plain.refresh),
+        cc.hash,
+        TokenHash::of("never issued"),
+    ];
+    let same = || async {
+        for hash in &hashes {
+            assert_eq!(
+                inline.token_with_owner(hash).await.unwrap(),
+                pooled.token_with_owner(hash).await.unwrap()
+            );
+        }
+    };
+    same().await;
+    let (access, owner) = inline.token_with_owner(&hashes[0]).await.unwrap().unwrap();
+    assert_eq!(access.kind, TokenKind::Access);
+    assert_eq!(owner.unwrap().email.as_str(), "disk@example.com");
+    assert_eq!(
+        inline.token_with_owner(&cc.hash).await.unwrap(),
+        Some((cc.clone(), None))
+    );
+
+    // Changes through the other store are visible to the next inline lookup.
+    let user = pooled
+        .user_by_email(&Email::parse("disk@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    pooled
+        .set_user_flags(
+            user.id,
+            oauth_core::UserFlags {
+                is_active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        pooled.revoke_family(&access.family, NOW + 9).await.unwrap(),
+        2
+    );
+    let (revoked, owner) = inline.token_with_owner(&hashes[0]).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(NOW + 9));
+    assert!(!owner.unwrap().is_active);
+    same().await;
+}

@@ -6,16 +6,19 @@
 
 pub mod entity;
 pub mod migration;
+mod sqlite_reader;
 
 /// The sea-orm this store is built on, for embedders that add tables of their own.
 pub use sea_orm;
 
+use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -25,6 +28,7 @@ use sea_orm_migration::MigratorTrait;
 
 use self::entity::{client, token, user};
 use self::migration::Migrator;
+use self::sqlite_reader::SqliteReader;
 use super::{
     Client, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError, TokenFamily,
     TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
@@ -47,6 +51,7 @@ pub struct StoreConfig {
     max_connections: u32,
     busy_timeout: Duration,
     schema: Option<String>,
+    inline_reads: bool,
 }
 
 impl StoreConfig {
@@ -58,6 +63,7 @@ impl StoreConfig {
             max_connections: 8,
             busy_timeout: Duration::from_secs(5),
             schema: None,
+            inline_reads: true,
         }
     }
 
@@ -73,6 +79,20 @@ impl StoreConfig {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Whether a SQLite file database answers token lookups on the calling thread
+    /// (default `true`). sqlx hands every statement to a worker thread and back;
+    /// for the one query per introspection those two hand-offs cost more than the
+    /// lookup, so by default it runs inline over a few read-only connections of its
+    /// own — microseconds while the database's pages are in the OS cache, and never
+    /// waiting on a writer (WAL). Turn it off to keep every statement off the async
+    /// runtime, e.g. for a database on a slow network filesystem. PostgreSQL and
+    /// in-memory SQLite always use the pool.
+    #[must_use]
+    pub fn inline_reads(mut self, on: bool) -> Self {
+        self.inline_reads = on;
         self
     }
 
@@ -99,6 +119,7 @@ impl StoreConfig {
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
+    reader: Option<Arc<SqliteReader>>,
 }
 
 impl SeaOrmStore {
@@ -147,7 +168,16 @@ impl SeaOrmStore {
                 .foreign_keys(true)
         });
         let db = Database::connect(opts).await.map_err(backend)?;
-        Ok(Self { db })
+        let reader =
+            (config.inline_reads && !in_memory && db.get_database_backend() == DbBackend::Sqlite)
+                .then(|| SqliteConnectOptions::from_str(&config.url))
+                .transpose()
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+                .map(|o| {
+                    let max_idle = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
+                    Arc::new(SqliteReader::new(o.get_filename().to_owned(), max_idle))
+                });
+        Ok(Self { db, reader })
     }
 
     /// Applies pending migrations. Safe to call on every start, and from several
@@ -191,6 +221,13 @@ fn backend(e: DbErr) -> StoreError {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ => StoreError::Backend(Box::new(e)),
     }
+}
+
+fn token_owner(email: &str, is_active: bool) -> Result<TokenOwner, StoreError> {
+    Ok(TokenOwner {
+        email: Email::parse(email).map_err(|_| corrupt("user email"))?,
+        is_active,
+    })
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -510,6 +547,19 @@ impl TokenStore for SeaOrmStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(TokenRecord, Option<TokenOwner>)>, StoreError> {
+        if let Some(reader) = &self.reader {
+            match reader.token_with_owner(hash.as_bytes()) {
+                Ok(None) => return Ok(None),
+                Ok(Some((token, owner))) => {
+                    let owner = owner
+                        .map(|(email, is_active)| token_owner(&email, is_active))
+                        .transpose()?;
+                    return Ok(Some((token.try_into()?, owner)));
+                }
+                // The pool waits out what made the inline read fail, or reports it.
+                Err(e) => tracing::debug!(error = %e, "inline token lookup failed; using the pool"),
+            }
+        }
         let Some((token, user)) = token::Entity::find()
             .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
             .find_also_related(user::Entity)
@@ -520,12 +570,7 @@ impl TokenStore for SeaOrmStore {
             return Ok(None);
         };
         let owner = user
-            .map(|u| -> Result<TokenOwner, StoreError> {
-                Ok(TokenOwner {
-                    email: Email::parse(&u.email).map_err(|_| corrupt("user email"))?,
-                    is_active: u.is_active,
-                })
-            })
+            .map(|u| token_owner(&u.email, u.is_active))
             .transpose()?;
         Ok(Some((token.try_into()?, owner)))
     }

@@ -349,6 +349,10 @@ async fn inline_token_lookups_match_the_pool() {
                 inline.token_with_owner(hash).await.unwrap(),
                 pooled.token_with_owner(hash).await.unwrap()
             );
+            assert_eq!(
+                inline.token(hash).await.unwrap(),
+                pooled.token(hash).await.unwrap()
+            );
         }
     };
     same().await;

@@ -28,7 +28,7 @@ use sea_orm_migration::MigratorTrait;
 
 use self::entity::{client, token, user};
 use self::migration::Migrator;
-use self::sqlite_reader::SqliteReader;
+use self::sqlite_reader::{OwnerColumns, SqliteReader};
 use super::{
     Client, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError, TokenFamily,
     TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
@@ -187,6 +187,22 @@ impl SeaOrmStore {
     /// [`StoreError::Backend`] when a migration fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         Migrator::up(&self.db, None).await.map_err(backend)
+    }
+
+    /// A token row (and its owner's columns) read on the calling thread; `None` when
+    /// this store has no inline reader or the read failed, and the pool must answer
+    /// (it waits out what made the inline read fail, or reports it).
+    fn read_inline(
+        &self,
+        hash: &TokenHash,
+    ) -> Option<Option<(token::Model, Option<OwnerColumns>)>> {
+        let reader = self.reader.as_ref()?;
+        reader
+            .token_with_owner(hash.as_bytes())
+            .inspect_err(
+                |e| tracing::debug!(error = %e, "inline token lookup failed; using the pool"),
+            )
+            .ok()
     }
 
     /// The underlying connection, for applications that keep their own tables beside ours.
@@ -534,6 +550,9 @@ impl TokenStore for SeaOrmStore {
     }
 
     async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        if let Some(found) = self.read_inline(hash) {
+            return found.map(|(t, _)| t.try_into()).transpose();
+        }
         token::Entity::find()
             .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
             .one(&self.db)
@@ -547,18 +566,14 @@ impl TokenStore for SeaOrmStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(TokenRecord, Option<TokenOwner>)>, StoreError> {
-        if let Some(reader) = &self.reader {
-            match reader.token_with_owner(hash.as_bytes()) {
-                Ok(None) => return Ok(None),
-                Ok(Some((token, owner))) => {
-                    let owner = owner
-                        .map(|(email, is_active)| token_owner(&email, is_active))
-                        .transpose()?;
-                    return Ok(Some((token.try_into()?, owner)));
-                }
-                // The pool waits out what made the inline read fail, or reports it.
-                Err(e) => tracing::debug!(error = %e, "inline token lookup failed; using the pool"),
-            }
+        if let Some(found) = self.read_inline(hash) {
+            let Some((token, owner)) = found else {
+                return Ok(None);
+            };
+            let owner = owner
+                .map(|(email, is_active)| token_owner(&email, is_active))
+                .transpose()?;
+            return Ok(Some((token.try_into()?, owner)));
         }
         let Some((token, user)) = token::Entity::find()
             .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))

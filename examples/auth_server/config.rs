@@ -11,6 +11,7 @@ use crate::env::{parsed, var};
 pub struct Config {
     pub database_url: String,
     pub pool_size: u32,
+    pub inline_reads: bool,
     pub addr: SocketAddr,
     pub issuer_url: String,
     pub scopes: Scope,
@@ -31,6 +32,7 @@ impl Config {
         Ok(Self {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://auth_server.db".into()),
             pool_size: parsed("DATABASE_POOL_SIZE", 8)?,
+            inline_reads: parsed("SQLITE_INLINE_READS", true)?,
             issuer_url: var("ISSUER_URL").unwrap_or_else(|| format!("http://{addr}")),
             addr,
             scopes: var("SCOPES")

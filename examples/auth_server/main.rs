@@ -31,7 +31,9 @@ async fn main() -> Result<(), Error> {
     env::init_logging();
     let config = Config::from_env()?;
     let store = SeaOrmStore::connect(
-        StoreConfig::new(&config.database_url).max_connections(config.pool_size),
+        StoreConfig::new(&config.database_url)
+            .max_connections(config.pool_size)
+            .inline_reads(config.inline_reads),
     )
     .await?;
     store.migrate().await?;

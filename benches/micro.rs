@@ -1,7 +1,8 @@
 //! Target 6, micro-benchmarks (criterion): one scrypt hash at the production
 //! parameters; token generation with its SHA-256; client authentication on a
 //! request once the secret has been verified (must be microseconds, not a KDF);
-//! a cache hit in the introspector.
+//! a cache hit in the introspector; and a token lookup on SQLite, inline (the
+//! default) against through sqlx's pool.
 //!
 //! Run with: `cargo bench --bench micro`.
 
@@ -17,9 +18,10 @@ use oauth_core::memory::{MemoryClientRegistry, MemoryTokenStore, MemoryUserStore
 use oauth_core::resource::{
     Authenticator, IntrospectionCredentials, Introspector, IntrospectorConfig,
 };
+use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
     AuthServer, Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher,
-    ScryptParams, TokenHash, generate_token,
+    ScryptParams, TokenFamily, TokenHash, TokenKind, TokenRecord, TokenStore, generate_token,
 };
 use tower::ServiceExt as _;
 
@@ -137,11 +139,70 @@ fn introspector_cache_hit(c: &mut Criterion) {
     });
 }
 
+/// `token_with_owner` on a SQLite file holding 10,000 tokens: on the caller's thread
+/// (the default) and through sqlx's pool, which hands each statement to a worker
+/// thread and back.
+fn sqlite_token_lookup(c: &mut Criterion) {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("micro.db").display());
+    let (inline, pooled, hash) = rt.block_on(async {
+        let inline = SeaOrmStore::open(&url).await.unwrap();
+        let pooled = SeaOrmStore::connect(StoreConfig::new(&url).inline_reads(false))
+            .await
+            .unwrap();
+        inline
+            .register_client(Client {
+                client_id: "rs-id".into(),
+                secret_hash: None,
+                kind: ClientKind::Public,
+                name: "bench".into(),
+                grant_types: vec![],
+                redirect_uris: vec![],
+                allowed_scope: "read".parse().unwrap(),
+                default_scope: "read".parse().unwrap(),
+                owner: None,
+                created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let family = TokenFamily::generate().unwrap();
+        let records: Vec<_> = (0..10_000)
+            .map(|i| TokenRecord {
+                hash: TokenHash::of(&format!("token-{i}")),
+                kind: TokenKind::Access,
+                client_id: "rs-id".into(),
+                user_id: None,
+                scope: "read".parse().unwrap(),
+                family,
+                issued_at: 0,
+                expires_at: i64::MAX,
+                revoked_at: None,
+            })
+            .collect();
+        for chunk in records.chunks(1_000) {
+            inline.insert_tokens(chunk).await.unwrap();
+        }
+        (inline, pooled, TokenHash::of("token-4321"))
+    });
+    let mut g = c.benchmark_group("sqlite token lookup");
+    g.bench_function("inline", |b| {
+        b.to_async(&rt)
+            .iter(|| async { inline.token_with_owner(&hash).await.unwrap().unwrap() })
+    });
+    g.bench_function("through the pool", |b| {
+        b.to_async(&rt)
+            .iter(|| async { pooled.token_with_owner(&hash).await.unwrap().unwrap() })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     scrypt_hash,
     tokens,
     client_authentication,
-    introspector_cache_hit
+    introspector_cache_hit,
+    sqlite_token_lookup
 );
 criterion_main!(benches);

@@ -28,7 +28,7 @@ use sea_orm_migration::MigratorTrait;
 
 use self::entity::{client, token, user};
 use self::migration::Migrator;
-use self::sqlite_reader::{OwnerColumns, SqliteReader};
+use self::sqlite_reader::{SqliteReader, TokenRow};
 use super::{
     Client, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError, TokenFamily,
     TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
@@ -192,13 +192,10 @@ impl SeaOrmStore {
     /// A token row (and its owner's columns) read on the calling thread; `None` when
     /// this store has no inline reader or the read failed, and the pool must answer
     /// (it waits out what made the inline read fail, or reports it).
-    fn read_inline(
-        &self,
-        hash: &TokenHash,
-    ) -> Option<Option<(token::Model, Option<OwnerColumns>)>> {
-        let reader = self.reader.as_ref()?;
-        reader
-            .token_with_owner(hash.as_bytes())
+    fn read_inline(&self, hash: &TokenHash) -> Option<Option<TokenRow>> {
+        self.reader
+            .as_ref()?
+            .token_with_owner(hash.as_bytes())?
             .inspect_err(
                 |e| tracing::debug!(error = %e, "inline token lookup failed; using the pool"),
             )

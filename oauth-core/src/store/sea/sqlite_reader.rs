@@ -23,6 +23,7 @@
 //! library and its in-process file-lock bookkeeping.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
@@ -33,11 +34,17 @@ use super::entity::{token, user};
 /// The owner columns read with a token: email and `is_active`.
 pub(super) type OwnerColumns = (String, bool);
 
+/// A token row and, when it has an owner, the owner's columns.
+pub(super) type TokenRow = (token::Model, Option<OwnerColumns>);
+
 /// A few read-only connections to one SQLite file, handed out one caller at a time.
 pub(super) struct SqliteReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    /// Set when a connection cannot be opened: the file is somewhere this reader
+    /// cannot follow (an unusual VFS, permissions), so every lookup uses the pool.
+    unusable: AtomicBool,
     token_with_owner: String,
 }
 
@@ -65,8 +72,8 @@ const TOKEN_COLUMNS: [token::Column; 10] = [
 
 impl SqliteReader {
     /// A reader of the database file at `path`; connections open on first use.
-    /// At most `max_idle` are kept between lookups (no more than that many threads
-    /// ever read at once: the runtime's workers).
+    /// Each caller holds one for the length of a lookup, so as many are open as
+    /// threads look up at once (the runtime's workers); at most `max_idle` are kept.
     pub(super) fn new(path: PathBuf, max_idle: usize) -> Self {
         // Built from the entities, so a renamed column cannot drift from the ORM's view.
         let token_with_owner = Query::select()
@@ -85,6 +92,7 @@ impl SqliteReader {
             path,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            unusable: AtomicBool::new(false),
             token_with_owner,
         }
     }
@@ -99,7 +107,14 @@ impl SqliteReader {
     }
 
     /// Runs `f` on an idle connection (or a new one) and puts the connection back.
-    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+    /// `None` when this reader cannot open the database.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Option<rusqlite::Result<R>> {
+        if self.unusable.load(Ordering::Relaxed) {
+            return None;
+        }
         let taken = self
             .idle
             .lock()
@@ -107,7 +122,14 @@ impl SqliteReader {
             .pop();
         let conn = match taken {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => match self.connect() {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open SQLite for inline reads; token lookups use the pool");
+                    self.unusable.store(true, Ordering::Relaxed);
+                    return None;
+                }
+            },
         };
         let result = f(&conn);
         if result.is_ok() {
@@ -116,15 +138,15 @@ impl SqliteReader {
                 idle.push(conn);
             }
         }
-        result
+        Some(result)
     }
 
     /// The token whose hash is `hash`, and its owner's email and `is_active` when it
-    /// has one.
+    /// has one; `None` when this reader cannot open the database.
     pub(super) fn token_with_owner(
         &self,
         hash: &[u8],
-    ) -> rusqlite::Result<Option<(token::Model, Option<OwnerColumns>)>> {
+    ) -> Option<rusqlite::Result<Option<TokenRow>>> {
         self.with(|conn| {
             conn.prepare_cached(&self.token_with_owner)?
                 .query_row([hash], |row| {
@@ -212,18 +234,16 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let (model, owner) = reader
-            .token_with_owner(TokenHash::of("a").as_bytes())
-            .unwrap()
-            .unwrap();
+        let lookup = |plain: &str| {
+            reader
+                .token_with_owner(TokenHash::of(plain).as_bytes())
+                .expect("the reader opens the file")
+                .unwrap()
+        };
+        let (model, owner) = lookup("a").unwrap();
         assert_eq!(model, orm);
         assert_eq!(owner, None);
-        assert!(
-            reader
-                .token_with_owner(TokenHash::of("b").as_bytes())
-                .unwrap()
-                .is_none()
-        );
+        assert!(lookup("b").is_none());
 
         // A write transaction holds the lock with a revocation not yet committed.
         let txn = store.connection().begin().await.unwrap();
@@ -231,17 +251,11 @@ mod tests {
             .await
             .unwrap();
         let started = std::time::Instant::now();
-        let (during, _) = reader
-            .token_with_owner(TokenHash::of("a").as_bytes())
-            .unwrap()
-            .unwrap();
+        let (during, _) = lookup("a").unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(during.revoked_at, None, "uncommitted writes are not seen");
         txn.commit().await.unwrap();
-        let (after, _) = reader
-            .token_with_owner(TokenHash::of("a").as_bytes())
-            .unwrap()
-            .unwrap();
+        let (after, _) = lookup("a").unwrap();
         assert_eq!(
             after.revoked_at,
             Some(5),
@@ -250,13 +264,15 @@ mod tests {
         assert!(reader.idle.lock().unwrap().len() <= 2);
     }
 
-    /// It neither creates a database nor writes to one.
+    /// It neither creates a database nor writes to one; one that it cannot open
+    /// turns it off (the store then asks the pool).
     #[test]
     fn cannot_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let reader = SqliteReader::new(path.clone(), 1);
-        assert!(reader.connect().is_err());
+        assert!(reader.token_with_owner(b"x").is_none());
+        assert!(reader.unusable.load(Ordering::Relaxed));
         assert!(!path.exists());
         Connection::open(&path).unwrap();
         let conn = reader.connect().unwrap();

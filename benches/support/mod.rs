@@ -29,10 +29,25 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// Builds both example servers optimised (the `bench` profile, which is `release`
-/// under the name `cargo bench` uses, so the two builds share their artifacts
-/// instead of rebuilding each other's) and returns the path of `name`.
+/// The profile this bench was built with, and its output directory: `bench`
+/// (optimised, what `cargo bench` uses) or, when built with `cargo bench --profile
+/// dev` as CI's smoke run is, `dev` — whose artifacts `cargo test` reuses.
+fn profile() -> (&'static str, &'static str) {
+    if cfg!(debug_assertions) {
+        ("dev", "debug")
+    } else {
+        ("bench", "release")
+    }
+}
+
+/// Builds both example servers with this bench's own profile (so the two builds
+/// share their artifacts instead of rebuilding each other's) and returns the path
+/// of `name`. Figures are only meaningful from the optimised `bench` profile.
 pub fn example(name: &str) -> PathBuf {
+    let (profile, dir) = profile();
+    if profile != "bench" {
+        eprintln!("note: unoptimised build (profile {profile}); the figures below mean nothing");
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     // `cargo bench` runs this process with the package's variables set
@@ -55,12 +70,12 @@ pub fn example(name: &str) -> PathBuf {
         }
     }
     let status = build
-        .args(["build", "--quiet", "--profile", "bench", "--examples"])
+        .args(["build", "--quiet", "--profile", profile, "--examples"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("run cargo build");
     assert!(status.success(), "building the examples failed");
-    target_dir().join("release").join("examples").join(name)
+    target_dir().join(dir).join("examples").join(name)
 }
 
 pub fn free_port() -> u16 {

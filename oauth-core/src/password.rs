@@ -278,7 +278,7 @@ impl PasswordHasher {
 
     /// Runs `f` on the KDF pool. A caller that gives up early (a dropped request)
     /// cannot push concurrency past the pool's width: the job runs on one of its
-    /// threads or not at all.
+    /// threads, or is skipped if the caller is gone by the time a thread takes it.
     async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
@@ -289,6 +289,10 @@ impl PasswordHasher {
         self.inner
             .pool
             .submit(Box::new(move || {
+                // The caller gave up while the job was queued: nobody wants the hash.
+                if tx.is_closed() {
+                    return;
+                }
                 let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
                 inner.peak.fetch_max(now, Ordering::Relaxed);
                 let out = f();

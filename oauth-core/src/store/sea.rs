@@ -168,15 +168,20 @@ impl SeaOrmStore {
                 .foreign_keys(true)
         });
         let db = Database::connect(opts).await.map_err(backend)?;
-        let reader =
-            (config.inline_reads && !in_memory && db.get_database_backend() == DbBackend::Sqlite)
-                .then(|| SqliteConnectOptions::from_str(&config.url))
-                .transpose()
-                .map_err(|e| StoreError::Backend(Box::new(e)))?
-                .map(|o| {
-                    let max_idle = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
-                    Arc::new(SqliteReader::new(o.get_filename().to_owned(), max_idle))
-                });
+        let reader = if config.inline_reads
+            && !in_memory
+            && db.get_database_backend() == DbBackend::Sqlite
+        {
+            let options = SqliteConnectOptions::from_str(&config.url)
+                .map_err(|e| StoreError::Backend(Box::new(e)))?;
+            let max_idle = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
+            Some(Arc::new(SqliteReader::new(
+                options.get_filename().to_owned(),
+                max_idle,
+            )))
+        } else {
+            None
+        };
         Ok(Self { db, reader })
     }
 
@@ -234,13 +239,6 @@ fn backend(e: DbErr) -> StoreError {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ => StoreError::Backend(Box::new(e)),
     }
-}
-
-fn token_owner(email: &str, is_active: bool) -> Result<TokenOwner, StoreError> {
-    Ok(TokenOwner {
-        email: Email::parse(email).map_err(|_| corrupt("user email"))?,
-        is_active,
-    })
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -563,26 +561,26 @@ impl TokenStore for SeaOrmStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(TokenRecord, Option<TokenOwner>)>, StoreError> {
-        if let Some(found) = self.read_inline(hash) {
-            let Some((token, owner)) = found else {
-                return Ok(None);
-            };
-            let owner = owner
-                .map(|(email, is_active)| token_owner(&email, is_active))
-                .transpose()?;
-            return Ok(Some((token.try_into()?, owner)));
-        }
-        let Some((token, user)) = token::Entity::find()
-            .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
-            .find_also_related(user::Entity)
-            .one(&self.db)
-            .await
-            .map_err(backend)?
-        else {
+        let found = match self.read_inline(hash) {
+            Some(found) => found,
+            None => token::Entity::find()
+                .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
+                .find_also_related(user::Entity)
+                .one(&self.db)
+                .await
+                .map_err(backend)?
+                .map(|(token, user)| (token, user.map(|u| (u.email, u.is_active)))),
+        };
+        let Some((token, owner)) = found else {
             return Ok(None);
         };
-        let owner = user
-            .map(|u| token_owner(&u.email, u.is_active))
+        let owner = owner
+            .map(|(email, is_active)| -> Result<TokenOwner, StoreError> {
+                Ok(TokenOwner {
+                    email: Email::parse(&email).map_err(|_| corrupt("user email"))?,
+                    is_active,
+                })
+            })
             .transpose()?;
         Ok(Some((token.try_into()?, owner)))
     }

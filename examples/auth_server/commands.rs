@@ -63,12 +63,58 @@ pub async fn create_superuser(
     }
 }
 
+/// Every value of a repeatable flag.
+fn flags<'a>(args: &'a [String], name: &str) -> Vec<&'a str> {
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+/// Refuses flags `createclient` does not know, so a typo is not silently ignored.
+fn known_flags(args: &[String]) -> Result<(), Error> {
+    const WITH_VALUE: [&str; 7] = [
+        "--id",
+        "--name",
+        "--grant",
+        "--grant-types",
+        "--redirect-uri",
+        "--allowed-origin",
+        "--scope",
+    ];
+    const SWITCHES: [&str; 2] = ["--public", "--skip-authorization"];
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            if args.get(i + 1).is_none() {
+                return Err(format!("{arg} needs a value").into());
+            }
+            i += 2;
+        } else if SWITCHES.contains(&arg.as_str()) {
+            i += 1;
+        } else {
+            return Err(format!(
+                "unknown argument {arg:?}; createclient takes {} and {}",
+                WITH_VALUE.join(" VALUE, "),
+                SWITCHES.join(", ")
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// `createclient`: registers a client and prints its secret once.
+///
+/// `--grant G` (repeatable; also `--grant-types a,b`) — default `password` and
+/// `refresh_token`, or `authorization_code` and `refresh_token` when a redirect URI
+/// is given; `--redirect-uri URI` and `--allowed-origin ORIGIN` are repeatable.
 pub async fn create_client(
     store: &SeaOrmStore,
     config: &Config,
     args: &[String],
 ) -> Result<(), Error> {
+    known_flags(args)?;
     let public = args.iter().any(|a| a == "--public");
     let client_id = match flag(args, "--id") {
         Some(id) => id.to_owned(),
@@ -79,15 +125,47 @@ pub async fn create_client(
             .take(24)
             .collect(),
     };
-    let grant_types = flag(args, "--grant-types")
-        .unwrap_or("password,refresh_token")
-        .split(',')
-        .map(|g| {
-            g.trim()
-                .parse::<GrantType>()
-                .map_err(|_| format!("unknown grant type {g:?}"))
+    let redirect_uris: Vec<String> = flags(args, "--redirect-uri")
+        .into_iter()
+        .map(|u| {
+            oauth_core::server::authorization::validate_redirect_uri(u)
+                .map(|()| u.to_owned())
+                .map_err(|e| format!("--redirect-uri {u}: {e}"))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<_, _>>()?;
+    let allowed_origins: Vec<String> = flags(args, "--allowed-origin")
+        .into_iter()
+        .map(|o| {
+            let valid = (o.starts_with("https://") || o.starts_with("http://"))
+                && o.matches('/').count() == 2;
+            valid
+                .then(|| o.to_owned())
+                .ok_or_else(|| format!("--allowed-origin {o}: an origin is scheme://host[:port]"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut named: Vec<&str> = flags(args, "--grant");
+    for list in flags(args, "--grant-types") {
+        named.extend(list.split(',').map(str::trim));
+    }
+    if named.is_empty() {
+        named = if redirect_uris.is_empty() {
+            vec!["password", "refresh_token"]
+        } else {
+            vec!["authorization_code", "refresh_token"]
+        };
+    }
+    let mut grant_types = Vec::new();
+    for g in named {
+        let grant = g
+            .parse::<GrantType>()
+            .map_err(|_| format!("unknown grant type {g:?}"))?;
+        if !grant_types.contains(&grant) {
+            grant_types.push(grant);
+        }
+    }
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err("the authorization_code grant needs at least one --redirect-uri".into());
+    }
     let scope: Scope = flag(args, "--scope")
         .map_or_else(|| Ok(config.scopes.clone()), str::parse)
         .map_err(|e| format!("--scope: {e}"))?;
@@ -111,7 +189,9 @@ pub async fn create_client(
             },
             name: flag(args, "--name").unwrap_or(&client_id).to_owned(),
             grant_types,
-            redirect_uris: vec![],
+            redirect_uris,
+            allowed_origins,
+            skip_authorization: args.iter().any(|a| a == "--skip-authorization"),
             allowed_scope: scope.clone(),
             default_scope: scope,
             owner: None,
@@ -130,37 +210,100 @@ pub async fn create_client(
     Ok(())
 }
 
-/// On an empty database, registers the demo confidential client `rs-id` / `rs-secret`
-/// (password and refresh grants, every configured scope), as the reference system has.
-pub async fn seed_demo_client(store: &SeaOrmStore, config: &Config) -> Result<(), Error> {
+/// The demo public client's id and redirect URI.
+pub const DEMO_APP: &str = "demo-app";
+pub const DEMO_REDIRECT: &str = "http://127.0.0.1:8765/callback";
+
+/// On an empty database, registers the demo clients: the confidential `rs-id` /
+/// `rs-secret` (password and refresh grants, every configured scope), as the
+/// reference system has, and the public `demo-app` (authorization code + PKCE,
+/// redirect URI `http://127.0.0.1:8765/callback`, scopes `read write`, consent asked).
+pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(), Error> {
     if !store.list_clients(0, 1).await?.is_empty() {
         return Ok(());
     }
     let hash = PasswordHasher::new(config.scrypt)?
         .hash(&Password::new("rs-secret"))
         .await?;
-    let client = Client {
+    let rs = Client {
         client_id: "rs-id".into(),
         secret_hash: Some(hash),
         kind: ClientKind::Confidential,
         name: "Demo resource server".into(),
         grant_types: vec![GrantType::Password, GrantType::RefreshToken],
         redirect_uris: vec![],
+        allowed_origins: vec![],
+        skip_authorization: false,
         allowed_scope: config.scopes.clone(),
         default_scope: config.scopes.clone(),
         owner: None,
         created_at: chrono::Utc::now(),
     };
-    match store.register_client(client).await {
-        // Another instance seeded it first.
-        Ok(()) | Err(StoreError::Conflict) => {}
-        Err(e) => return Err(e.into()),
+    let demo_scope: Scope = ["read", "write"]
+        .into_iter()
+        .filter(|s| config.scopes.contains(s))
+        .collect();
+    let demo = Client {
+        client_id: DEMO_APP.into(),
+        secret_hash: None,
+        kind: ClientKind::Public,
+        name: "Demo app".into(),
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        redirect_uris: vec![DEMO_REDIRECT.into()],
+        allowed_origins: vec![],
+        skip_authorization: false,
+        allowed_scope: demo_scope.clone(),
+        default_scope: demo_scope,
+        owner: None,
+        created_at: chrono::Utc::now(),
+    };
+    for client in [rs, demo] {
+        match store.register_client(client).await {
+            // Another instance seeded it first.
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     tracing::info!(
-        "empty database: registered the demo client rs-id / rs-secret (password and refresh grants). Try:\n  \
+        "empty database: registered the demo clients rs-id / rs-secret (password and refresh grants) and demo-app (public, authorization code + PKCE). Try:\n  \
          curl -s -X POST {base}/users/signup/ -H 'Content-Type: application/json' -d '{{\"email\":\"ann@example.com\",\"password\":\"plum-violet-92\",\"password2\":\"plum-violet-92\"}}'\n  \
          curl -s -X POST {base}/o/token/ -u rs-id:rs-secret -d grant_type=password -d username=ann@example.com -d password=plum-violet-92",
         base = config.issuer_url
+    );
+    Ok(())
+}
+
+/// When `demo-app` is registered, logs an authorization URL to open in a browser,
+/// with a fresh PKCE pair (RFC 7636) and the matching token request.
+pub async fn log_demo_authorization(store: &SeaOrmStore, config: &Config) -> Result<(), Error> {
+    if store.client(DEMO_APP).await?.is_none() {
+        return Ok(());
+    }
+    let verifier = generate_token()?;
+    let challenge = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let state = &generate_token()?[..16];
+    let base = config.issuer_url.trim_end_matches('/');
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", DEMO_APP),
+            ("redirect_uri", DEMO_REDIRECT),
+            ("scope", "read write"),
+            ("state", state),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    tracing::info!(
+        "demo authorization code flow: open\n  {base}/o/authorize/?{query}\n\
+         sign in, allow, copy `code` from the address bar (the page itself will not load), then:\n  \
+         curl -s -X POST {base}/o/token/ -d grant_type=authorization_code -d client_id={DEMO_APP} \
+         -d redirect_uri={DEMO_REDIRECT} -d code_verifier={verifier} -d code=CODE"
     );
     Ok(())
 }

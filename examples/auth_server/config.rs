@@ -22,6 +22,10 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     pub body_limit: usize,
     pub bench_ceiling: bool,
+    pub code_ttl: Duration,
+    pub session_idle: Duration,
+    pub session_max_age: Duration,
+    pub site_name: String,
 }
 
 impl Config {
@@ -64,6 +68,10 @@ impl Config {
             },
             body_limit: parsed("MAX_BODY_BYTES", 64 * 1024)?,
             bench_ceiling: parsed("BENCH_CEILING", false)?,
+            code_ttl: Duration::from_secs(parsed("AUTHORIZATION_CODE_EXPIRE_SECONDS", 60)?),
+            session_idle: Duration::from_secs(parsed("SESSION_IDLE_SECONDS", 30 * 60)?),
+            session_max_age: Duration::from_secs(parsed("SESSION_MAX_AGE_SECONDS", 10 * 3600)?),
+            site_name: var("SITE_NAME").unwrap_or_else(|| "oauth-core".into()),
         })
     }
 }

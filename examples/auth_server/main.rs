@@ -2,14 +2,16 @@
 //!
 //! The authorization server: SQLite by default (`auth_server.db`, created and
 //! migrated on start), `http://127.0.0.1:8000`. On an empty database it registers the
-//! demo client `rs-id` / `rs-secret`. Configuration is read from the environment;
-//! see the README's table.
+//! demo clients `rs-id` / `rs-secret` (password grant) and `demo-app` (public,
+//! authorization code + PKCE), and logs a ready-to-open authorization URL.
+//! Configuration is read from the environment; see the README's table.
 //!
 //! Subcommands:
 //! - `createsuperuser [--email EMAIL]` — password from `SUPERUSER_PASSWORD`, else
 //!   read from standard input;
-//! - `createclient [--id ID] [--name NAME] [--grant-types password,refresh_token]
-//!   [--scope "read write"] [--public]` — prints the client id and secret once.
+//! - `createclient [--id ID] [--name NAME] [--public] [--grant GRANT]…
+//!   [--redirect-uri URI]… [--allowed-origin ORIGIN]… [--skip-authorization]
+//!   [--scope "read write"]` — prints the client id, and the secret once.
 
 mod commands;
 mod config;
@@ -19,8 +21,10 @@ mod env;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use oauth_core::pages::Pages;
+use oauth_core::pages::tower_sessions::ExpiredDeletion as _;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
-use oauth_core::{AuthServer, PasswordHasher};
+use oauth_core::{AuthServer, GrantStore as _, PasswordHasher};
 
 use crate::config::Config;
 
@@ -49,7 +53,9 @@ async fn main() -> Result<(), Error> {
         None => {}
     }
 
-    commands::seed_demo_client(&store, &config).await?;
+    commands::seed_demo_clients(&store, &config).await?;
+    commands::log_demo_authorization(&store, &config).await?;
+    tokio::spawn(housekeeping(store.clone()));
     let app = app(store, &config)?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!("auth server listening on http://{}", listener.local_addr()?);
@@ -65,7 +71,13 @@ async fn main() -> Result<(), Error> {
 
 /// The server's router over `store`, as configured.
 fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> {
+    let pages = Pages::new(store.as_ref().clone())
+        .site_name(config.site_name.clone())
+        .idle_timeout(config.session_idle)
+        .absolute_timeout(config.session_max_age);
     let mut router = AuthServer::from_store(store)
+        .pages(pages)
+        .code_ttl(config.code_ttl)
         .issuer_url(config.issuer_url.clone())
         .scopes(config.scopes.clone())
         .access_token_ttl(config.access_ttl)
@@ -81,6 +93,20 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         router = router.merge(bench_ceiling());
     }
     Ok(router.layer(oauth_core::server::trace_layer()))
+}
+
+/// Every ten minutes: deletes expired browser sessions and authorization codes.
+async fn housekeeping(store: Arc<SeaOrmStore>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "could not delete expired sessions");
+        }
+        if let Err(e) = store.purge_codes(chrono::Utc::now().timestamp()).await {
+            tracing::warn!(error = %e, "could not delete expired authorization codes");
+        }
+    }
 }
 
 /// `POST /bench/ceiling`, for `cargo bench --bench introspection` only (set

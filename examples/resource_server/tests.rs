@@ -52,6 +52,8 @@ impl AuthServerUnderTest {
                 name: "resource server".into(),
                 grant_types: vec![GrantType::Password, GrantType::RefreshToken],
                 redirect_uris: vec![],
+                allowed_origins: vec![],
+                skip_authorization: false,
                 allowed_scope: "read write introspection".parse().unwrap(),
                 default_scope: "read write introspection".parse().unwrap(),
                 owner: None,

@@ -29,6 +29,10 @@ pub struct GrantRequest {
     pub scope: Scope,
     /// Whether to issue a refresh token too.
     pub with_refresh_token: bool,
+    /// The family the tokens join; `None` starts a new one. An authorization code
+    /// fixes its family when it is issued, so that a replay of the code can revoke
+    /// the tokens issued from it.
+    pub family: Option<TokenFamily>,
 }
 
 /// Tokens just issued (RFC 6749 §5.1), in clear: hand them to the client and drop them.
@@ -173,6 +177,7 @@ impl Default for TokenLifetimes {
 ///         user_id: None,
 ///         scope: "read".parse()?,
 ///         with_refresh_token: false,
+///         family: None,
 ///     })
 ///     .await?;
 /// let info = issuer.introspect(issued.access_token.secret()).await?.expect("active");
@@ -222,7 +227,10 @@ impl OpaqueTokenIssuer {
 impl TokenIssuer for OpaqueTokenIssuer {
     async fn issue(&self, grant: GrantRequest) -> Result<IssuedTokens, IssuerError> {
         let now = self.clock.unix();
-        let family = TokenFamily::generate()?;
+        let family = match grant.family {
+            Some(f) => f,
+            None => TokenFamily::generate()?,
+        };
         let access = generate_token()?;
         let refresh = grant.with_refresh_token.then(generate_token).transpose()?;
         let record = |plain: &str, kind, ttl| TokenRecord {

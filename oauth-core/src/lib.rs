@@ -11,6 +11,7 @@
 //! | [`sea`] | SQLite / PostgreSQL stores (feature `sea-orm`) |
 //! | [`issuer`] | [`TokenIssuer`]: issue, refresh with rotation, introspect, revoke |
 //! | [`server`] | [`AuthServer`]: the authorization server as an axum router (feature `server`) |
+//! | [`pages`] | login, consent and authorized-applications pages: the authorization code grant in a browser (feature `pages`) |
 //! | [`resource`] | [`resource::Introspector`] and extractors for resource servers (feature `resource`) |
 //!
 //! # Features
@@ -18,6 +19,7 @@
 //! |---|---|---|
 //! | `sea-orm` | yes | [`sea::SeaOrmStore`] with its migrations |
 //! | `server` | yes | [`AuthServer`] (axum, oxide-auth) |
+//! | `pages` | yes | [`pages`]: the browser half (askama templates, tower-sessions) |
 //! | `resource` | yes | [`resource`]: introspection client with cache (reqwest, moka) |
 
 #![warn(missing_docs)]
@@ -27,6 +29,8 @@ pub mod api;
 mod clock;
 mod email;
 pub mod issuer;
+#[cfg(feature = "pages")]
+pub mod pages;
 pub mod password;
 #[cfg(feature = "resource")]
 pub mod resource;
@@ -53,8 +57,9 @@ pub use server::{AuthServer, AuthServerError, ThrottleConfig};
 #[cfg(feature = "sea-orm")]
 pub use store::sea;
 pub use store::{
-    Client, ClientKind, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError,
-    TokenFamily, TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, UnknownGrantType, User,
-    UserFlags, UserId, UserStore, memory,
+    AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, GrantStore, GrantType, NewUser,
+    Redemption, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner,
+    TokenRecord, TokenStore, UnixTime, UnknownGrantType, User, UserFlags, UserId, UserStore,
+    memory,
 };
 pub use token::{RandomnessUnavailable, TOKEN_BYTES, TokenHash, generate_token};

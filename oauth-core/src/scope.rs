@@ -58,6 +58,18 @@ impl Scope {
         self.0.iter().all(|t| other.contains(t))
     }
 
+    /// Every token of `self`, then those of `other` that `self` lacks.
+    #[must_use]
+    pub fn union(&self, other: &Scope) -> Scope {
+        let mut all = self.clone();
+        for t in other.iter() {
+            if !all.contains(t) {
+                all.0.push(t.to_owned());
+            }
+        }
+        all
+    }
+
     /// The tokens, in the order they were first given.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)

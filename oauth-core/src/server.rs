@@ -37,14 +37,18 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg_attr(not(feature = "pages"), allow(dead_code))]
+pub mod authorization;
 mod bearer;
 mod client_auth;
+mod code_grant;
+mod cors;
 mod error;
 mod introspect;
 mod metadata;
 mod revoke;
-mod throttle;
-mod token;
+pub(crate) mod throttle;
+pub(crate) mod token;
 mod users;
 
 use std::convert::Infallible;
@@ -75,7 +79,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::issuer::{OpaqueTokenIssuer, TokenIssuer, TokenLifetimes};
 use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};
 use crate::scope::Scope;
-use crate::store::{ClientRegistry, TokenStore, UserStore};
+use crate::store::{ClientRegistry, GrantStore, TokenStore, UserStore};
 
 /// Why an [`AuthServer`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,12 @@ pub enum AuthServerError {
     /// The password hasher's parameters are invalid.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The issuer URL is not an absolute `http(s)` URL.
+    #[error("the issuer URL must be an absolute http or https URL without query or fragment")]
+    IssuerUrl,
+    /// The browser pages need a grant store ([`AuthServer::grant_store`]).
+    #[error("the browser pages need a grant store for codes and consents")]
+    NoGrantStore,
 }
 
 /// Builder of the authorization server's router. `new(stores)` plus setters; every
@@ -93,6 +103,10 @@ pub struct AuthServer {
     users: Arc<dyn UserStore>,
     clients: Arc<dyn ClientRegistry>,
     tokens: Arc<dyn TokenStore>,
+    grants: Option<Arc<dyn GrantStore>>,
+    code_ttl: Duration,
+    #[cfg(feature = "pages")]
+    pages: Option<crate::pages::Pages>,
     issuer: Option<Arc<dyn TokenIssuer>>,
     hasher: Option<PasswordHasher>,
     scrypt: ScryptParams,
@@ -132,6 +146,10 @@ impl AuthServer {
             users,
             clients,
             tokens,
+            grants: None,
+            code_ttl: Duration::from_secs(60),
+            #[cfg(feature = "pages")]
+            pages: None,
             issuer: None,
             hasher: None,
             scrypt: ScryptParams::PRODUCTION,
@@ -147,13 +165,36 @@ impl AuthServer {
         }
     }
 
-    /// A server over one store that keeps users, clients and tokens (such as
-    /// [`SeaOrmStore`](crate::sea::SeaOrmStore)).
+    /// A server over one store that keeps users, clients, tokens, codes and consents
+    /// (such as [`SeaOrmStore`](crate::sea::SeaOrmStore)).
     pub fn from_store<S>(store: Arc<S>) -> Self
     where
-        S: UserStore + ClientRegistry + TokenStore + 'static,
+        S: UserStore + ClientRegistry + TokenStore + GrantStore + 'static,
     {
-        Self::new(store.clone(), store.clone(), store)
+        Self::new(store.clone(), store.clone(), store.clone()).grant_store(store)
+    }
+
+    /// Where authorization codes and consents are kept; enables
+    /// `grant_type=authorization_code` at the token endpoint.
+    pub fn grant_store(mut self, grants: Arc<dyn GrantStore>) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// How long an authorization code may be redeemed (default 60 s; RFC 6749
+    /// §4.1.2 recommends at most 10 minutes).
+    pub fn code_ttl(mut self, ttl: Duration) -> Self {
+        self.code_ttl = ttl;
+        self
+    }
+
+    /// Serves the browser half: `/o/authorize/` with the login and consent pages,
+    /// `/accounts/login/`, `/accounts/logout/` and `/o/authorized_tokens/`. Needs a
+    /// grant store (given by [`from_store`](Self::from_store)).
+    #[cfg(feature = "pages")]
+    pub fn pages(mut self, pages: crate::pages::Pages) -> Self {
+        self.pages = Some(pages);
+        self
     }
 
     /// The public base URL, used as RFC 8414 `issuer` and to build endpoint URLs.
@@ -255,8 +296,28 @@ impl AuthServer {
                 self.lifetimes,
             ))
         });
+        let issuer_url = self.issuer_url.trim_end_matches('/').to_owned();
+        match oxide_auth::frontends::dev::Url::parse(&issuer_url) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.query().is_none()
+                    && u.fragment().is_none() => {}
+            _ => return Err(AuthServerError::IssuerUrl),
+        }
+        #[cfg(feature = "pages")]
+        if self.pages.is_some() && self.grants.is_none() {
+            return Err(AuthServerError::NoGrantStore);
+        }
+        #[cfg(feature = "pages")]
+        let browser = self.pages.is_some();
+        #[cfg(not(feature = "pages"))]
+        let browser = false;
         let state: AppState = Arc::new(ServerState {
             users: self.users,
+            tokens: self.tokens,
+            grants: self.grants,
+            code_ttl: self.code_ttl,
+            browser,
             client_auth: ClientAuthenticator::new(
                 self.clients,
                 hasher.clone(),
@@ -269,28 +330,44 @@ impl AuthServer {
             throttle: Throttle::new(self.throttle),
             clock: self.clock,
             scopes: self.scopes,
-            issuer_url: self.issuer_url,
+            issuer_url,
         });
         let limit = self.body_limit;
+        #[cfg(feature = "pages")]
+        let browser_routes = self.pages.map(|p| crate::pages::routes(state.clone(), p));
+        // Browser apps (PKCE public clients) call these from their own origin: CORS
+        // for the origins clients registered, and never for /o/authorize/.
+        let cors = cors::layer(state.clone());
         let router = Router::new();
-        let router = both(router, "/o/token/", post(token::token));
+        let router = both(router, "/o/token/", post(token::token).layer(cors.clone()));
         let router = both(
             router,
             "/o/introspect/",
             post(introspect::introspect).get(introspect::introspect),
         );
-        let router = both(router, "/o/revoke_token/", post(revoke::revoke));
+        let router = both(
+            router,
+            "/o/revoke_token/",
+            post(revoke::revoke).layer(cors.clone()),
+        );
         let router = both(router, "/users/signup/", post(users::signup));
         let router = both(
             router,
             "/users/password/",
             axum::routing::put(users::change_password).patch(users::change_password),
         );
-        Ok(router
+        let router: Router = router
             .route(
                 "/.well-known/oauth-authorization-server",
-                get(metadata::metadata),
+                get(metadata::metadata).layer(cors),
             )
+            .with_state(state);
+        #[cfg(feature = "pages")]
+        let router = match browser_routes {
+            Some(pages) => router.merge(pages),
+            None => router,
+        };
+        Ok(router
             .route(
                 "/healthz",
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -298,8 +375,7 @@ impl AuthServer {
             .layer(DefaultBodyLimit::max(limit))
             .layer(middleware::from_fn(move |req: Request, next: Next| {
                 reject_large(req, next, limit)
-            }))
-            .with_state(state))
+            })))
     }
 }
 
@@ -374,20 +450,26 @@ async fn reject_large(req: Request, next: Next, limit: usize) -> Response {
 pub(crate) type AppState = Arc<ServerState>;
 
 pub(crate) struct ServerState {
-    users: Arc<dyn UserStore>,
-    client_auth: ClientAuthenticator,
-    issuer: Arc<dyn TokenIssuer>,
-    hasher: PasswordHasher,
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) grants: Option<Arc<dyn GrantStore>>,
+    pub(crate) code_ttl: Duration,
+    /// Whether `/o/authorize/` is served.
+    pub(crate) browser: bool,
+    pub(crate) client_auth: ClientAuthenticator,
+    pub(crate) issuer: Arc<dyn TokenIssuer>,
+    pub(crate) hasher: PasswordHasher,
     policy: PasswordPolicy,
-    throttle: Throttle,
-    clock: Arc<dyn Clock>,
-    scopes: Scope,
-    issuer_url: String,
+    pub(crate) throttle: Throttle,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) scopes: Scope,
+    /// Without a trailing slash.
+    pub(crate) issuer_url: String,
 }
 
 /// The peer address, when the server was started with connect info.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientIp(Option<IpAddr>);
+pub(crate) struct ClientIp(pub(crate) Option<IpAddr>);
 
 impl ClientIp {
     /// `key` plus, when known, the IP address: the throttle keys of one attempt.

@@ -5,9 +5,12 @@
 //! [`memory`] (for docs and unit tests) and, with the `sea-orm` feature, [`sea`]
 //! (SQLite or PostgreSQL). Both pass the same contract tests.
 
+mod grant;
 pub mod memory;
 #[cfg(feature = "sea-orm")]
 pub mod sea;
+
+pub use grant::{AuthorizationCode, Consent, GrantStore, Redemption};
 
 use std::fmt;
 use std::str::FromStr;
@@ -275,8 +278,14 @@ pub struct Client {
     pub name: String,
     /// Grants this client may use; anything else answers `unauthorized_client`.
     pub grant_types: Vec<GrantType>,
-    /// Registered redirection endpoints (RFC 6749 §3.1.2), compared exactly.
+    /// Registered redirection endpoints (RFC 6749 §3.1.2), compared exactly (but for
+    /// the port of a loopback IP address, RFC 8252 §7.3).
     pub redirect_uris: Vec<String>,
+    /// Web origins (`https://app.example.com`) whose scripts may call the token,
+    /// revocation and metadata endpoints (CORS; DOT's `allowed_origins`).
+    pub allowed_origins: Vec<String>,
+    /// First-party client: the user is not asked to consent (DOT's `skip_authorization`).
+    pub skip_authorization: bool,
     /// The most a token for this client may carry.
     pub allowed_scope: Scope,
     /// Granted when a request names no scope (RFC 6749 §3.3).
@@ -293,6 +302,23 @@ impl Client {
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
+
+    /// Whether a redirect to this client can only reach the client itself, so that a
+    /// remembered consent may be reused without asking (RFC 9700 §2.1, OAuth 2.1
+    /// §7.3): a confidential client authenticates at the token endpoint; a public
+    /// client is assured only when every redirect URI it registered is `https`.
+    /// Public clients with loopback or custom-scheme redirect URIs can be
+    /// impersonated by any native app, so they are asked every time.
+    #[must_use]
+    pub fn identity_assured(&self) -> bool {
+        match self.kind {
+            ClientKind::Confidential => true,
+            ClientKind::Public => {
+                !self.redirect_uris.is_empty()
+                    && self.redirect_uris.iter().all(|u| u.starts_with("https://"))
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -304,6 +330,8 @@ impl fmt::Debug for Client {
             .field("name", &self.name)
             .field("grant_types", &self.grant_types)
             .field("redirect_uris", &self.redirect_uris)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("skip_authorization", &self.skip_authorization)
             .field("allowed_scope", &self.allowed_scope)
             .field("default_scope", &self.default_scope)
             .field("owner", &self.owner)
@@ -334,6 +362,27 @@ pub trait ClientRegistry: Send + Sync {
 
     /// Deletes a client with its tokens; `false` when there was no such client.
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    /// Whether some client registered this web origin (`https://app.example.com`)
+    /// in [`Client::allowed_origins`], for CORS. The default walks
+    /// [`list_clients`](Self::list_clients).
+    async fn origin_allowed(&self, origin: &str) -> Result<bool, StoreError> {
+        const PAGE: u64 = 200;
+        let mut offset = 0;
+        loop {
+            let page = self.list_clients(offset, PAGE).await?;
+            if page
+                .iter()
+                .any(|c| c.allowed_origins.iter().any(|o| o == origin))
+            {
+                return Ok(true);
+            }
+            if (page.len() as u64) < PAGE {
+                return Ok(false);
+            }
+            offset += PAGE;
+        }
+    }
 }
 
 /// Access or refresh.
@@ -509,6 +558,15 @@ pub trait TokenStore: Send + Sync {
         &self,
         user_id: UserId,
         keep: Option<&TokenFamily>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Revokes every active token of `user_id` issued to `client_id` (the user withdrew
+    /// their consent to that client); returns how many changed.
+    async fn revoke_user_client_tokens(
+        &self,
+        user_id: UserId,
+        client_id: &str,
         now: UnixTime,
     ) -> Result<u64, StoreError>;
 

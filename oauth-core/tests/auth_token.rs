@@ -209,7 +209,7 @@ async fn request_errors(h: &Harness) {
     .await
     .expect(
         StatusCode::BAD_REQUEST,
-        json!({"error": "unsupported_grant_type"}),
+        json!({"error": "unauthorized_client"}),
     );
     let r = h
         .post_form(

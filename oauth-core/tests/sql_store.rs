@@ -60,6 +60,8 @@ async fn populate(store: &SeaOrmStore) -> Plain {
             name: "disk".into(),
             grant_types: vec![GrantType::Password, GrantType::RefreshToken],
             redirect_uris: vec![],
+            allowed_origins: vec![],
+            skip_authorization: false,
             allowed_scope: "read write".parse().unwrap(),
             default_scope: "read".parse().unwrap(),
             owner: Some(user.id),

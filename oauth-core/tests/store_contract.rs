@@ -274,6 +274,8 @@ fn client(id: &str) -> Client {
             "https://app.example/cb".into(),
             "http://127.0.0.1:9000/cb".into(),
         ],
+        allowed_origins: vec!["https://app.example".into()],
+        skip_authorization: true,
         allowed_scope: scope("read write introspection"),
         default_scope: scope("read write"),
         owner: None,

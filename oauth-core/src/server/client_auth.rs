@@ -138,7 +138,7 @@ impl ClientAuthenticator {
 
     /// The registration, from the short-lived cache or the registry. Unknown ids are
     /// not cached, so random ids cannot fill the cache.
-    async fn client(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
+    pub(crate) async fn client(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
         if let Some(c) = self.clients.as_ref().and_then(|cache| cache.get(client_id)) {
             return Ok(Some(c));
         }
@@ -151,6 +151,14 @@ impl ClientAuthenticator {
             cache.insert(client_id.to_owned(), c.clone());
         }
         Ok(client)
+    }
+
+    /// See [`ClientRegistry::origin_allowed`]; a failing registry is logged and
+    /// answers no.
+    pub(crate) async fn origin_allowed(&self, origin: &str) -> Result<bool, ()> {
+        self.registry.origin_allowed(origin).await.map_err(|e| {
+            tracing::error!(error = %e, "origin lookup failed");
+        })
     }
 
     fn cache_key(client_id: &str, secret: &ClientSecret, stored: &str) -> [u8; 32] {

@@ -112,10 +112,11 @@ pub(super) async fn token(
     )?;
     let (client, presented) = authenticate_client(&state, &ip, presented).await?;
     let grant = match grant {
-        Some(g) if g != GrantType::AuthorizationCode => g,
-        _ => {
+        Some(GrantType::AuthorizationCode) if state.grants.is_none() => {
             return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType));
         }
+        Some(g) => g,
+        None => return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType)),
     };
     if !client.allows(grant) {
         return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient));
@@ -127,7 +128,7 @@ pub(super) async fn token(
             client_credentials_grant(&state, &client, &presented, body).await?
         }
         GrantType::AuthorizationCode => {
-            return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType));
+            super::code_grant::authorization_code_grant(&state, &client, &presented, body).await?
         }
     };
     Ok(token_response(&issued))
@@ -135,7 +136,7 @@ pub(super) async fn token(
 
 /// RFC 6749 §3.3: no scope asked → the client's default; otherwise a subset of what
 /// both the client and the server allow.
-fn negotiate(
+pub(super) fn negotiate(
     state: &AppState,
     client: &Client,
     requested: Option<&str>,
@@ -161,7 +162,7 @@ fn negotiate(
     }
 }
 
-fn issuer_error(e: IssuerError) -> OAuthError {
+pub(super) fn issuer_error(e: IssuerError) -> OAuthError {
     match e {
         IssuerError::InvalidGrant => OAuthError::new(OAuthErrorCode::InvalidGrant),
         IssuerError::InvalidScope => OAuthError::new(OAuthErrorCode::InvalidScope),
@@ -227,6 +228,7 @@ async fn password_grant(
             user_id: Some(user.id),
             scope,
             with_refresh_token: client.allows(GrantType::RefreshToken),
+            family: None,
         })
         .await
         .map_err(issuer_error)
@@ -313,21 +315,23 @@ impl client_credentials::Request for MachineRequest<'_> {
 }
 
 /// Grants that never redirect still carry a redirect URI in oxide-auth's types.
-fn no_redirect() -> Result<RegisteredUrl, OAuthError> {
+pub(super) fn no_redirect() -> Result<RegisteredUrl, OAuthError> {
     "urn:ietf:wg:oauth:2.0:oob"
         .parse::<oxide_auth::frontends::dev::Url>()
         .map(RegisteredUrl::from)
         .map_err(|e| OAuthError::internal(&e))
 }
 
-fn oxide_scope(scope: &Scope) -> Result<oxide_auth::primitives::scope::Scope, OAuthError> {
+pub(super) fn oxide_scope(
+    scope: &Scope,
+) -> Result<oxide_auth::primitives::scope::Scope, OAuthError> {
     scope
         .to_string()
         .parse()
         .map_err(|_| OAuthError::new(OAuthErrorCode::InvalidScope))
 }
 
-fn machine_error(kind: Option<AccessTokenErrorType>) -> OAuthError {
+pub(super) fn machine_error(kind: Option<AccessTokenErrorType>) -> OAuthError {
     let code = match kind {
         Some(AccessTokenErrorType::InvalidRequest) => OAuthErrorCode::InvalidRequest,
         Some(AccessTokenErrorType::InvalidClient) => OAuthErrorCode::InvalidClient,
@@ -511,6 +515,7 @@ async fn client_credentials_grant(
             user_id: None,
             scope,
             with_refresh_token: false,
+            family: None,
         })
         .await
         .map_err(issuer_error)

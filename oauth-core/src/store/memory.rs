@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Client, ClientRegistry, NewUser, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind,
-    TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
+    AuthorizationCode, Client, ClientRegistry, Consent, GrantStore, NewUser, Redemption,
+    RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenRecord, TokenStore, UnixTime,
+    User, UserFlags, UserId, UserStore,
 };
 use crate::email::Email;
 use crate::token::TokenHash;
@@ -280,10 +281,100 @@ impl TokenStore for MemoryTokenStore {
         }))
     }
 
+    async fn revoke_user_client_tokens(
+        &self,
+        user_id: UserId,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
+            t.user_id == Some(user_id) && t.client_id == client_id
+        }))
+    }
+
     async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {
         let mut tokens = lock(&self.inner);
         let len = tokens.len();
         tokens.retain(|_, t| t.expires_at >= before);
         Ok((len - tokens.len()) as u64)
+    }
+}
+
+/// Authorization codes and consents in memory.
+#[derive(Debug, Default)]
+pub struct MemoryGrantStore {
+    codes: Mutex<HashMap<TokenHash, AuthorizationCode>>,
+    consents: Mutex<BTreeMap<(UserId, String), Consent>>,
+}
+
+#[async_trait]
+impl GrantStore for MemoryGrantStore {
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
+        let mut codes = lock(&self.codes);
+        if codes.contains_key(&code.hash) {
+            return Err(StoreError::Conflict);
+        }
+        codes.insert(code.hash, code.clone());
+        Ok(())
+    }
+
+    async fn redeem_code(&self, hash: &TokenHash, now: UnixTime) -> Result<Redemption, StoreError> {
+        let mut codes = lock(&self.codes);
+        let Some(code) = codes.get_mut(hash) else {
+            return Ok(Redemption::Invalid);
+        };
+        if code.consumed_at.is_some() {
+            return Ok(Redemption::Replayed(code.clone()));
+        }
+        if now >= code.expires_at {
+            return Ok(Redemption::Invalid);
+        }
+        let before = code.clone();
+        code.consumed_at = Some(now);
+        Ok(Redemption::Redeemed(before))
+    }
+
+    async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let mut codes = lock(&self.codes);
+        let len = codes.len();
+        codes.retain(|_, c| c.expires_at >= before);
+        Ok((len - codes.len()) as u64)
+    }
+
+    async fn consent(
+        &self,
+        user_id: UserId,
+        client_id: &str,
+    ) -> Result<Option<Consent>, StoreError> {
+        Ok(lock(&self.consents)
+            .get(&(user_id, client_id.to_owned()))
+            .cloned())
+    }
+
+    async fn save_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        let mut consents = lock(&self.consents);
+        let key = (consent.user_id, consent.client_id.clone());
+        let mut merged = consent.clone();
+        if let Some(old) = consents.get(&key) {
+            merged.scope = old.scope.union(&consent.scope);
+        }
+        consents.insert(key, merged);
+        Ok(())
+    }
+
+    async fn consents(&self, user_id: UserId) -> Result<Vec<Consent>, StoreError> {
+        let mut list: Vec<Consent> = lock(&self.consents)
+            .values()
+            .filter(|c| c.user_id == user_id)
+            .cloned()
+            .collect();
+        list.sort_by_key(|c| std::cmp::Reverse(c.granted_at));
+        Ok(list)
+    }
+
+    async fn forget_consent(&self, user_id: UserId, client_id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.consents)
+            .remove(&(user_id, client_id.to_owned()))
+            .is_some())
     }
 }

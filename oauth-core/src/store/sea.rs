@@ -5,7 +5,10 @@
 //! default) or `postgres://…` (several server instances sharing one database).
 
 pub mod entity;
+mod grants;
 pub mod migration;
+#[cfg(feature = "pages")]
+mod sessions;
 mod sqlite_reader;
 
 /// The sea-orm this store is built on, for embedders that add tables of their own.
@@ -234,18 +237,18 @@ async fn create_schema(url: &str, schema: &str) -> Result<(), StoreError> {
     db.close().await.map_err(backend)
 }
 
-fn backend(e: DbErr) -> StoreError {
+pub(super) fn backend(e: DbErr) -> StoreError {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ => StoreError::Backend(Box::new(e)),
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-fn parse_scope(s: &str) -> Result<Scope, StoreError> {
+pub(super) fn parse_scope(s: &str) -> Result<Scope, StoreError> {
     s.parse().map_err(|_| corrupt("scope"))
 }
 
@@ -283,6 +286,8 @@ impl TryFrom<client::Model> for Client {
                 .map(|g| g.parse::<GrantType>().map_err(|_| corrupt("grant type")))
                 .collect::<Result<_, _>>()?,
             redirect_uris: split(&m.redirect_uris).map(str::to_owned).collect(),
+            allowed_origins: split(&m.allowed_origins).map(str::to_owned).collect(),
+            skip_authorization: m.skip_authorization,
             allowed_scope: parse_scope(&m.allowed_scope)?,
             default_scope: parse_scope(&m.default_scope)?,
             owner: m.owner_id,
@@ -299,6 +304,8 @@ fn client_columns(c: &Client) -> client::ActiveModel {
         name: Set(c.name.clone()),
         grant_types: Set(join(&mut c.grant_types.iter().map(|g| g.as_str()))),
         redirect_uris: Set(join(&mut c.redirect_uris.iter().map(String::as_str))),
+        allowed_origins: Set(join(&mut c.allowed_origins.iter().map(String::as_str))),
+        skip_authorization: Set(c.skip_authorization),
         allowed_scope: Set(c.allowed_scope.to_string()),
         default_scope: Set(c.default_scope.to_string()),
         owner_id: Set(c.owner),
@@ -512,7 +519,7 @@ impl ClientRegistry for SeaOrmStore {
 }
 
 /// `UPDATE oauth_tokens SET revoked_at = now WHERE revoked_at IS NULL AND <filter>`
-async fn revoke_where<C: ConnectionTrait>(
+pub(super) async fn revoke_where<C: ConnectionTrait>(
     db: &C,
     now: UnixTime,
     filter: sea_orm::Condition,
@@ -527,7 +534,7 @@ async fn revoke_where<C: ConnectionTrait>(
     Ok(res.rows_affected)
 }
 
-fn family_is(family: &TokenFamily) -> sea_orm::Condition {
+pub(super) fn family_is(family: &TokenFamily) -> sea_orm::Condition {
     sea_orm::Condition::all().add(token::Column::Family.eq(family.as_bytes().to_vec()))
 }
 
@@ -667,6 +674,18 @@ impl TokenStore for SeaOrmStore {
         if let Some(keep) = keep {
             filter = filter.add(token::Column::Family.ne(keep.as_bytes().to_vec()));
         }
+        revoke_where(&self.db, now, filter).await
+    }
+
+    async fn revoke_user_client_tokens(
+        &self,
+        user_id: UserId,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let filter = sea_orm::Condition::all()
+            .add(token::Column::UserId.eq(user_id))
+            .add(token::Column::ClientId.eq(client_id));
         revoke_where(&self.db, now, filter).await
     }
 

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
+use oauth_core::pages::Pages;
 use oauth_core::sea::sea_orm::ConnectionTrait as _;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
@@ -88,6 +89,7 @@ impl Harness {
         let clock = ManualClock::at(chrono::Utc::now().timestamp());
         let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
         let router = AuthServer::from_store(store.clone())
+            .pages(Pages::new(store.as_ref().clone()))
             .password_hasher(hasher.clone())
             .clock(Arc::new(clock.clone()))
             .throttle(throttle)
@@ -151,6 +153,8 @@ impl Harness {
                 name: id.into(),
                 grant_types: grants.to_vec(),
                 redirect_uris: vec![],
+                allowed_origins: vec![],
+                skip_authorization: false,
                 allowed_scope: scope.parse().unwrap(),
                 default_scope: scope.parse().unwrap(),
                 owner: None,

@@ -1,6 +1,9 @@
-//! sea-orm entities of the three tables. Table names carry an `oauth_` prefix so the
+//! sea-orm entities of the store's tables. Table names carry an `oauth_` prefix so the
 //! store can share a database with the embedding application's own tables.
 
 pub mod client;
+pub mod code;
+pub mod consent;
+pub mod session;
 pub mod token;
 pub mod user;

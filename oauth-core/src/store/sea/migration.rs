@@ -6,6 +6,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m20261122_000001_create_users;
 mod m20261122_000002_create_clients;
 mod m20261122_000003_create_tokens;
+mod m20261128_000004_authorization_code;
 
 /// Runs the store's migrations: `Migrator::up(&db, None)`, or let
 /// [`SeaOrmStore::open`](super::SeaOrmStore::open) do it.
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_users::Migration),
             Box::new(m20261122_000002_create_clients::Migration),
             Box::new(m20261122_000003_create_tokens::Migration),
+            Box::new(m20261128_000004_authorization_code::Migration),
         ]
     }
 

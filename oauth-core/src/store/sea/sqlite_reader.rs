@@ -219,6 +219,8 @@ mod tests {
                 name: "c".into(),
                 grant_types: vec![],
                 redirect_uris: vec![],
+                allowed_origins: vec![],
+                skip_authorization: false,
                 allowed_scope: "read".parse().unwrap(),
                 default_scope: "read".parse().unwrap(),
                 owner: None,

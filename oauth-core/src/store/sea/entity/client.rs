@@ -22,6 +22,10 @@ pub struct Model {
     pub grant_types: String,
     /// Space-separated redirect URIs.
     pub redirect_uris: String,
+    /// Space-separated web origins allowed to call the token endpoint (CORS).
+    pub allowed_origins: String,
+    /// First-party client: no consent page.
+    pub skip_authorization: bool,
     /// Space-separated scope tokens.
     pub allowed_scope: String,
     /// Space-separated scope tokens.

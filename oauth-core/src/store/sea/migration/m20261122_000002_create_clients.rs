@@ -60,4 +60,6 @@ pub(super) enum OauthClients {
     DefaultScope,
     OwnerId,
     CreatedAt,
+    AllowedOrigins,
+    SkipAuthorization,
 }

@@ -1,0 +1,397 @@
+//! The browser half of the authorization server (feature `pages`): the
+//! authorization endpoint with its login and consent pages, sign-out, and the
+//! user's list of authorized applications.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET`/`POST /o/authorize/` | RFC 6749 §4.1 with PKCE: consent page, then a redirect with `code`, `state`, `iss` |
+//! | `GET`/`POST /accounts/login/` | sign-in form (Django's path) |
+//! | `POST /accounts/logout/` | ends the session |
+//! | `GET /o/authorized_tokens/` | the applications the user authorized (DOT's page) |
+//! | `POST /o/authorized_tokens/revoke/` | withdraws one: its tokens stop working, its consent is forgotten |
+//!
+//! Sessions live in a [`SessionStore`] — with the `sea-orm` feature, the
+//! [`SeaOrmStore`](crate::sea::SeaOrmStore) itself, so every instance sharing the
+//! database serves every browser. Pages are server-rendered, need no JavaScript,
+//! load nothing from another origin, and carry `Content-Security-Policy`,
+//! `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and
+//! `Cache-Control: no-store`. Every form carries a CSRF token bound to the session.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use oauth_core::pages::Pages;
+//! use oauth_core::{AuthServer, sea::SeaOrmStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(SeaOrmStore::open("sqlite::memory:").await?);
+//! let app = AuthServer::from_store(store.clone())
+//!     .issuer_url("https://auth.example.com")
+//!     .pages(
+//!         Pages::new(store.as_ref().clone())
+//!             .site_name("Example ID")
+//!             .scope_description("read", "Read your items"),
+//!     )
+//!     .router()?;
+//! # let _ = app; Ok(()) }
+//! ```
+
+/// The session crate the pages are built on, for embedders that bring their own
+/// [`SessionStore`] or run [`ExpiredDeletion`](tower_sessions::ExpiredDeletion).
+pub use tower_sessions;
+
+mod authorize;
+mod authorized;
+mod login;
+pub(crate) mod session;
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
+
+use self::session::SharedStore;
+pub use self::view::{DefaultRenderer, Renderer};
+use self::view::{ErrorPage, Frame, ScopeLine};
+use crate::scope::Scope;
+use crate::server::AppState;
+
+/// Configuration of the browser pages: `new(session store)` plus setters.
+#[must_use]
+pub struct Pages {
+    sessions: Arc<dyn SessionStore>,
+    idle: Duration,
+    absolute: Duration,
+    site_name: String,
+    scope_descriptions: HashMap<String, String>,
+    renderer: Arc<dyn Renderer>,
+    stylesheet: Option<String>,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages")
+            .field("idle", &self.idle)
+            .field("absolute", &self.absolute)
+            .field("site_name", &self.site_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pages {
+    /// Pages whose sessions live in `sessions`. Defaults: sessions end after 30
+    /// minutes without use and 10 hours after sign-in; site name "Sign in"; the
+    /// built-in templates and stylesheet; descriptions for `read`, `write` and
+    /// `introspection`.
+    pub fn new(sessions: impl SessionStore) -> Self {
+        let scope_descriptions = [
+            ("read", "Read your data"),
+            ("write", "Create, change and delete your data"),
+            ("introspection", "Check tokens issued by this server"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Self {
+            sessions: Arc::new(sessions),
+            idle: Duration::from_secs(30 * 60),
+            absolute: Duration::from_secs(10 * 3600),
+            site_name: "Sign in".to_owned(),
+            scope_descriptions,
+            renderer: Arc::new(DefaultRenderer),
+            stylesheet: None,
+        }
+    }
+
+    /// A session unused for this long ends (default 30 minutes).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// A session ends this long after sign-in, used or not (default 10 hours).
+    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.absolute = absolute;
+        self
+    }
+
+    /// The name shown in titles and the top bar.
+    pub fn site_name(mut self, name: impl Into<String>) -> Self {
+        self.site_name = name.into();
+        self
+    }
+
+    /// The sentence the consent page shows for a scope.
+    pub fn scope_description(
+        mut self,
+        scope: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.scope_descriptions
+            .insert(scope.into(), description.into());
+        self
+    }
+
+    /// Replaces the look: every page goes through `renderer`.
+    pub fn renderer(mut self, renderer: impl Renderer + 'static) -> Self {
+        self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// Serves this stylesheet instead of the built-in one.
+    pub fn stylesheet(mut self, css: impl Into<String>) -> Self {
+        self.stylesheet = Some(css.into());
+        self
+    }
+}
+
+/// What every page handler needs.
+pub(crate) struct PagesInner {
+    pub(crate) app: AppState,
+    pub(crate) renderer: Arc<dyn Renderer>,
+    pub(crate) site_name: String,
+    pub(crate) scope_descriptions: HashMap<String, String>,
+    /// Seconds after sign-in when a session ends.
+    pub(crate) absolute: i64,
+    /// `scheme://host[:port]` of the issuer, for the Origin check.
+    pub(crate) origin: String,
+}
+
+pub(crate) type PagesState = Arc<PagesInner>;
+
+const STYLESHEET_PATH: &str = "/static/oauth/style.css";
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The pages' routes, with sessions and the security headers.
+pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
+    let https = app.issuer_url.starts_with("https://");
+    let origin = oxide_auth::frontends::dev::Url::parse(&app.issuer_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let state: PagesState = Arc::new(PagesInner {
+        app,
+        renderer: pages.renderer,
+        site_name: pages.site_name,
+        scope_descriptions: pages.scope_descriptions,
+        absolute: i64::try_from(pages.absolute.as_secs()).unwrap_or(i64::MAX),
+        origin,
+    });
+    let idle = tower_sessions::cookie::time::Duration::seconds(
+        i64::try_from(pages.idle.as_secs()).unwrap_or(i64::MAX),
+    );
+    // `__Host-`: the browser accepts the cookie only with Secure, Path=/ and no
+    // Domain, so no sibling subdomain can set or shadow it.
+    let sessions = SessionManagerLayer::new(SharedStore(pages.sessions))
+        .with_name(if https {
+            "__Host-oauth_session"
+        } else {
+            "oauth_session"
+        })
+        .with_secure(https)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(idle));
+    let css = pages
+        .stylesheet
+        .unwrap_or_else(|| view::STYLESHEET.to_owned());
+    let routes = Router::new()
+        .route(
+            "/o/authorize/",
+            get(authorize::show).post(authorize::decide),
+        )
+        .route("/o/authorize", get(authorize::show).post(authorize::decide))
+        .route("/accounts/login/", get(login::form).post(login::submit))
+        .route("/accounts/login", get(login::form).post(login::submit))
+        .route("/accounts/logout/", post(login::logout))
+        .route("/accounts/logout", post(login::logout))
+        .route("/o/authorized_tokens/", get(authorized::list))
+        .route("/o/authorized_tokens", get(authorized::list))
+        .route("/o/authorized_tokens/revoke/", post(authorized::revoke))
+        .layer(sessions)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state);
+    routes.route(
+        STYLESHEET_PATH,
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                    (header::CACHE_CONTROL, "public, max-age=3600"),
+                ],
+                css,
+            )
+        }),
+    )
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+impl PagesInner {
+    /// The frame of a page: site name, stylesheet, who is signed in.
+    pub(crate) async fn frame(&self, user: Option<i64>, csrf_token: &str) -> Frame {
+        let signed_in = match user {
+            Some(id) => self
+                .app
+                .users
+                .user_by_id(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.email.as_str().to_owned()),
+            None => None,
+        };
+        Frame {
+            site_name: self.site_name.clone(),
+            stylesheet: STYLESHEET_PATH.to_owned(),
+            signed_in,
+            csrf_token: csrf_token.to_owned(),
+        }
+    }
+
+    /// Each token of `scope` with its description.
+    pub(crate) fn describe(&self, scope: &Scope) -> Vec<ScopeLine> {
+        scope
+            .iter()
+            .map(|s| ScopeLine {
+                name: s.to_owned(),
+                description: self.scope_descriptions.get(s).cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// An HTML response from a rendered page, or a plain 500 if rendering failed.
+    pub(crate) fn html(
+        &self,
+        status: StatusCode,
+        rendered: Result<String, view::RenderError>,
+    ) -> Response {
+        match rendered {
+            Ok(body) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                body,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "page rendering failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
+            }
+        }
+    }
+
+    /// An error page.
+    pub(crate) async fn error(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: impl Into<String>,
+    ) -> Response {
+        let frame = self.frame(None, "").await;
+        let page = ErrorPage {
+            title: title.to_owned(),
+            message: message.into(),
+        };
+        self.html(status, self.renderer.error(&frame, &page))
+    }
+
+    /// The 500 page; the cause is logged, never shown.
+    pub(crate) async fn internal(&self, cause: &(dyn std::fmt::Display + Sync)) -> Response {
+        tracing::error!(%cause, "page failed");
+        self.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The server could not complete the request. Please try again later.",
+        )
+        .await
+    }
+
+    /// The 403 page of a form whose CSRF check failed.
+    pub(crate) async fn forbidden_form(&self) -> Response {
+        self.error(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form was not sent from this site, or your session ended. Go back, reload the page and try again.",
+        )
+        .await
+    }
+}
+
+/// 302 to the login page, to come back to `next` afterwards.
+pub(crate) fn to_login(next: &str) -> Response {
+    let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    found(&format!("/accounts/login/?next={next}"))
+}
+
+/// 302 Found: the answer to a GET that sends the browser elsewhere.
+pub(crate) fn found(url: &str) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()
+}
+
+/// A `next` value that stays on this site: a path, not `//host` or `/\host`
+/// (which browsers read as another host), without control characters.
+pub(crate) fn safe_next(next: Option<&str>) -> &str {
+    const HOME: &str = "/o/authorized_tokens/";
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            n
+        }
+        _ => HOME,
+    }
+}
+
+/// A form body's fields; a repeated field is kept once (its first value).
+pub(crate) fn form_fields(body: &[u8]) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        fields
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/o/authorize/?a=b")), "/o/authorize/?a=b");
+        for evil in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "evil",
+            "/ok\\..",
+            "/\tx",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/o/authorized_tokens/", "{evil}");
+        }
+        assert_eq!(safe_next(None), "/o/authorized_tokens/");
+    }
+}

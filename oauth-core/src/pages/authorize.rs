@@ -1,0 +1,171 @@
+//! `GET`/`POST /o/authorize/`: the authorization endpoint (RFC 6749 §4.1.1).
+//!
+//! GET validates the request ([`authorization::validate`]); an untrusted client or
+//! redirect URI gets an error page, other errors go back to the client. Without a
+//! session the browser goes to the login page and returns. A first-party client or
+//! a remembered consent is answered at once with a code; otherwise the consent page
+//! is shown. Its POST re-validates the request from the form fields, checks the
+//! CSRF token, and answers 303 with a code (Allow) or `access_denied` (Cancel).
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use oxide_auth::frontends::dev::{NormalizedParameter, Url};
+use tower_sessions::Session;
+
+use super::session::{self, CSRF_FIELD};
+use super::view::ConsentPage;
+use super::{PagesState, form_fields, found, to_login};
+use crate::server::authorization::{self, Refusal, ValidRequest};
+
+/// A query or form body as oxide-auth's parameters; a repeated key is poisoned
+/// (it then reads as absent, and the request is refused as malformed).
+fn params(raw: &[u8]) -> NormalizedParameter {
+    form_urlencoded::parse(raw)
+        .map(|(k, v)| {
+            (
+                std::borrow::Cow::Owned(k.into_owned()),
+                std::borrow::Cow::Owned(v.into_owned()),
+            )
+        })
+        .collect()
+}
+
+async fn refusal(pages: &PagesState, refusal: Refusal, after_post: bool) -> Response {
+    match refusal {
+        Refusal::Page(message) => {
+            pages
+                .error(StatusCode::BAD_REQUEST, "Authorization failed", message)
+                .await
+        }
+        Refusal::Redirect(url) if after_post => Redirect::to(url.as_str()).into_response(),
+        Refusal::Redirect(url) => found(url.as_str()),
+        Refusal::Internal => pages.internal(&"authorization request").await,
+    }
+}
+
+/// The redirect URI without its query, as the consent page names it.
+fn shown_target(uri: &str) -> String {
+    match Url::parse(uri) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => uri.to_owned(),
+    }
+}
+
+pub(crate) async fn show(
+    State(pages): State<PagesState>,
+    session: Session,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    let params = params(query.as_bytes());
+    let request = match authorization::validate(&pages.app, &params).await {
+        Ok(r) => r,
+        Err(r) => return refusal(&pages, r, false).await,
+    };
+    let now = pages.app.clock.unix();
+    let user = match session::signed_in(&session, now, pages.absolute).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            let next = match uri.query() {
+                Some(q) => format!("{}?{q}", uri.path()),
+                None => uri.path().to_owned(),
+            };
+            return to_login(&next);
+        }
+        Err(e) => return pages.internal(&e).await,
+    };
+    let Some(grants) = pages.app.grants.as_ref() else {
+        return pages.internal(&"no grant store").await;
+    };
+    let remembered = match grants.consent(user, &request.client.client_id).await {
+        Ok(c) => c,
+        Err(e) => return pages.internal(&e).await,
+    };
+    if !authorization::needs_consent(&request, remembered.as_ref()) {
+        return match authorization::grant(&pages.app, &request, user).await {
+            Ok(url) => found(url.as_str()),
+            Err(r) => refusal(&pages, r, false).await,
+        };
+    }
+    consent_page(&pages, &session, user, &request).await
+}
+
+async fn consent_page(
+    pages: &PagesState,
+    session: &Session,
+    user: i64,
+    request: &ValidRequest,
+) -> Response {
+    let csrf_token = match session::csrf_token(session).await {
+        Ok(t) => t,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let mut hidden = vec![
+        ("response_type".to_owned(), "code".to_owned()),
+        ("client_id".to_owned(), request.client.client_id.clone()),
+        ("scope".to_owned(), request.scope.to_string()),
+        ("code_challenge".to_owned(), request.code_challenge.clone()),
+        ("code_challenge_method".to_owned(), "S256".to_owned()),
+    ];
+    if request.redirect_uri_sent {
+        hidden.push(("redirect_uri".to_owned(), request.redirect_uri.clone()));
+    }
+    if let Some(s) = &request.state {
+        hidden.push(("state".to_owned(), s.clone()));
+    }
+    let frame = pages.frame(Some(user), &csrf_token).await;
+    let page = ConsentPage {
+        csrf_token,
+        client_name: request.client.name.clone(),
+        client_id: request.client.client_id.clone(),
+        scopes: pages.describe(&request.scope),
+        redirect_to: shown_target(&request.redirect_uri),
+        hidden,
+    };
+    pages.html(StatusCode::OK, pages.renderer.consent(&frame, &page))
+}
+
+pub(crate) async fn decide(
+    State(pages): State<PagesState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    match session::check_csrf(
+        &session,
+        &headers,
+        fields.get(CSRF_FIELD).map(String::as_str),
+        &pages.origin,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => return pages.forbidden_form().await,
+        Err(e) => return pages.internal(&e).await,
+    }
+    let now = pages.app.clock.unix();
+    let user = match session::signed_in(&session, now, pages.absolute).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return pages.forbidden_form().await,
+        Err(e) => return pages.internal(&e).await,
+    };
+    // The hidden fields are the user's to edit: validate them as a new request.
+    let params = params(&body);
+    let request = match authorization::validate(&pages.app, &params).await {
+        Ok(r) => r,
+        Err(r) => return refusal(&pages, r, true).await,
+    };
+    if !fields.contains_key("allow") {
+        return refusal(&pages, authorization::deny(&pages.app, &request), true).await;
+    }
+    match authorization::grant(&pages.app, &request, user).await {
+        Ok(url) => Redirect::to(url.as_str()).into_response(),
+        Err(r) => refusal(&pages, r, true).await,
+    }
+}

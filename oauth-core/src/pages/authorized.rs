@@ -1,0 +1,122 @@
+//! `GET /o/authorized_tokens/` (DOT's page): the applications a user authorized,
+//! each with a button that withdraws it — its tokens stop working at once and its
+//! remembered consent is forgotten, so the next authorization asks again.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use tower_sessions::Session;
+
+use super::session::{self, CSRF_FIELD};
+use super::view::{AuthorizedApp, AuthorizedPage};
+use super::{PagesState, form_fields, to_login};
+
+const PATH: &str = "/o/authorized_tokens/";
+
+/// The session key of a one-time message for the next page (a flash message, so
+/// no link can make the page say something the server did not).
+const FLASH: &str = "flash";
+
+pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> Response {
+    let now = pages.app.clock.unix();
+    let user = match session::signed_in(&session, now, pages.absolute).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return to_login(PATH),
+        Err(e) => return pages.internal(&e).await,
+    };
+    let Some(grants) = pages.app.grants.as_ref() else {
+        return pages.internal(&"no grant store").await;
+    };
+    let consents = match grants.consents(user).await {
+        Ok(c) => c,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let mut apps = Vec::with_capacity(consents.len());
+    for c in consents {
+        let name = match pages.app.client_auth.client(&c.client_id).await {
+            Ok(Some(client)) => client.name,
+            Ok(None) => continue,
+            Err(_) => c.client_id.clone(),
+        };
+        apps.push(AuthorizedApp {
+            granted_at: chrono::DateTime::from_timestamp(c.granted_at, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default(),
+            scopes: pages.describe(&c.scope),
+            client_id: c.client_id,
+            name,
+        });
+    }
+    let message = match session.remove::<String>(FLASH).await {
+        Ok(m) => m,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let csrf_token = match session::csrf_token(&session).await {
+        Ok(t) => t,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let frame = pages.frame(Some(user), &csrf_token).await;
+    let page = AuthorizedPage {
+        csrf_token,
+        apps,
+        message,
+    };
+    pages.html(StatusCode::OK, pages.renderer.authorized(&frame, &page))
+}
+
+pub(crate) async fn revoke(
+    State(pages): State<PagesState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    match session::check_csrf(
+        &session,
+        &headers,
+        fields.get(CSRF_FIELD).map(String::as_str),
+        &pages.origin,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => return pages.forbidden_form().await,
+        Err(e) => return pages.internal(&e).await,
+    }
+    let app = &pages.app;
+    let user = match session::signed_in(&session, app.clock.unix(), pages.absolute).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return to_login(PATH),
+        Err(e) => return pages.internal(&e).await,
+    };
+    let Some(client_id) = fields.get("client_id") else {
+        return Redirect::to(PATH).into_response();
+    };
+    let Some(grants) = app.grants.as_ref() else {
+        return pages.internal(&"no grant store").await;
+    };
+    // Tokens first: if forgetting the consent failed after, the user can retry and
+    // nothing they asked to stop keeps working meanwhile.
+    if let Err(e) = app
+        .tokens
+        .revoke_user_client_tokens(user, client_id, app.clock.unix())
+        .await
+    {
+        return pages.internal(&e).await;
+    }
+    if let Err(e) = grants.forget_consent(user, client_id).await {
+        return pages.internal(&e).await;
+    }
+    let name = match app.client_auth.client(client_id).await {
+        Ok(Some(c)) => c.name,
+        _ => client_id.clone(),
+    };
+    if let Err(e) = session
+        .insert(FLASH, format!("Access of {name} was revoked."))
+        .await
+    {
+        return pages.internal(&e).await;
+    }
+    Redirect::to(PATH).into_response()
+}

@@ -1,0 +1,181 @@
+//! `GET`/`POST /accounts/login/` and `POST /accounts/logout/`.
+//!
+//! Sign-in is the password grant's check behind a form: the same throttle (per
+//! account and per IP address), one KDF run whether or not the email exists,
+//! inactive users refused with the same message. Success rotates the session id
+//! and answers 303 to a same-site `next` (RFC 9700 §4.12).
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::session::{self, CSRF_FIELD};
+use super::view::LoginPage;
+use super::{PagesState, form_fields, safe_next};
+use crate::email::Email;
+use crate::secret::Password;
+use crate::server::ClientIp;
+use crate::server::throttle::Key;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+const BAD_CREDENTIALS: &str =
+    "Please enter a correct email and password. Note that both fields may be case-sensitive.";
+
+async fn render(
+    pages: &PagesState,
+    session: &Session,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<String>,
+) -> Response {
+    let now = pages.app.clock.unix();
+    let user = match session::signed_in(session, now, pages.absolute).await {
+        Ok(u) => u,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let csrf_token = match session::csrf_token(session).await {
+        Ok(t) => t,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let frame = pages.frame(user, &csrf_token).await;
+    let page = LoginPage {
+        csrf_token,
+        next: next.to_owned(),
+        username: username.to_owned(),
+        error,
+    };
+    pages.html(status, pages.renderer.login(&frame, &page))
+}
+
+pub(crate) async fn form(
+    State(pages): State<PagesState>,
+    session: Session,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref()).to_owned();
+    render(&pages, &session, StatusCode::OK, &next, "", None).await
+}
+
+pub(crate) async fn submit(
+    State(pages): State<PagesState>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    let get = |k: &str| fields.get(k).map(String::as_str);
+    match session::check_csrf(&session, &headers, get(CSRF_FIELD), &pages.origin).await {
+        Ok(true) => {}
+        Ok(false) => return pages.forbidden_form().await,
+        Err(e) => return pages.internal(&e).await,
+    }
+    let next = safe_next(get("next")).to_owned();
+    let username = get("username").unwrap_or("").trim().to_owned();
+    let password = get("password").unwrap_or("");
+    if username.is_empty() || password.is_empty() {
+        return render(
+            &pages,
+            &session,
+            StatusCode::OK,
+            &next,
+            &username,
+            Some("Enter your email and your password.".to_owned()),
+        )
+        .await;
+    }
+
+    let app = &pages.app;
+    let keys = ip.with(Key::Account(&username));
+    if let Err(wait) = app.throttle.check(&keys) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        return render(
+            &pages,
+            &session,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            &username,
+            Some(format!(
+                "Too many failed attempts. Please wait {minutes} minute{} and try again.",
+                if minutes == 1 { "" } else { "s" }
+            )),
+        )
+        .await;
+    }
+    let user = match Email::parse(&username) {
+        Ok(email) => match app.users.user_by_email(&email).await {
+            Ok(u) => u,
+            Err(e) => return pages.internal(&e).await,
+        },
+        Err(_) => None,
+    };
+    let stored = user
+        .as_ref()
+        .filter(|u| u.is_active)
+        .and_then(|u| u.password_hash.clone());
+    // An unknown or inactive account pays for one verification too.
+    let ok = match app
+        .hasher
+        .verify(&Password::new(password), stored.as_deref())
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            app.throttle.fail(&keys);
+            return render(
+                &pages,
+                &session,
+                StatusCode::OK,
+                &next,
+                &username,
+                Some(BAD_CREDENTIALS.to_owned()),
+            )
+            .await;
+        }
+    };
+    app.throttle.clear(Key::Account(&username));
+    if let Err(e) = session::sign_in(&session, user.id, app.clock.unix()).await {
+        return pages.internal(&e).await;
+    }
+    if let Err(e) = app.users.record_login(user.id, app.clock.now()).await {
+        tracing::warn!(error = %e, "could not record the login time");
+    }
+    Redirect::to(&next).into_response()
+}
+
+pub(crate) async fn logout(
+    State(pages): State<PagesState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    match session::check_csrf(
+        &session,
+        &headers,
+        fields.get(CSRF_FIELD).map(String::as_str),
+        &pages.origin,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => return pages.forbidden_form().await,
+        Err(e) => return pages.internal(&e).await,
+    }
+    if let Err(e) = session::sign_out(&session).await {
+        return pages.internal(&e).await;
+    }
+    Redirect::to("/accounts/login/").into_response()
+}

@@ -1,0 +1,191 @@
+//! [`GrantStore`] over SQL: authorization codes and consents.
+
+use async_trait::async_trait;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, TransactionTrait as _,
+};
+
+use super::entity::{code, consent};
+use super::{SeaOrmStore, backend, corrupt, parse_scope};
+use crate::store::{
+    AuthorizationCode, Consent, GrantStore, Redemption, StoreError, TokenFamily, UnixTime, UserId,
+};
+use crate::token::TokenHash;
+
+impl TryFrom<code::Model> for AuthorizationCode {
+    type Error = StoreError;
+
+    fn try_from(m: code::Model) -> Result<Self, StoreError> {
+        Ok(AuthorizationCode {
+            hash: TokenHash::try_from(m.hash.as_slice()).map_err(|_| corrupt("code hash"))?,
+            client_id: m.client_id,
+            user_id: m.user_id,
+            redirect_uri: m.redirect_uri,
+            redirect_uri_sent: m.redirect_uri_sent,
+            scope: parse_scope(&m.scope)?,
+            code_challenge: m.code_challenge,
+            family: TokenFamily::from_bytes(
+                m.family
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("code family"))?,
+            ),
+            issued_at: m.issued_at,
+            expires_at: m.expires_at,
+            consumed_at: m.consumed_at,
+        })
+    }
+}
+
+impl TryFrom<consent::Model> for Consent {
+    type Error = StoreError;
+
+    fn try_from(m: consent::Model) -> Result<Self, StoreError> {
+        Ok(Consent {
+            user_id: m.user_id,
+            client_id: m.client_id,
+            scope: parse_scope(&m.scope)?,
+            granted_at: m.granted_at,
+        })
+    }
+}
+
+#[async_trait]
+impl GrantStore for SeaOrmStore {
+    async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
+        code::ActiveModel {
+            hash: Set(c.hash.as_bytes().to_vec()),
+            client_id: Set(c.client_id.clone()),
+            user_id: Set(c.user_id),
+            redirect_uri: Set(c.redirect_uri.clone()),
+            redirect_uri_sent: Set(c.redirect_uri_sent),
+            scope: Set(c.scope.to_string()),
+            code_challenge: Set(c.code_challenge.clone()),
+            family: Set(c.family.as_bytes().to_vec()),
+            issued_at: Set(c.issued_at),
+            expires_at: Set(c.expires_at),
+            consumed_at: Set(c.consumed_at),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, hash: &TokenHash, now: UnixTime) -> Result<Redemption, StoreError> {
+        let txn = self.db.begin().await.map_err(backend)?;
+        let is_code = code::Column::Hash.eq(hash.as_bytes().to_vec());
+        // The conditional write decides the race, as for refresh rotation: one
+        // caller changes the row; it is the first statement, so SQLite's write lock
+        // is taken at once.
+        let won = code::Entity::update_many()
+            .col_expr(code::Column::ConsumedAt, Expr::value(now))
+            .filter(is_code.clone())
+            .filter(code::Column::ConsumedAt.is_null())
+            .filter(code::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await
+            .map_err(backend)?
+            .rows_affected
+            == 1;
+        let row = code::Entity::find()
+            .filter(is_code)
+            .one(&txn)
+            .await
+            .map_err(backend)?;
+        txn.commit().await.map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(Redemption::Invalid);
+        };
+        let mut code = AuthorizationCode::try_from(row)?;
+        Ok(if won {
+            code.consumed_at = None;
+            Redemption::Redeemed(code)
+        } else if code.consumed_at.is_some() {
+            Redemption::Replayed(code)
+        } else {
+            Redemption::Invalid
+        })
+    }
+
+    async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let res = code::Entity::delete_many()
+            .filter(code::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(res.rows_affected)
+    }
+
+    async fn consent(
+        &self,
+        user_id: UserId,
+        client_id: &str,
+    ) -> Result<Option<Consent>, StoreError> {
+        consent::Entity::find()
+            .filter(consent::Column::UserId.eq(user_id))
+            .filter(consent::Column::ClientId.eq(client_id))
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+            .map(Consent::try_from)
+            .transpose()
+    }
+
+    async fn save_consent(&self, c: &Consent) -> Result<(), StoreError> {
+        // Read, merge, upsert. Two racing consents of one user to one client may
+        // keep only one's extra scope: the user is then asked again, nothing worse.
+        let old = consent::Entity::find()
+            .filter(consent::Column::UserId.eq(c.user_id))
+            .filter(consent::Column::ClientId.eq(c.client_id.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?;
+        let scope = match old {
+            Some(old) => parse_scope(&old.scope)?.union(&c.scope),
+            None => c.scope.clone(),
+        };
+        consent::Entity::insert(consent::ActiveModel {
+            user_id: Set(c.user_id),
+            client_id: Set(c.client_id.clone()),
+            scope: Set(scope.to_string()),
+            granted_at: Set(c.granted_at),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([consent::Column::UserId, consent::Column::ClientId])
+                .update_columns([consent::Column::Scope, consent::Column::GrantedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn consents(&self, user_id: UserId) -> Result<Vec<Consent>, StoreError> {
+        consent::Entity::find()
+            .filter(consent::Column::UserId.eq(user_id))
+            .order_by_desc(consent::Column::GrantedAt)
+            .order_by_desc(consent::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(Consent::try_from)
+            .collect()
+    }
+
+    async fn forget_consent(&self, user_id: UserId, client_id: &str) -> Result<bool, StoreError> {
+        let res = consent::Entity::delete_many()
+            .filter(consent::Column::UserId.eq(user_id))
+            .filter(consent::Column::ClientId.eq(client_id))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(res.rows_affected > 0)
+    }
+}

@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 
 use oxide_auth::code_grant::authorization::{
-    self, Authorization, Error as MachineError, ErrorUrl, Input, Output,
+    self, Authorization, Error as MachineError, Input, Output,
 };
-use oxide_auth::code_grant::error::{AuthorizationError, AuthorizationErrorType};
+use oxide_auth::code_grant::error::AuthorizationErrorType;
 use oxide_auth::code_grant::extensions::Pkce;
 use oxide_auth::frontends::dev::{NormalizedParameter, QueryParameter as _, Url};
 use oxide_auth::primitives::grant::Extensions;
@@ -157,7 +157,21 @@ fn with_iss(mut url: Url, issuer: &str) -> Url {
     url
 }
 
-/// The error redirect of RFC 6749 §4.1.2.1, with `state` and `iss`.
+fn error_code(kind: AuthorizationErrorType) -> &'static str {
+    match kind {
+        AuthorizationErrorType::InvalidRequest => "invalid_request",
+        AuthorizationErrorType::UnauthorizedClient => "unauthorized_client",
+        AuthorizationErrorType::AccessDenied => "access_denied",
+        AuthorizationErrorType::UnsupportedResponseType => "unsupported_response_type",
+        AuthorizationErrorType::InvalidScope => "invalid_scope",
+        AuthorizationErrorType::ServerError => "server_error",
+        AuthorizationErrorType::TemporarilyUnavailable => "temporarily_unavailable",
+    }
+}
+
+/// The error redirect of RFC 6749 §4.1.2.1, with `state` and `iss` (RFC 9207).
+/// Built here rather than by oxide-auth's `ErrorUrl`, which names the description
+/// parameter `description` instead of `error_description`.
 pub(crate) fn error_redirect(
     redirect_uri: &str,
     state: Option<&str>,
@@ -165,37 +179,47 @@ pub(crate) fn error_redirect(
     description: &'static str,
     issuer: &str,
 ) -> Refusal {
-    let Ok(url) = Url::parse(redirect_uri) else {
+    let Ok(mut url) = Url::parse(redirect_uri) else {
         return Refusal::Page("The redirect URI is not valid.".into());
     };
-    let mut error = AuthorizationError::default();
-    error.set_type(kind);
-    error.explain(description);
-    Refusal::Redirect(with_iss(ErrorUrl::new(url, state, error).into(), issuer))
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("error", error_code(kind))
+            .append_pair("error_description", description);
+        if let Some(state) = state {
+            q.append_pair("state", state);
+        }
+    }
+    Refusal::Redirect(with_iss(url, issuer))
 }
 
-fn machine_refusal(mut e: MachineError, issuer: &str) -> Refusal {
-    match e {
-        MachineError::Redirect(mut url) => {
-            let d = url.description();
-            if d.iter().all(|(k, _)| k != "error_description") {
-                match d.kind() {
-                    AuthorizationErrorType::UnsupportedResponseType => {
-                        d.explain("Only response_type=code is supported.");
-                    }
-                    AuthorizationErrorType::InvalidScope => d.explain("The scope is malformed."),
-                    _ => {}
+/// An error of oxide-auth's machine: a redirect (unsupported response type,
+/// malformed scope) goes to the bound redirect URI; an ignored request (no valid
+/// `client_id` or `redirect_uri`) gets the error page.
+fn machine_refusal(
+    e: MachineError,
+    bound: Option<&(String, bool)>,
+    state: Option<&str>,
+    issuer: &str,
+) -> Refusal {
+    match (e, bound) {
+        (MachineError::Redirect(mut url), Some((uri, _))) => {
+            let kind = url.description().kind();
+            let description = match kind {
+                AuthorizationErrorType::UnsupportedResponseType => {
+                    "Only response_type=code is supported."
                 }
-            }
-            Refusal::Redirect(with_iss(url.into(), issuer))
+                AuthorizationErrorType::InvalidScope => "The scope is malformed.",
+                _ => "The request is invalid.",
+            };
+            error_redirect(uri, state, kind, description, issuer)
         }
-        MachineError::Ignore => {
-            let _ = e.description();
-            Refusal::Page("The request is missing a valid client_id or redirect_uri.".into())
-        }
-        MachineError::PrimitiveError => {
+        (MachineError::PrimitiveError, _) | (MachineError::Redirect(_), None) => {
             tracing::error!("authorization state machine failed");
             Refusal::Internal
+        }
+        (MachineError::Ignore, _) => {
+            Refusal::Page("The request is missing a valid client_id or redirect_uri.".into())
         }
     }
 }
@@ -329,7 +353,14 @@ pub(crate) async fn validate(
                 }
             }
             Output::Ok { .. } => break,
-            Output::Err(e) => return Err(machine_refusal(e, issuer)),
+            Output::Err(e) => {
+                return Err(machine_refusal(
+                    e,
+                    bound.as_ref(),
+                    state_param.as_deref(),
+                    issuer,
+                ));
+            }
         };
         output = machine.advance(input);
     }
@@ -384,6 +415,7 @@ pub(crate) async fn grant(
             issued_at: now,
             expires_at: now.saturating_add(ttl),
             consumed_at: None,
+            replayed_at: None,
         })
         .await
         .map_err(|e| internal(&e))?;

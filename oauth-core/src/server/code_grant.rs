@@ -226,5 +226,22 @@ pub(super) async fn authorization_code_grant(
         };
         output = machine.advance(input);
     }
-    issued.ok_or_else(|| OAuthError::internal(&"code exchange finished without tokens"))
+    let issued =
+        issued.ok_or_else(|| OAuthError::internal(&"code exchange finished without tokens"))?;
+    // A replay may have come in after our redemption but before our tokens were
+    // stored; its family revocation then found nothing to revoke. Look again.
+    let hash = TokenHash::of(&code);
+    if grants
+        .code_replayed(&hash)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?
+    {
+        state
+            .tokens
+            .revoke_family(&issued.family, state.clock.unix())
+            .await
+            .map_err(|e| OAuthError::internal(&e))?;
+        return Err(invalid_grant("The code has already been used."));
+    }
+    Ok(issued)
 }

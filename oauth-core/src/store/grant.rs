@@ -37,6 +37,8 @@ pub struct AuthorizationCode {
     pub expires_at: UnixTime,
     /// When it was redeemed, if it was.
     pub consumed_at: Option<UnixTime>,
+    /// When a second redemption was refused, if one was.
+    pub replayed_at: Option<UnixTime>,
 }
 
 /// The result of [`GrantStore::redeem_code`].
@@ -77,8 +79,14 @@ pub trait GrantStore: Send + Sync {
     /// Consumes a code (RFC 6749 §4.1.3), atomically: of any number of concurrent
     /// calls with one code — in this process or another sharing the database —
     /// exactly one returns [`Redemption::Redeemed`], and only while the code has not
-    /// expired at `now`. Every later call returns [`Redemption::Replayed`].
+    /// expired at `now`. Every later call returns [`Redemption::Replayed`] and marks
+    /// the code as replayed.
     async fn redeem_code(&self, hash: &TokenHash, now: UnixTime) -> Result<Redemption, StoreError>;
+
+    /// Whether a redemption of this code has been refused as a replay since it was
+    /// redeemed. The winner of a redemption asks this after storing its tokens: a
+    /// replay that came in between revoked the family before those tokens existed.
+    async fn code_replayed(&self, hash: &TokenHash) -> Result<bool, StoreError>;
 
     /// Deletes codes that expired before `before`; returns how many.
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError>;

@@ -324,6 +324,7 @@ impl GrantStore for MemoryGrantStore {
             return Ok(Redemption::Invalid);
         };
         if code.consumed_at.is_some() {
+            code.replayed_at.get_or_insert(now);
             return Ok(Redemption::Replayed(code.clone()));
         }
         if now >= code.expires_at {
@@ -332,6 +333,12 @@ impl GrantStore for MemoryGrantStore {
         let before = code.clone();
         code.consumed_at = Some(now);
         Ok(Redemption::Redeemed(before))
+    }
+
+    async fn code_replayed(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        Ok(lock(&self.codes)
+            .get(hash)
+            .is_some_and(|c| c.replayed_at.is_some()))
     }
 
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {

@@ -35,6 +35,7 @@ impl TryFrom<code::Model> for AuthorizationCode {
             issued_at: m.issued_at,
             expires_at: m.expires_at,
             consumed_at: m.consumed_at,
+            replayed_at: m.replayed_at,
         })
     }
 }
@@ -67,6 +68,7 @@ impl GrantStore for SeaOrmStore {
             issued_at: Set(c.issued_at),
             expires_at: Set(c.expires_at),
             consumed_at: Set(c.consumed_at),
+            replayed_at: Set(c.replayed_at),
             ..Default::default()
         }
         .insert(&self.db)
@@ -91,6 +93,18 @@ impl GrantStore for SeaOrmStore {
             .map_err(backend)?
             .rows_affected
             == 1;
+        if !won {
+            // A second redemption: mark it, so that a winner still storing its
+            // tokens sees the replay (`code_replayed`).
+            code::Entity::update_many()
+                .col_expr(code::Column::ReplayedAt, Expr::value(now))
+                .filter(is_code.clone())
+                .filter(code::Column::ConsumedAt.is_not_null())
+                .filter(code::Column::ReplayedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(backend)?;
+        }
         let row = code::Entity::find()
             .filter(is_code)
             .one(&txn)
@@ -109,6 +123,16 @@ impl GrantStore for SeaOrmStore {
         } else {
             Redemption::Invalid
         })
+    }
+
+    async fn code_replayed(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        Ok(code::Entity::find()
+            .filter(code::Column::Hash.eq(hash.as_bytes().to_vec()))
+            .filter(code::Column::ReplayedAt.is_not_null())
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+            .is_some())
     }
 
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {

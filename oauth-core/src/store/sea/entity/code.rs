@@ -32,6 +32,8 @@ pub struct Model {
     pub expires_at: i64,
     /// Redemption time.
     pub consumed_at: Option<i64>,
+    /// Time of the first refused second redemption.
+    pub replayed_at: Option<i64>,
 }
 
 /// Foreign keys live in the migration.

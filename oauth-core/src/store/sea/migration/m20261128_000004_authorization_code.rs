@@ -56,6 +56,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(OauthCodes::IssuedAt))
                     .col(big_integer(OauthCodes::ExpiresAt))
                     .col(big_integer_null(OauthCodes::ConsumedAt))
+                    .col(big_integer_null(OauthCodes::ReplayedAt))
                     .foreign_key(
                         &mut ForeignKey::create()
                             .name("fk_oauth_codes_client")
@@ -196,6 +197,7 @@ enum OauthCodes {
     IssuedAt,
     ExpiresAt,
     ConsumedAt,
+    ReplayedAt,
 }
 
 #[derive(DeriveIden)]

@@ -1,0 +1,1258 @@
+//! The authorization code grant with PKCE, rule by rule: the authorization
+//! endpoint's validation and error answers, the login and consent pages, CSRF,
+//! remembered consent, the code exchange with its replay and expiry rules, the
+//! authorized-applications page, and CORS. Each scenario runs on SQLite and, with
+//! `TEST_DATABASE_URL`, on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use base64::Engine as _;
+use common::{Harness, PASSWORD};
+use http_body_util::BodyExt as _;
+use oauth_core::{
+    Client, ClientKind, ClientRegistry, GrantStore, GrantType, Password, Redemption, UserFlags,
+    UserStore,
+};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tower::ServiceExt as _;
+
+scenarios!(
+    unknown_client_or_redirect_uri_is_an_error_page,
+    loopback_redirect_uris_match_any_port,
+    omitted_redirect_uri_needs_exactly_one_registered,
+    other_errors_redirect_with_state_and_iss,
+    pkce_is_required_s256_only_with_rfc_syntax,
+    anonymous_user_is_sent_to_login_and_back,
+    consent_page_shows_client_and_scopes_with_safe_headers,
+    allow_issues_a_code_and_cancel_is_access_denied,
+    consent_post_needs_csrf_and_same_origin,
+    tampered_consent_form_is_validated_again,
+    first_party_clients_skip_consent,
+    remembered_consent_only_for_assured_clients,
+    public_client_exchanges_and_refreshes_with_rotation,
+    confidential_client_must_authenticate,
+    replayed_code_revokes_its_tokens,
+    wrong_verifier_expired_or_foreign_code_is_invalid_grant,
+    redirect_uri_at_the_token_endpoint,
+    concurrent_redemptions_one_wins,
+    login_page_checks_credentials_without_telling_which,
+    login_rotates_the_session_and_honours_only_local_next,
+    logout_ends_the_session,
+    session_ends_after_its_absolute_lifetime,
+    authorized_tokens_page_lists_and_revokes,
+    cors_only_for_registered_origins,
+);
+
+const ISSUER: &str = "https://auth.example.test";
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ92ZR7gW0pQmUXyA6xKMbbj1kLsVs";
+const LOOPBACK: &str = "http://127.0.0.1/callback";
+const WEB: &str = "https://app.example.com/cb";
+
+fn challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
+}
+
+/// A response as a browser sees it.
+#[derive(Debug)]
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
+    }
+
+    /// The query parameters of the Location.
+    fn redirect_params(&self) -> std::collections::HashMap<String, String> {
+        let loc = self.location();
+        let query = loc.split_once('?').map_or("", |(_, q)| q);
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    /// The value of the first hidden input called `name`.
+    fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no field {name} in {}", self.body))
+            + marker.len();
+        let end = start + self.body[start..].find('"').unwrap();
+        unescape(&self.body[start..end])
+    }
+
+    /// Every hidden input of the page's main form, as sent back by a browser.
+    fn hidden_fields(&self) -> Vec<(String, String)> {
+        let mut out = vec![];
+        let mut rest = &self.body[self.body.find("<main>").unwrap()..];
+        while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
+            rest = &rest[i + 27..];
+            let name = &rest[..rest.find('"').unwrap()];
+            out.push((name.to_owned(), self.field_after(rest)));
+        }
+        out
+    }
+
+    fn field_after(&self, rest: &str) -> String {
+        let start = rest.find("value=\"").unwrap() + 7;
+        let end = start + rest[start..].find('"').unwrap();
+        unescape(&rest[start..end])
+    }
+}
+
+/// Undoes HTML escaping (named or numeric entities) in an attribute value.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find(';').unwrap() + i;
+        let entity = &rest[i + 1..end];
+        out.push(match entity {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            e if e.starts_with("#x") => {
+                char::from_u32(u32::from_str_radix(&e[2..], 16).unwrap()).unwrap()
+            }
+            e if e.starts_with('#') => char::from_u32(e[1..].parse().unwrap()).unwrap(),
+            e => panic!("entity {e}"),
+        });
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A cookie-keeping client of the router.
+struct Browser<'h> {
+    h: &'h Harness,
+    cookie: Option<String>,
+}
+
+impl<'h> Browser<'h> {
+    fn new(h: &'h Harness) -> Self {
+        Self { h, cookie: None }
+    }
+
+    async fn send(&mut self, mut req: Request<Body>) -> Page {
+        if let Some(c) = &self.cookie {
+            req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        }
+        let res = self.h.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        for set in headers.get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap().trim();
+            if set.contains("Max-Age=0") || pair.ends_with('=') {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair.to_owned());
+            }
+        }
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, uri: &str) -> Page {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// A form POST as a browser sends it from this server's page.
+    async fn post(&mut self, uri: &str, form: &[(String, String)]) -> Page {
+        self.post_with(uri, form, &[(header::ORIGIN.as_str(), ISSUER)])
+            .await
+    }
+
+    async fn post_with(
+        &mut self,
+        uri: &str,
+        form: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn sign_in(&mut self, email: &str) {
+        let form = self.get("/accounts/login/").await;
+        let page = self
+            .post(
+                "/accounts/login/",
+                &pairs(&[
+                    ("csrfmiddlewaretoken", &form.field("csrfmiddlewaretoken")),
+                    ("username", email),
+                    ("password", PASSWORD),
+                    ("next", "/o/authorized_tokens/"),
+                ]),
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    }
+
+    /// GET /o/authorize/ with the consent page expected; Allow it; the redirect.
+    async fn allow(&mut self, query: &str) -> Page {
+        let consent = self.get(&format!("/o/authorize/?{query}")).await;
+        assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+        let mut form = consent.hidden_fields();
+        form.push(("allow".into(), "Authorize".into()));
+        self.post("/o/authorize/", &form).await
+    }
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// An authorization request's query string.
+fn authorize_query(client_id: &str, redirect_uri: Option<&str>, extra: &[(&str, &str)]) -> String {
+    let challenge = challenge(VERIFIER);
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("scope", "read")
+        .append_pair("state", "st-123")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    if let Some(r) = redirect_uri {
+        q.append_pair("redirect_uri", r);
+    }
+    let mut s = q.finish();
+    for (k, v) in extra {
+        // Later values replace earlier ones: rebuild without the key.
+        let kept: Vec<(String, String)> = form_urlencoded::parse(s.as_bytes())
+            .into_owned()
+            .filter(|(key, _)| key != k)
+            .collect();
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs(kept);
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+        s = q.finish();
+    }
+    s
+}
+
+async fn register(
+    h: &Harness,
+    id: &str,
+    secret: Option<&str>,
+    redirect_uris: &[&str],
+    skip_authorization: bool,
+) {
+    let secret_hash = match secret {
+        Some(s) => Some(h.hasher.hash(&Password::new(s)).await.unwrap()),
+        None => None,
+    };
+    h.store
+        .register_client(Client {
+            client_id: id.into(),
+            secret_hash,
+            kind: if secret.is_some() {
+                ClientKind::Confidential
+            } else {
+                ClientKind::Public
+            },
+            name: format!("App <{id}>"),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: redirect_uris.iter().map(|s| (*s).to_owned()).collect(),
+            allowed_origins: vec!["https://spa.example.com".into()],
+            skip_authorization,
+            allowed_scope: "read write".parse().unwrap(),
+            default_scope: "read".parse().unwrap(),
+            owner: None,
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+}
+
+/// The common set-up: a loopback public client, an https public client, a
+/// confidential client, a first-party client, and a signed-in user.
+async fn setup(h: &Harness) -> Browser<'_> {
+    register(h, "native", None, &[LOOPBACK], false).await;
+    register(h, "webapp", None, &[WEB], false).await;
+    register(h, "conf", Some("conf-secret"), &[LOOPBACK, WEB], false).await;
+    register(h, "first", None, &[LOOPBACK], true).await;
+    h.user("ann@example.com").await;
+    let mut b = Browser::new(h);
+    b.sign_in("ann@example.com").await;
+    b
+}
+
+/// Exchanges a code; returns the JSON reply.
+async fn exchange(
+    h: &Harness,
+    code: &str,
+    client: &str,
+    secret: Option<&str>,
+    extra: &[(&str, &str)],
+) -> common::Reply {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", VERIFIER),
+    ];
+    if secret.is_none() {
+        form.push(("client_id", client));
+    }
+    for (k, v) in extra {
+        form.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            form.push((k, v));
+        }
+    }
+    let basic = secret.map(|s| (client, s));
+    h.post_form("/o/token/", basic, &form).await
+}
+
+/// A fresh code for `client`, through the consent page when one is shown.
+async fn code_for(b: &mut Browser<'_>, client: &str, redirect_uri: Option<&str>) -> String {
+    let query = authorize_query(client, redirect_uri, &[]);
+    let first = b.get(&format!("/o/authorize/?{query}")).await;
+    let answer = if first.status == StatusCode::OK {
+        b.allow(&query).await
+    } else {
+        first
+    };
+    answer.redirect_params()["code"].clone()
+}
+
+fn assert_error_page(p: &Page) {
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.headers.get(header::LOCATION).is_none());
+    assert!(
+        p.body.contains("<h1>Authorization failed</h1>"),
+        "{}",
+        p.body
+    );
+}
+
+async fn unknown_client_or_redirect_uri_is_an_error_page(h: &Harness) {
+    let mut b = setup(h).await;
+    for query in [
+        authorize_query("nobody", Some(LOOPBACK), &[]),
+        authorize_query("native", Some("https://evil.example/cb"), &[]),
+        authorize_query("native", Some("http://127.0.0.1/callback/"), &[]),
+        authorize_query("native", Some("http://localhost:9000/callback"), &[]),
+        authorize_query("webapp", Some("https://app.example.com:8443/cb"), &[]),
+        authorize_query("webapp", Some("https://app.example.com/cb?x=1"), &[]),
+        authorize_query("native", Some(LOOPBACK), &[("client_id", "")]),
+        // Errors that would otherwise redirect are not sent to an unchecked URI.
+        authorize_query(
+            "native",
+            Some("https://evil.example/cb"),
+            &[("response_type", "token")],
+        ),
+    ] {
+        assert_error_page(&b.get(&format!("/o/authorize/?{query}")).await);
+    }
+    // Anonymous visitors get the same page: no login detour for a bad client.
+    let mut anon = Browser::new(h);
+    assert_error_page(
+        &anon
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query("nobody", Some(LOOPBACK), &[])
+            ))
+            .await,
+    );
+}
+
+async fn loopback_redirect_uris_match_any_port(h: &Harness) {
+    let mut b = setup(h).await;
+    for uri in ["http://127.0.0.1:53123/callback", LOOPBACK] {
+        let p = b.allow(&authorize_query("native", Some(uri), &[])).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert!(
+            p.location().starts_with(&format!("{uri}?code=")),
+            "{}",
+            p.location()
+        );
+    }
+}
+
+async fn omitted_redirect_uri_needs_exactly_one_registered(h: &Harness) {
+    let mut b = setup(h).await;
+    let p = b.allow(&authorize_query("native", None, &[])).await;
+    assert!(p.location().starts_with(&format!("{LOOPBACK}?code=")));
+    // `conf` registered two: it must say which.
+    assert_error_page(
+        &b.get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("conf", None, &[])
+        ))
+        .await,
+    );
+}
+
+async fn other_errors_redirect_with_state_and_iss(h: &Harness) {
+    let mut b = setup(h).await;
+    h.client("pw-only", None, &[GrantType::Password], "read")
+        .await;
+    h.store
+        .update_client(Client {
+            redirect_uris: vec![LOOPBACK.into()],
+            ..h.store.client("pw-only").await.unwrap().unwrap()
+        })
+        .await
+        .unwrap();
+    for (client, extra, error) in [
+        (
+            "native",
+            ("response_type", "token"),
+            "unsupported_response_type",
+        ),
+        ("native", ("response_type", ""), "unsupported_response_type"),
+        ("native", ("scope", "admin"), "invalid_scope"),
+        ("native", ("scope", "introspection"), "invalid_scope"),
+        ("native", ("scope", "read\u{7f}"), "invalid_scope"),
+        ("pw-only", ("scope", "read"), "unauthorized_client"),
+    ] {
+        let p = b
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query(client, Some(LOOPBACK), &[extra])
+            ))
+            .await;
+        assert_eq!(p.status, StatusCode::FOUND, "{extra:?}: {}", p.body);
+        assert!(p.location().starts_with(LOOPBACK));
+        let q = p.redirect_params();
+        assert_eq!(
+            q.get("error").map(String::as_str),
+            Some(error),
+            "{extra:?} {q:?}"
+        );
+        assert!(
+            q.get("error_description").is_some_and(|d| !d.is_empty()),
+            "{extra:?} {q:?}"
+        );
+        assert_eq!(q["state"], "st-123");
+        assert_eq!(q["iss"], ISSUER);
+        assert!(!q.contains_key("code"));
+    }
+}
+
+async fn pkce_is_required_s256_only_with_rfc_syntax(h: &Harness) {
+    let mut b = setup(h).await;
+    for extra in [
+        vec![("code_challenge", ""), ("code_challenge_method", "")],
+        vec![("code_challenge_method", "")],
+        vec![("code_challenge_method", "plain")],
+        vec![("code_challenge_method", "S512")],
+        vec![("code_challenge", "short")],
+        vec![("code_challenge", &*format!("{}=", "a".repeat(43)))],
+        vec![("code_challenge", &*"a".repeat(129))],
+    ] {
+        let p = b
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query("native", Some(LOOPBACK), &extra)
+            ))
+            .await;
+        let q = p.redirect_params();
+        assert_eq!(q["error"], "invalid_request", "{extra:?}");
+        assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st-123", ISSUER));
+    }
+}
+
+async fn anonymous_user_is_sent_to_login_and_back(h: &Harness) {
+    register(h, "native", None, &[LOOPBACK], false).await;
+    h.user("ann@example.com").await;
+    let mut b = Browser::new(h);
+    let query = authorize_query("native", Some(LOOPBACK), &[]);
+    let p = b.get(&format!("/o/authorize/?{query}")).await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    let next = p.location().strip_prefix("/accounts/login/?next=").unwrap();
+    let next: String = form_urlencoded::parse(format!("n={next}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(next, format!("/o/authorize/?{query}"));
+    let form = b.get(p.location()).await;
+    assert_eq!(form.field("next"), next);
+    let done = b
+        .post(
+            "/accounts/login/",
+            &pairs(&[
+                ("csrfmiddlewaretoken", &form.field("csrfmiddlewaretoken")),
+                ("username", "ann@example.com"),
+                ("password", PASSWORD),
+                ("next", &next),
+            ]),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(done.location(), next);
+    let consent = b.get(&next).await;
+    assert_eq!(consent.status, StatusCode::OK);
+}
+
+async fn consent_page_shows_client_and_scopes_with_safe_headers(h: &Harness) {
+    let mut b = setup(h).await;
+    let query = authorize_query("native", Some(LOOPBACK), &[("scope", "read write")]);
+    let p = b
+        .send(
+            Request::get(format!("/o/authorize/?{query}"))
+                .header(header::ORIGIN, "https://spa.example.com")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK);
+    // The name is escaped, never markup.
+    assert!(
+        p.body.contains("App &#60;native&#62;") || p.body.contains("App &lt;native&gt;"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("App <native>"));
+    assert!(p.body.contains("<code>read</code> Read your data"));
+    assert!(
+        p.body
+            .contains("<code>write</code> Create, change and delete your data")
+    );
+    assert!(p.body.contains(r#"name="allow""#));
+    assert!(p.body.contains(r#"name="csrfmiddlewaretoken""#));
+    let h_ = |n: &str| p.headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        h_("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(h_("x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(h_("referrer-policy").as_deref(), Some("no-referrer"));
+    assert_eq!(h_("cache-control").as_deref(), Some("no-store"));
+    assert!(h_("content-type").unwrap().starts_with("text/html"));
+    // Never CORS on the authorization endpoint.
+    assert!(h_("access-control-allow-origin").is_none());
+    // The session cookie: HttpOnly, SameSite=Lax, Secure with __Host- on https.
+    let cookie = b.cookie.clone().unwrap();
+    assert!(cookie.starts_with("__Host-oauth_session="), "{cookie}");
+    let login = b.get("/accounts/login/").await;
+    let set = login
+        .headers
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    if let Some(set) = set {
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(set.contains(attr), "{set}");
+        }
+    }
+}
+
+async fn allow_issues_a_code_and_cancel_is_access_denied(h: &Harness) {
+    let mut b = setup(h).await;
+    let query = authorize_query("native", Some(LOOPBACK), &[]);
+    let p = b.allow(&query).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let q = p.redirect_params();
+    assert!(q["code"].len() >= 43, "≥ 256 bits: {}", q["code"]);
+    assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st-123", ISSUER));
+
+    let consent = b.get(&format!("/o/authorize/?{query}")).await;
+    let mut form = consent.hidden_fields();
+    form.push(("cancel".into(), "Cancel".into()));
+    let p = b.post("/o/authorize/", &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let q = p.redirect_params();
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st-123", ISSUER));
+    assert!(!q.contains_key("code"));
+}
+
+async fn consent_post_needs_csrf_and_same_origin(h: &Harness) {
+    let mut b = setup(h).await;
+    let query = authorize_query("native", Some(LOOPBACK), &[]);
+    let consent = b.get(&format!("/o/authorize/?{query}")).await;
+    let mut good = consent.hidden_fields();
+    good.push(("allow".into(), "Authorize".into()));
+    let without: Vec<_> = good
+        .iter()
+        .filter(|(k, _)| k != "csrfmiddlewaretoken")
+        .cloned()
+        .collect();
+    let mut wrong = without.clone();
+    wrong.push(("csrfmiddlewaretoken".into(), "x".repeat(43)));
+    for (form, headers) in [
+        (&without, vec![("origin", ISSUER)]),
+        (&wrong, vec![("origin", ISSUER)]),
+        (&good, vec![("origin", "https://evil.example")]),
+        (&good, vec![("referer", "https://evil.example/page")]),
+        (&good, vec![("sec-fetch-site", "cross-site")]),
+    ] {
+        let p = b.post_with("/o/authorize/", form, &headers).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(p.headers.get(header::LOCATION).is_none());
+    }
+    // `Origin: null` (no-referrer) carries no information; the token decides.
+    let p = b
+        .post_with("/o/authorize/", &good, &[("origin", "null")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    // Another session's token does not work here.
+    let mut other = Browser::new(h);
+    other.sign_in("ann@example.com").await;
+    let p = other.post("/o/authorize/", &good).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+}
+
+async fn tampered_consent_form_is_validated_again(h: &Harness) {
+    let mut b = setup(h).await;
+    let query = authorize_query("native", Some(LOOPBACK), &[]);
+    let consent = b.get(&format!("/o/authorize/?{query}")).await;
+    let tamper = |key: &str, value: &str| {
+        let mut form: Vec<(String, String)> = consent
+            .hidden_fields()
+            .into_iter()
+            .filter(|(k, _)| k != key)
+            .collect();
+        form.push((key.into(), value.into()));
+        form.push(("allow".into(), "Authorize".into()));
+        form
+    };
+    let p = b
+        .post(
+            "/o/authorize/",
+            &tamper("redirect_uri", "https://evil.example/cb"),
+        )
+        .await;
+    assert_error_page(&p);
+    let p = b
+        .post("/o/authorize/", &tamper("scope", "read admin"))
+        .await;
+    assert_eq!(p.redirect_params()["error"], "invalid_scope");
+}
+
+async fn first_party_clients_skip_consent(h: &Harness) {
+    let mut b = setup(h).await;
+    let p = b
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("first", Some(LOOPBACK), &[])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    let q = p.redirect_params();
+    assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st-123", ISSUER));
+    let r = exchange(h, &q["code"], "first", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+async fn remembered_consent_only_for_assured_clients(h: &Harness) {
+    let mut b = setup(h).await;
+    // Confidential: asked once, then remembered.
+    let q = authorize_query("conf", Some(LOOPBACK), &[]);
+    b.allow(&q).await;
+    let again = b.get(&format!("/o/authorize/?{q}")).await;
+    assert_eq!(again.status, StatusCode::FOUND);
+    assert!(again.redirect_params().contains_key("code"));
+    // A wider scope than was granted is asked again.
+    let wider = authorize_query("conf", Some(LOOPBACK), &[("scope", "read write")]);
+    assert_eq!(
+        b.get(&format!("/o/authorize/?{wider}")).await.status,
+        StatusCode::OK
+    );
+    // Public with https redirect URIs: assured, remembered.
+    let q = authorize_query("webapp", Some(WEB), &[]);
+    b.allow(&q).await;
+    assert_eq!(
+        b.get(&format!("/o/authorize/?{q}")).await.status,
+        StatusCode::FOUND
+    );
+    // Public with a loopback redirect URI: any app can claim it, asked every time.
+    let q = authorize_query("native", Some(LOOPBACK), &[]);
+    b.allow(&q).await;
+    assert_eq!(
+        b.get(&format!("/o/authorize/?{q}")).await.status,
+        StatusCode::OK
+    );
+}
+
+async fn public_client_exchanges_and_refreshes_with_rotation(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["token_type"], "Bearer");
+    assert_eq!(r.json["scope"], "read");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let info = h.introspect(&r.str("access_token")).await;
+    assert_eq!(
+        (
+            info["active"].as_bool(),
+            info["client_id"].as_str(),
+            info["username"].as_str()
+        ),
+        (Some(true), Some("native"), Some("ann@example.com"))
+    );
+    // Refresh with rotation, public client identified by client_id alone.
+    let refresh = r.str("refresh_token");
+    let rotated = h
+        .post_form(
+            "/o/token/",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native"),
+                ("refresh_token", &refresh),
+            ],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.json);
+    // Reuse of the rotated refresh token: the whole grant is revoked.
+    let reuse = h
+        .post_form(
+            "/o/token/",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native"),
+                ("refresh_token", &refresh),
+            ],
+        )
+        .await;
+    assert_eq!(reuse.str("error"), "invalid_grant");
+    assert!(!h.active(&rotated.str("access_token")).await);
+}
+
+async fn confidential_client_must_authenticate(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    // No secret: a confidential client cannot pass as public.
+    let r = exchange(h, &code, "conf", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.str("error"), "invalid_client");
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let r = exchange(
+        h,
+        &code,
+        "conf",
+        Some("wrong"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.str("error"), "invalid_client");
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let r = exchange(
+        h,
+        &code,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert!(r.json["refresh_token"].is_string());
+}
+
+async fn replayed_code_revokes_its_tokens(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let first = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let access = first.str("access_token");
+    assert!(h.active(&access).await);
+    let second = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(second.status, StatusCode::BAD_REQUEST);
+    assert_eq!(second.str("error"), "invalid_grant");
+    assert!(
+        !h.active(&access).await,
+        "tokens from a replayed code are revoked"
+    );
+    let refresh = h
+        .post_form(
+            "/o/token/",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native"),
+                ("refresh_token", &first.str("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(refresh.str("error"), "invalid_grant");
+}
+
+async fn wrong_verifier_expired_or_foreign_code_is_invalid_grant(h: &Harness) {
+    let mut b = setup(h).await;
+    let uri = ("redirect_uri", LOOPBACK);
+    // Wrong verifier: nothing issued, and the code is spent.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let other = "x".repeat(43);
+    let r = exchange(h, &code, "native", None, &[uri, ("code_verifier", &other)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    let r = exchange(h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    // A verifier without RFC 7636 syntax is malformed.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let r = exchange(h, &code, "native", None, &[uri, ("code_verifier", "short")]).await;
+    assert_eq!(r.str("error"), "invalid_request");
+    let r = exchange(h, &code, "native", None, &[uri, ("code_verifier", "")]).await;
+    assert_eq!(r.str("error"), "invalid_request");
+    // Another client's code.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let r = exchange(h, &code, "first", None, &[uri]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    // Unknown code.
+    let r = exchange(h, &"c".repeat(43), "native", None, &[uri]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    // Expired: the lifetime is 60 s by default, on the server's clock.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.clock.advance(61);
+    let r = exchange(h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.clock.advance(59);
+    let r = exchange(h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+async fn redirect_uri_at_the_token_endpoint(h: &Harness) {
+    let mut b = setup(h).await;
+    // Sent at /o/authorize/: required and equal.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let r = exchange(h, &code, "native", None, &[]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    let code = code_for(&mut b, "native", Some("http://127.0.0.1:4000/callback")).await;
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    let code = code_for(&mut b, "native", Some("http://127.0.0.1:4000/callback")).await;
+    let r = exchange(
+        h,
+        &code,
+        "native",
+        None,
+        &[("redirect_uri", "http://127.0.0.1:4000/callback")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Not sent: may be omitted (OAuth 2.1), or repeated as registered.
+    let code = code_for(&mut b, "native", None).await;
+    assert_eq!(
+        exchange(h, &code, "native", None, &[]).await.status,
+        StatusCode::OK
+    );
+    let code = code_for(&mut b, "native", None).await;
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+async fn concurrent_redemptions_one_wins(h: &Harness) {
+    let mut b = setup(h).await;
+    // In the store: of 16 racing redemptions exactly one wins.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let hash = oauth_core::TokenHash::of(&code);
+    let now = oauth_core::Clock::unix(&h.clock);
+    let store = &*h.store;
+    let outcomes =
+        futures_join_all((0..16).map(|_| GrantStore::redeem_code(store, &hash, now))).await;
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Redemption::Redeemed(_))))
+        .count();
+    let replays = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Redemption::Replayed(_))))
+        .count();
+    assert_eq!((won, replays), (1, 15), "{outcomes:?}");
+
+    // Over HTTP: at most one exchange gets tokens, and since the others were
+    // replays, whatever was issued from the code ends up revoked.
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let attempts = (0..16).map(|_| {
+        let code = code.clone();
+        async move { exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await }
+    });
+    let results = futures_join_all(attempts).await;
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert!(ok.len() <= 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.status != StatusCode::OK)
+            .all(|r| r.str("error") == "invalid_grant")
+    );
+    for r in ok {
+        assert!(!h.active(&r.str("access_token")).await);
+    }
+}
+
+/// Polls every future to completion concurrently (on this task).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().map(Option::unwrap));
+    out
+}
+
+async fn login_page_checks_credentials_without_telling_which(h: &Harness) {
+    h.user("ann@example.com").await;
+    let inactive = h.user("off@example.com").await;
+    h.store
+        .set_user_flags(
+            inactive,
+            UserFlags {
+                is_active: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(h);
+    let form = b.get("/accounts/login/").await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains(r#"name="username""#) && form.body.contains(r#"name="password""#));
+    assert!(form.body.contains(r#"<label for="id_username">"#));
+    let csrf = form.field("csrfmiddlewaretoken");
+    let mut answers = vec![];
+    for (user, pw) in [
+        ("ann@example.com", "wrong-password-1"),
+        ("nobody@example.com", PASSWORD),
+        ("off@example.com", PASSWORD),
+        ("not an email", PASSWORD),
+    ] {
+        let p = b
+            .post(
+                "/accounts/login/",
+                &pairs(&[
+                    ("csrfmiddlewaretoken", &csrf),
+                    ("username", user),
+                    ("password", pw),
+                ]),
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::OK, "{user}");
+        assert!(
+            p.body
+                .contains("Please enter a correct email and password.")
+        );
+        answers.push(p.body.replace(user, "USER"));
+    }
+    // Identical pages whatever was wrong.
+    assert!(answers.windows(2).all(|w| w[0] == w[1]));
+    // Without the CSRF token: refused before any password check.
+    let p = b
+        .post(
+            "/accounts/login/",
+            &pairs(&[("username", "ann@example.com"), ("password", PASSWORD)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+    // Throttling: the same limits as the password grant, per account and IP.
+    let strict = Harness::new(
+        common::Backend::Sqlite,
+        oauth_core::ThrottleConfig {
+            per_account: 3,
+            ..common::lenient()
+        },
+    )
+    .await
+    .unwrap();
+    strict.user("ann@example.com").await;
+    let mut b = Browser::new(&strict);
+    let csrf = b.get("/accounts/login/").await.field("csrfmiddlewaretoken");
+    let attempt = |pw: &'static str| {
+        pairs(&[
+            ("csrfmiddlewaretoken", &csrf),
+            ("username", "ann@example.com"),
+            ("password", pw),
+        ])
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            b.post("/accounts/login/", &attempt("nope-nope-1"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let p = b.post("/accounts/login/", &attempt(PASSWORD)).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(p.body.contains("Too many failed attempts"), "{}", p.body);
+    strict.cleanup().await;
+}
+
+async fn login_rotates_the_session_and_honours_only_local_next(h: &Harness) {
+    h.user("ann@example.com").await;
+    let mut b = Browser::new(h);
+    let form = b.get("/accounts/login/").await;
+    let before = b.cookie.clone().unwrap();
+    for (next, expected) in [
+        ("/o/authorize/?client_id=x", "/o/authorize/?client_id=x"),
+        ("//evil.example/", "/o/authorized_tokens/"),
+        ("https://evil.example/", "/o/authorized_tokens/"),
+        ("/\\evil.example", "/o/authorized_tokens/"),
+    ] {
+        let csrf = b.get("/accounts/login/").await.field("csrfmiddlewaretoken");
+        let p = b
+            .post(
+                "/accounts/login/",
+                &pairs(&[
+                    ("csrfmiddlewaretoken", &csrf),
+                    ("username", "ann@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ]),
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert_eq!(p.location(), expected);
+    }
+    // The session id changed at sign-in (no fixation): the old cookie is anonymous.
+    assert_ne!(b.cookie.clone().unwrap(), before);
+    let mut attacker = Browser::new(h);
+    attacker.cookie = Some(before);
+    let p = attacker.get("/o/authorized_tokens/").await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert!(p.location().starts_with("/accounts/login/"));
+    let _ = form;
+}
+
+async fn logout_ends_the_session(h: &Harness) {
+    let mut b = setup(h).await;
+    let page = b.get("/o/authorized_tokens/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let cookie = b.cookie.clone();
+    let csrf = page.field("csrfmiddlewaretoken");
+    // Only by POST with the token.
+    assert_eq!(
+        b.get("/accounts/logout/").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        b.post("/accounts/logout/", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let p = b
+        .post(
+            "/accounts/logout/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get("/o/authorized_tokens/").await.status,
+        StatusCode::FOUND
+    );
+    // The old cookie is dead on the server too.
+    let mut replay = Browser::new(h);
+    replay.cookie = cookie;
+    assert_eq!(
+        replay.get("/o/authorized_tokens/").await.status,
+        StatusCode::FOUND
+    );
+}
+
+async fn session_ends_after_its_absolute_lifetime(h: &Harness) {
+    let mut b = setup(h).await;
+    assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
+    h.clock.advance(10 * 3600 - 1);
+    assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
+    h.clock.advance(1);
+    let p = b.get("/o/authorized_tokens/").await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert!(p.location().starts_with("/accounts/login/"));
+}
+
+async fn authorized_tokens_page_lists_and_revokes(h: &Harness) {
+    let mut b = setup(h).await;
+    let empty = b.get("/o/authorized_tokens/").await;
+    assert!(
+        empty
+            .body
+            .contains("You have not authorized any application.")
+    );
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let tokens = exchange(
+        h,
+        &code,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    let access = tokens.str("access_token");
+    // Another user's grant to the same client must survive.
+    h.user("bob@example.com").await;
+    let mut bob = Browser::new(h);
+    bob.sign_in("bob@example.com").await;
+    let bob_code = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
+    let bob_tokens = exchange(
+        h,
+        &bob_code,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+
+    let page = b.get("/o/authorized_tokens/").await;
+    assert!(page.body.contains("App &#60;conf&#62;") || page.body.contains("App &lt;conf&gt;"));
+    assert!(page.body.contains("<code>read</code> Read your data"));
+    let csrf = page.field("csrfmiddlewaretoken");
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(!h.active(&access).await, "its tokens stop working");
+    assert!(h.active(&bob_tokens.str("access_token")).await);
+    let after = b.get("/o/authorized_tokens/").await;
+    assert!(after.body.contains("was revoked"));
+    assert!(
+        after
+            .body
+            .contains("You have not authorized any application.")
+    );
+    // The consent is forgotten: the next authorization asks again.
+    let q = authorize_query("conf", Some(LOOPBACK), &[]);
+    assert_eq!(
+        b.get(&format!("/o/authorize/?{q}")).await.status,
+        StatusCode::OK
+    );
+    // Without the token, nothing happens.
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let again = exchange(
+        h,
+        &code,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(h.active(&again.str("access_token")).await);
+}
+
+async fn cors_only_for_registered_origins(h: &Harness) {
+    register(h, "native", None, &[LOOPBACK], false).await;
+    let preflight = |origin: &'static str, path: &'static str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri(path)
+            .header(header::ORIGIN, origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut b = Browser::new(h);
+    for path in [
+        "/o/token/",
+        "/o/revoke_token/",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let ok = b.send(preflight("https://spa.example.com", path)).await;
+        assert_eq!(
+            ok.headers
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap()),
+            Some("https://spa.example.com"),
+            "{path}"
+        );
+        let no = b.send(preflight("https://evil.example", path)).await;
+        assert!(
+            no.headers.get("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+    let authorize = b
+        .send(preflight("https://spa.example.com", "/o/authorize/"))
+        .await;
+    assert!(
+        authorize
+            .headers
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // An actual token request from the registered origin is readable by the app.
+    let r = b
+        .send(
+            Request::post("/o/token/")
+                .header(header::ORIGIN, "https://spa.example.com")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(
+                    "grant_type=authorization_code&client_id=native&code=x&code_verifier="
+                        .to_owned()
+                        + VERIFIER,
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.headers.get("access-control-allow-origin").is_some());
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "invalid_grant", "error_description": "The code is invalid or expired."})
+    );
+}

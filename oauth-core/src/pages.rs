@@ -247,6 +247,33 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 impl PagesInner {
+    /// The signed-in user's id, when the session has one that is within its
+    /// absolute lifetime and the account still exists and is active; otherwise the
+    /// session is ended and `None` returned (a deactivated user is signed out at
+    /// their next request).
+    pub(crate) async fn user(
+        &self,
+        session: &tower_sessions::Session,
+    ) -> Result<Option<i64>, session::SessionError> {
+        let now = self.app.clock.unix();
+        let Some(id) = session::signed_in(session, now, self.absolute).await? else {
+            return Ok(None);
+        };
+        let active = self
+            .app
+            .users
+            .user_by_id(id)
+            .await
+            .map_err(|e| session::SessionError::store(&e))?
+            .is_some_and(|u| u.is_active);
+        if active {
+            Ok(Some(id))
+        } else {
+            session::sign_out(session).await?;
+            Ok(None)
+        }
+    }
+
     /// The frame of a page: site name, stylesheet, who is signed in.
     pub(crate) async fn frame(&self, user: Option<i64>, csrf_token: &str) -> Frame {
         let signed_in = match user {

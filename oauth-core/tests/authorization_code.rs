@@ -44,6 +44,7 @@ scenarios!(
     login_rotates_the_session_and_honours_only_local_next,
     logout_ends_the_session,
     session_ends_after_its_absolute_lifetime,
+    deactivated_user_is_signed_out,
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
 );
@@ -1111,6 +1112,34 @@ async fn session_ends_after_its_absolute_lifetime(h: &Harness) {
     assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
     h.clock.advance(1);
     let p = b.get("/o/authorized_tokens/").await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert!(p.location().starts_with("/accounts/login/"));
+}
+
+async fn deactivated_user_is_signed_out(h: &Harness) {
+    let mut b = setup(h).await;
+    let query = authorize_query("native", Some(LOOPBACK), &[]);
+    assert_eq!(
+        b.get(&format!("/o/authorize/?{query}")).await.status,
+        StatusCode::OK
+    );
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    h.store
+        .set_user_flags(
+            ann.id,
+            UserFlags {
+                is_active: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = b.get(&format!("/o/authorize/?{query}")).await;
     assert_eq!(p.status, StatusCode::FOUND);
     assert!(p.location().starts_with("/accounts/login/"));
 }

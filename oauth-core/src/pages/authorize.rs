@@ -67,8 +67,7 @@ pub(crate) async fn show(
         Ok(r) => r,
         Err(r) => return refusal(&pages, r, false).await,
     };
-    let now = pages.app.clock.unix();
-    let user = match session::signed_in(&session, now, pages.absolute).await {
+    let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
         Ok(None) => {
             let next = match uri.query() {
@@ -149,8 +148,7 @@ pub(crate) async fn decide(
         Ok(false) => return pages.forbidden_form().await,
         Err(e) => return pages.internal(&e).await,
     }
-    let now = pages.app.clock.unix();
-    let user = match session::signed_in(&session, now, pages.absolute).await {
+    let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
         Ok(None) => return pages.forbidden_form().await,
         Err(e) => return pages.internal(&e).await,

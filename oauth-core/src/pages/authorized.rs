@@ -19,8 +19,7 @@ const PATH: &str = "/o/authorized_tokens/";
 const FLASH: &str = "flash";
 
 pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> Response {
-    let now = pages.app.clock.unix();
-    let user = match session::signed_in(&session, now, pages.absolute).await {
+    let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
         Ok(None) => return to_login(PATH),
         Err(e) => return pages.internal(&e).await,
@@ -85,7 +84,7 @@ pub(crate) async fn revoke(
         Err(e) => return pages.internal(&e).await,
     }
     let app = &pages.app;
-    let user = match session::signed_in(&session, app.clock.unix(), pages.absolute).await {
+    let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
         Ok(None) => return to_login(PATH),
         Err(e) => return pages.internal(&e).await,

@@ -36,8 +36,7 @@ async fn render(
     username: &str,
     error: Option<String>,
 ) -> Response {
-    let now = pages.app.clock.unix();
-    let user = match session::signed_in(session, now, pages.absolute).await {
+    let user = match pages.user(session).await {
         Ok(u) => u,
         Err(e) => return pages.internal(&e).await,
     };
@@ -151,6 +150,9 @@ pub(crate) async fn submit(
     }
     if let Err(e) = app.users.record_login(user.id, app.clock.now()).await {
         tracing::warn!(error = %e, "could not record the login time");
+    }
+    if stored.is_some_and(|h| app.hasher.needs_rehash(&h)) {
+        crate::server::token::upgrade_hash(app, user.id, Password::new(password));
     }
     Redirect::to(&next).into_response()
 }

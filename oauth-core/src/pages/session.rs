@@ -22,6 +22,12 @@ pub(crate) const CSRF_FIELD: &str = "csrfmiddlewaretoken";
 #[error("session store: {0}")]
 pub(crate) struct SessionError(String);
 
+impl SessionError {
+    pub(crate) fn store(e: &crate::store::StoreError) -> Self {
+        Self(e.to_string())
+    }
+}
+
 impl From<tower_sessions::session::Error> for SessionError {
     fn from(e: tower_sessions::session::Error) -> Self {
         Self(e.to_string())

@@ -7,12 +7,14 @@
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use oauth_core::memory::{MemoryClientRegistry, MemoryTokenStore, MemoryUserStore};
+use oauth_core::memory::{
+    MemoryClientRegistry, MemoryGrantStore, MemoryTokenStore, MemoryUserStore,
+};
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
-    Client, ClientKind, ClientRegistry, Email, GrantType, NewUser, RotatedToken, Rotation, Scope,
-    StoreError, TokenFamily, TokenHash, TokenKind, TokenRecord, TokenStore, UserFlags, UserStore,
-    generate_token,
+    AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, Email, GrantStore, GrantType,
+    NewUser, Redemption, RotatedToken, Rotation, Scope, StoreError, TokenFamily, TokenHash,
+    TokenKind, TokenRecord, TokenStore, UserFlags, UserStore, generate_token,
 };
 use tokio::task::JoinSet;
 
@@ -23,6 +25,7 @@ struct Backend {
     users: Arc<dyn UserStore>,
     clients: Arc<dyn ClientRegistry>,
     tokens: Arc<dyn TokenStore>,
+    grants: Arc<dyn GrantStore>,
     /// Kept alive for the test's duration.
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
@@ -34,6 +37,7 @@ impl Backend {
             users: Arc::new(MemoryUserStore::default()),
             clients: Arc::new(MemoryClientRegistry::default()),
             tokens: Arc::new(MemoryTokenStore::default()),
+            grants: Arc::new(MemoryGrantStore::default()),
             _dir: None,
             pg: None,
         }
@@ -48,7 +52,8 @@ impl Backend {
         Self {
             users: store.clone(),
             clients: store.clone(),
-            tokens: store,
+            tokens: store.clone(),
+            grants: store,
             _dir: dir,
             pg,
         }
@@ -128,6 +133,9 @@ contract!(
     replayed_rotated_token_revokes_the_family,
     rotation_refuses_what_it_must,
     password_change_revokes_other_sessions,
+    codes_redeem_once_then_replay,
+    consents_merge_list_and_forget,
+    origins_are_found_across_clients,
 );
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -629,5 +637,156 @@ async fn password_change_revokes_other_sessions(b: &Backend) {
             .await
             .unwrap(),
         1
+    );
+}
+
+/// A user and a client for the grant-store tests; returns the user's id.
+async fn owner_and_client(b: &Backend) -> i64 {
+    let user = b
+        .users
+        .create_user(NewUser::new(
+            email("ann@example.com"),
+            "$scrypt$x".into(),
+            t0(),
+        ))
+        .await
+        .unwrap();
+    b.clients.register_client(client("app")).await.unwrap();
+    b.clients.register_client(client("other")).await.unwrap();
+    user.id
+}
+
+fn code(user_id: i64, plain: &str, expires_at: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        hash: TokenHash::of(plain),
+        client_id: "app".into(),
+        user_id,
+        redirect_uri: "http://127.0.0.1:9000/cb".into(),
+        redirect_uri_sent: true,
+        scope: scope("read write"),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        family: TokenFamily::generate().unwrap(),
+        issued_at: 1_000,
+        expires_at,
+        consumed_at: None,
+        replayed_at: None,
+    }
+}
+
+async fn codes_redeem_once_then_replay(b: &Backend) {
+    let user = owner_and_client(b).await;
+    let issued = code(user, "code-1", 1_060);
+    b.grants.insert_code(&issued).await.unwrap();
+    assert!(matches!(
+        b.grants.insert_code(&issued).await,
+        Err(StoreError::Conflict)
+    ));
+    // Expired: refused and left unspent.
+    let late = code(user, "code-late", 1_060);
+    b.grants.insert_code(&late).await.unwrap();
+    assert_eq!(
+        b.grants.redeem_code(&late.hash, 1_060).await.unwrap(),
+        Redemption::Invalid
+    );
+    assert_eq!(
+        b.grants
+            .redeem_code(&TokenHash::of("unknown"), 1_000)
+            .await
+            .unwrap(),
+        Redemption::Invalid
+    );
+    // 32 racing redemptions: exactly one wins, the rest are replays.
+    let mut set = JoinSet::new();
+    for _ in 0..32 {
+        let grants = b.grants.clone();
+        let hash = issued.hash;
+        set.spawn(async move { grants.redeem_code(&hash, 1_010).await.unwrap() });
+    }
+    let mut won = 0;
+    let mut replays = 0;
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Redemption::Redeemed(c) => {
+                assert_eq!(c, issued);
+                won += 1;
+            }
+            Redemption::Replayed(c) => {
+                assert_eq!(c.family, issued.family);
+                replays += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((won, replays), (1, 31));
+    assert!(b.grants.code_replayed(&issued.hash).await.unwrap());
+    // A code redeemed once, with no replay, is not marked.
+    let clean = code(user, "code-2", 1_060);
+    b.grants.insert_code(&clean).await.unwrap();
+    assert!(matches!(
+        b.grants.redeem_code(&clean.hash, 1_001).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert!(!b.grants.code_replayed(&clean.hash).await.unwrap());
+    // Purge removes what expired.
+    assert_eq!(b.grants.purge_codes(1_061).await.unwrap(), 3);
+    assert_eq!(
+        b.grants.redeem_code(&clean.hash, 1_002).await.unwrap(),
+        Redemption::Invalid
+    );
+}
+
+async fn consents_merge_list_and_forget(b: &Backend) {
+    let user = owner_and_client(b).await;
+    assert_eq!(b.grants.consent(user, "app").await.unwrap(), None);
+    let given = |client: &str, s: &str, at: i64| Consent {
+        user_id: user,
+        client_id: client.into(),
+        scope: scope(s),
+        granted_at: at,
+    };
+    b.grants
+        .save_consent(&given("app", "read", 10))
+        .await
+        .unwrap();
+    b.grants
+        .save_consent(&given("app", "write", 20))
+        .await
+        .unwrap();
+    b.grants
+        .save_consent(&given("other", "read", 15))
+        .await
+        .unwrap();
+    let app = b.grants.consent(user, "app").await.unwrap().unwrap();
+    assert_eq!((app.scope, app.granted_at), (scope("read write"), 20));
+    let all = b.grants.consents(user).await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(),
+        ["app", "other"]
+    );
+    assert!(b.grants.forget_consent(user, "app").await.unwrap());
+    assert!(!b.grants.forget_consent(user, "app").await.unwrap());
+    assert_eq!(b.grants.consent(user, "app").await.unwrap(), None);
+    assert_eq!(b.grants.consents(user).await.unwrap().len(), 1);
+}
+
+async fn origins_are_found_across_clients(b: &Backend) {
+    b.clients.register_client(client("app")).await.unwrap();
+    assert!(
+        b.clients
+            .origin_allowed("https://app.example")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.clients
+            .origin_allowed("https://app.example.evil")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.clients
+            .origin_allowed("https://other.example")
+            .await
+            .unwrap()
     );
 }

@@ -297,11 +297,20 @@ pub(crate) async fn validate(
                         "PKCE is required: send code_challenge and code_challenge_method=S256.",
                     ));
                 };
-                if method.as_deref() != Some("S256") {
-                    return Err(refuse(
-                        AuthorizationErrorType::InvalidRequest,
-                        "Transform algorithm not supported: use code_challenge_method=S256.",
-                    ));
+                match method.as_deref() {
+                    Some("S256") => {}
+                    None => {
+                        return Err(refuse(
+                            AuthorizationErrorType::InvalidRequest,
+                            "code_challenge_method is required and must be S256.",
+                        ));
+                    }
+                    Some(_) => {
+                        return Err(refuse(
+                            AuthorizationErrorType::InvalidRequest,
+                            "Transform algorithm not supported: use code_challenge_method=S256.",
+                        ));
+                    }
                 }
                 if !is_pkce_value(&value) {
                     return Err(refuse(

@@ -166,11 +166,18 @@ pub(super) async fn authorization_code_grant(
                             .revoke_family(&c.family, now)
                             .await
                             .map_err(|e| OAuthError::internal(&e))?;
-                        tracing::warn!(
-                            client_id = %c.client_id,
-                            revoked,
-                            "authorization code replayed: revoked the tokens issued from it"
-                        );
+                        if revoked > 0 {
+                            tracing::warn!(
+                                client_id = %c.client_id,
+                                revoked,
+                                "authorization code used again: revoked the tokens issued from it"
+                            );
+                        } else {
+                            tracing::info!(
+                                client_id = %c.client_id,
+                                "authorization code used again; no token had been issued from it"
+                            );
+                        }
                         return Err(invalid_grant("The code has already been used."));
                     }
                     _ => return Err(invalid_grant("The code is invalid or expired.")),

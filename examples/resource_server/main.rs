@@ -6,6 +6,8 @@
 //! SQLite by default (`resource_server.db`), `http://127.0.0.1:8001`; the defaults
 //! work with `cargo run --example auth_server` and its demo client.
 
+#[cfg(test)]
+mod browser_tests;
 mod config;
 mod db;
 #[path = "../common/env.rs"]

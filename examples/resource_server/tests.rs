@@ -25,12 +25,14 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::items::Paging;
 
-const PASSWORD: &str = "plum-violet-anchor-92";
+pub(crate) const PASSWORD: &str = "plum-violet-anchor-92";
 
 /// The library's auth server on a loopback port, counting introspection calls.
-struct AuthServerUnderTest {
+/// It serves the browser pages too, with its real address as the issuer URL (the
+/// pages' CSRF check compares a POST's `Origin` with it).
+pub(crate) struct AuthServerUnderTest {
     addr: SocketAddr,
-    store: Arc<SeaOrmStore>,
+    pub(crate) store: Arc<SeaOrmStore>,
     introspections: Arc<AtomicUsize>,
     access_ttl: Duration,
     task: Option<JoinHandle<()>>,
@@ -77,6 +79,11 @@ impl AuthServerUnderTest {
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let counter = self.introspections.clone();
         let router = AuthServer::from_store(self.store.clone())
+            .pages(
+                // The example auth server's default site name.
+                oauth_core::pages::Pages::new(self.store.as_ref().clone()).site_name("oauth-core"),
+            )
+            .issuer_url(self.url())
             .scrypt_params(ScryptParams::INSECURE_FAST)
             .access_token_ttl(self.access_ttl)
             .router()
@@ -94,7 +101,7 @@ impl AuthServerUnderTest {
         }));
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -153,13 +160,13 @@ impl ResourceServerUnderTest {
     }
 }
 
-struct World {
-    auth: AuthServerUnderTest,
+pub(crate) struct World {
+    pub(crate) auth: AuthServerUnderTest,
     rs: ResourceServerUnderTest,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
-async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
+pub(crate) async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
     oauth_core::resource::ensure_crypto_provider();
     let auth = AuthServerUnderTest::start(access_ttl).await;
     let rs = ResourceServerUnderTest::start(&auth.url(), cache_cap).await;
@@ -170,10 +177,10 @@ async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
     }
 }
 
-struct Reply {
-    status: StatusCode,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
     headers: reqwest::header::HeaderMap,
-    json: Value,
+    pub(crate) json: Value,
 }
 
 impl Reply {
@@ -221,7 +228,7 @@ impl World {
         }
     }
 
-    async fn get(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Reply {
         self.call(reqwest::Method::GET, path, Some(token), None)
             .await
     }
@@ -232,7 +239,7 @@ impl World {
     }
 
     /// Signs a user up and in through the proxy; returns the token response.
-    async fn user(&self, email: &str) -> Reply {
+    pub(crate) async fn user(&self, email: &str) -> Reply {
         self.post(
             "/users/signup/",
             None,

@@ -86,7 +86,7 @@ impl std::fmt::Debug for Pages {
 
 impl Pages {
     /// Pages whose sessions live in `sessions`. Defaults: sessions end after 30
-    /// minutes without use and 10 hours after sign-in; site name "Sign in"; the
+    /// minutes without use and 10 hours after sign-in; site name "Accounts"; the
     /// built-in templates and stylesheet; descriptions for `read`, `write` and
     /// `introspection`.
     pub fn new(sessions: impl SessionStore) -> Self {
@@ -102,7 +102,7 @@ impl Pages {
             sessions: Arc::new(sessions),
             idle: Duration::from_secs(30 * 60),
             absolute: Duration::from_secs(10 * 3600),
-            site_name: "Sign in".to_owned(),
+            site_name: "Accounts".to_owned(),
             scope_descriptions,
             renderer: Arc::new(DefaultRenderer),
             stylesheet: None,
@@ -306,6 +306,25 @@ impl PagesInner {
             .collect()
     }
 
+    /// Renders a page for the session's user: `build` receives the session's CSRF
+    /// token, `render` is the [`Renderer`] method of the page.
+    pub(crate) async fn render<P>(
+        &self,
+        session: &tower_sessions::Session,
+        user: Option<i64>,
+        status: StatusCode,
+        build: impl FnOnce(String) -> P,
+        render: impl FnOnce(&dyn Renderer, &Frame, &P) -> Result<String, view::RenderError>,
+    ) -> Response {
+        let csrf_token = match session::csrf_token(session).await {
+            Ok(t) => t,
+            Err(e) => return self.internal(&e).await,
+        };
+        let frame = self.frame(user, &csrf_token).await;
+        let page = build(csrf_token);
+        self.html(status, render(self.renderer.as_ref(), &frame, &page))
+    }
+
     /// An HTML response from a rendered page, or a plain 500 if rendering failed.
     pub(crate) fn html(
         &self,
@@ -400,6 +419,40 @@ pub(crate) fn form_fields(body: &[u8]) -> HashMap<String, String> {
             .or_insert_with(|| v.into_owned());
     }
     fields
+}
+
+/// A POSTed form that passed the CSRF check: its fields, and its raw body (for
+/// oxide-auth's parameter parsing). Rejected with the 403 page otherwise.
+pub(crate) struct CheckedForm {
+    pub(crate) fields: HashMap<String, String>,
+    pub(crate) body: axum::body::Bytes,
+}
+
+impl axum::extract::FromRequest<PagesState> for CheckedForm {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        pages: &PagesState,
+    ) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts as _;
+        let (mut parts, body) = req.into_parts();
+        let session = tower_sessions::Session::from_request_parts(&mut parts, pages)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        // The router's body limit has already bounded the body.
+        let body = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(b) => b,
+            Err(e) => return Err(pages.internal(&e).await),
+        };
+        let fields = form_fields(&body);
+        let submitted = fields.get(session::CSRF_FIELD).map(String::as_str);
+        match session::check_csrf(&session, &parts.headers, submitted, &pages.origin).await {
+            Ok(true) => Ok(Self { fields, body }),
+            Ok(false) => Err(pages.forbidden_form().await),
+            Err(e) => Err(pages.internal(&e).await),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
 use common::{Harness, PASSWORD};
 use http_body_util::BodyExt as _;
-use oauth_core::{
-    Client, ClientKind, ClientRegistry, GrantStore, GrantType, Password, Redemption, UserFlags,
-    UserStore,
-};
+use oauth_core::{Client, ClientRegistry, GrantStore, GrantType, Redemption, UserFlags, UserStore};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tower::ServiceExt as _;
@@ -272,31 +269,14 @@ async fn register(
     redirect_uris: &[&str],
     skip_authorization: bool,
 ) {
-    let secret_hash = match secret {
-        Some(s) => Some(h.hasher.hash(&Password::new(s)).await.unwrap()),
-        None => None,
-    };
-    h.store
-        .register_client(Client {
-            client_id: id.into(),
-            secret_hash,
-            kind: if secret.is_some() {
-                ClientKind::Confidential
-            } else {
-                ClientKind::Public
-            },
-            name: format!("App <{id}>"),
-            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-            redirect_uris: redirect_uris.iter().map(|s| (*s).to_owned()).collect(),
-            allowed_origins: vec!["https://spa.example.com".into()],
-            skip_authorization,
-            allowed_scope: "read write".parse().unwrap(),
-            default_scope: "read".parse().unwrap(),
-            owner: None,
-            created_at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let grants = [GrantType::AuthorizationCode, GrantType::RefreshToken];
+    let mut client =
+        common::client_record(&h.hasher, id, secret, &grants, "read write", redirect_uris).await;
+    client.name = format!("App <{id}>");
+    client.allowed_origins = vec!["https://spa.example.com".into()];
+    client.skip_authorization = skip_authorization;
+    client.default_scope = "read".parse().unwrap();
+    h.store.register_client(client).await.unwrap();
 }
 
 /// The common set-up: a loopback public client, an https public client, a

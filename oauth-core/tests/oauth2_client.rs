@@ -20,8 +20,8 @@ use oauth_core::pages::Pages;
 use oauth_core::sea::sea_orm::ConnectionTrait as _;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
-    AuthServer, Client, ClientKind, ClientRegistry, Email, GrantType, NewUser, Password,
-    PasswordHasher, ScryptParams, UserStore,
+    AuthServer, ClientRegistry, Email, GrantType, NewUser, Password, PasswordHasher, ScryptParams,
+    UserStore,
 };
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenType};
 use oauth2::url::Url;
@@ -168,31 +168,10 @@ impl Server {
         redirect_uris: &[&str],
         scope: &str,
     ) {
-        let secret_hash = match secret {
-            Some(s) => Some(self.hasher.hash(&Password::new(s)).await.unwrap()),
-            None => None,
-        };
-        self.store
-            .register_client(Client {
-                client_id: id.into(),
-                secret_hash,
-                kind: if secret.is_some() {
-                    ClientKind::Confidential
-                } else {
-                    ClientKind::Public
-                },
-                name: format!("The {id}"),
-                grant_types: grants.to_vec(),
-                redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
-                allowed_origins: vec![],
-                skip_authorization: false,
-                allowed_scope: scope.parse().unwrap(),
-                default_scope: scope.parse().unwrap(),
-                owner: None,
-                created_at: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
+        let mut client =
+            common::client_record(&self.hasher, id, secret, grants, scope, redirect_uris).await;
+        client.name = format!("The {id}");
+        self.store.register_client(client).await.unwrap();
     }
 
     fn url(&self, path: &str) -> String {

@@ -7,16 +7,14 @@
 //! is shown. Its POST re-validates the request from the form fields, checks the
 //! CSRF token, and answers 303 with a code (Allow) or `access_denied` (Cancel).
 
-use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use oxide_auth::frontends::dev::{NormalizedParameter, Url};
 use tower_sessions::Session;
 
-use super::session::{self, CSRF_FIELD};
 use super::view::ConsentPage;
-use super::{PagesState, form_fields, found, to_login};
+use super::{CheckedForm, PagesState, found, to_login};
 use crate::server::authorization::{self, Refusal, ValidRequest};
 
 /// A query or form body as oxide-auth's parameters; a repeated key is poisoned
@@ -100,10 +98,6 @@ async fn consent_page(
     user: i64,
     request: &ValidRequest,
 ) -> Response {
-    let csrf_token = match session::csrf_token(session).await {
-        Ok(t) => t,
-        Err(e) => return pages.internal(&e).await,
-    };
     let mut hidden = vec![
         ("response_type".to_owned(), "code".to_owned()),
         ("client_id".to_owned(), request.client.client_id.clone()),
@@ -117,8 +111,7 @@ async fn consent_page(
     if let Some(s) = &request.state {
         hidden.push(("state".to_owned(), s.clone()));
     }
-    let frame = pages.frame(Some(user), &csrf_token).await;
-    let page = ConsentPage {
+    let build = |csrf_token| ConsentPage {
         csrf_token,
         client_name: request.client.name.clone(),
         client_id: request.client.client_id.clone(),
@@ -126,28 +119,18 @@ async fn consent_page(
         redirect_to: shown_target(&request.redirect_uri),
         hidden,
     };
-    pages.html(StatusCode::OK, pages.renderer.consent(&frame, &page))
+    pages
+        .render(session, Some(user), StatusCode::OK, build, |r, f, p| {
+            r.consent(f, p)
+        })
+        .await
 }
 
 pub(crate) async fn decide(
     State(pages): State<PagesState>,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm { fields, body }: CheckedForm,
 ) -> Response {
-    let fields = form_fields(&body);
-    match session::check_csrf(
-        &session,
-        &headers,
-        fields.get(CSRF_FIELD).map(String::as_str),
-        &pages.origin,
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => return pages.forbidden_form().await,
-        Err(e) => return pages.internal(&e).await,
-    }
     let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
         Ok(None) => return pages.forbidden_form().await,

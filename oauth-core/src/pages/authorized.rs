@@ -2,15 +2,13 @@
 //! each with a button that withdraws it — its tokens stop working at once and its
 //! remembered consent is forgotten, so the next authorization asks again.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
 
-use super::session::{self, CSRF_FIELD};
 use super::view::{AuthorizedApp, AuthorizedPage};
-use super::{PagesState, form_fields, to_login};
+use super::{CheckedForm, PagesState, to_login};
 
 const PATH: &str = "/o/authorized_tokens/";
 
@@ -51,38 +49,23 @@ pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> R
         Ok(m) => m,
         Err(e) => return pages.internal(&e).await,
     };
-    let csrf_token = match session::csrf_token(&session).await {
-        Ok(t) => t,
-        Err(e) => return pages.internal(&e).await,
-    };
-    let frame = pages.frame(Some(user), &csrf_token).await;
-    let page = AuthorizedPage {
+    let build = |csrf_token| AuthorizedPage {
         csrf_token,
         apps,
         message,
     };
-    pages.html(StatusCode::OK, pages.renderer.authorized(&frame, &page))
+    pages
+        .render(&session, Some(user), StatusCode::OK, build, |r, f, p| {
+            r.authorized(f, p)
+        })
+        .await
 }
 
 pub(crate) async fn revoke(
     State(pages): State<PagesState>,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let fields = form_fields(&body);
-    match session::check_csrf(
-        &session,
-        &headers,
-        fields.get(CSRF_FIELD).map(String::as_str),
-        &pages.origin,
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => return pages.forbidden_form().await,
-        Err(e) => return pages.internal(&e).await,
-    }
     let app = &pages.app;
     let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
@@ -109,7 +92,7 @@ pub(crate) async fn revoke(
     }
     let name = match app.client_auth.client(client_id).await {
         Ok(Some(c)) => c.name,
-        _ => client_id.clone(),
+        _ => client_id.to_owned(),
     };
     if let Err(e) = session
         .insert(FLASH, format!("Access of {name} was revoked."))

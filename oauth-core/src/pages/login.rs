@@ -5,16 +5,15 @@
 //! inactive users refused with the same message. Success rotates the session id
 //! and answers 303 to a same-site `next` (RFC 9700 §4.12).
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::session::{self, CSRF_FIELD};
+use super::session;
 use super::view::LoginPage;
-use super::{PagesState, form_fields, safe_next};
+use super::{CheckedForm, PagesState, safe_next};
 use crate::email::Email;
 use crate::secret::Password;
 use crate::server::ClientIp;
@@ -40,18 +39,15 @@ async fn render(
         Ok(u) => u,
         Err(e) => return pages.internal(&e).await,
     };
-    let csrf_token = match session::csrf_token(session).await {
-        Ok(t) => t,
-        Err(e) => return pages.internal(&e).await,
-    };
-    let frame = pages.frame(user, &csrf_token).await;
-    let page = LoginPage {
+    let build = |csrf_token| LoginPage {
         csrf_token,
         next: next.to_owned(),
         username: username.to_owned(),
         error,
     };
-    pages.html(status, pages.renderer.login(&frame, &page))
+    pages
+        .render(session, user, status, build, |r, f, p| r.login(f, p))
+        .await
 }
 
 pub(crate) async fn form(
@@ -67,16 +63,9 @@ pub(crate) async fn submit(
     State(pages): State<PagesState>,
     ip: ClientIp,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let fields = form_fields(&body);
     let get = |k: &str| fields.get(k).map(String::as_str);
-    match session::check_csrf(&session, &headers, get(CSRF_FIELD), &pages.origin).await {
-        Ok(true) => {}
-        Ok(false) => return pages.forbidden_form().await,
-        Err(e) => return pages.internal(&e).await,
-    }
     let next = safe_next(get("next")).to_owned();
     let username = get("username").unwrap_or("").trim().to_owned();
     let password = get("password").unwrap_or("");
@@ -160,22 +149,8 @@ pub(crate) async fn submit(
 pub(crate) async fn logout(
     State(pages): State<PagesState>,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
+    _checked: CheckedForm,
 ) -> Response {
-    let fields = form_fields(&body);
-    match session::check_csrf(
-        &session,
-        &headers,
-        fields.get(CSRF_FIELD).map(String::as_str),
-        &pages.origin,
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => return pages.forbidden_form().await,
-        Err(e) => return pages.internal(&e).await,
-    }
     if let Err(e) = session::sign_out(&session).await {
         return pages.internal(&e).await;
     }

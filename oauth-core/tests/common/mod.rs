@@ -137,31 +137,8 @@ impl Harness {
     }
 
     pub async fn client(&self, id: &str, secret: Option<&str>, grants: &[GrantType], scope: &str) {
-        let secret_hash = match secret {
-            Some(s) => Some(self.hasher.hash(&Password::new(s)).await.unwrap()),
-            None => None,
-        };
-        self.store
-            .register_client(Client {
-                client_id: id.into(),
-                secret_hash,
-                kind: if secret.is_some() {
-                    ClientKind::Confidential
-                } else {
-                    ClientKind::Public
-                },
-                name: id.into(),
-                grant_types: grants.to_vec(),
-                redirect_uris: vec![],
-                allowed_origins: vec![],
-                skip_authorization: false,
-                allowed_scope: scope.parse().unwrap(),
-                default_scope: scope.parse().unwrap(),
-                owner: None,
-                created_at: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
+        let client = client_record(&self.hasher, id, secret, grants, scope, &[]).await;
+        self.store.register_client(client).await.unwrap();
     }
 
     /// A user with [`PASSWORD`], created directly in the store.
@@ -272,6 +249,40 @@ impl Harness {
 
     pub async fn active(&self, token: &str) -> bool {
         self.introspect(token).await["active"] == Value::Bool(true)
+    }
+}
+
+/// A client record: confidential with `secret` (hashed with `hasher`), public
+/// without; named after its id; default scope = allowed scope.
+pub async fn client_record(
+    hasher: &PasswordHasher,
+    id: &str,
+    secret: Option<&str>,
+    grants: &[GrantType],
+    scope: &str,
+    redirect_uris: &[&str],
+) -> Client {
+    let secret_hash = match secret {
+        Some(s) => Some(hasher.hash(&Password::new(s)).await.unwrap()),
+        None => None,
+    };
+    Client {
+        client_id: id.into(),
+        secret_hash,
+        kind: if secret.is_some() {
+            ClientKind::Confidential
+        } else {
+            ClientKind::Public
+        },
+        name: id.into(),
+        grant_types: grants.to_vec(),
+        redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
+        allowed_origins: vec![],
+        skip_authorization: false,
+        allowed_scope: scope.parse().unwrap(),
+        default_scope: scope.parse().unwrap(),
+        owner: None,
+        created_at: chrono::Utc::now(),
     }
 }
 

@@ -57,9 +57,9 @@ pub use server::{AuthServer, AuthServerError, ThrottleConfig};
 #[cfg(feature = "sea-orm")]
 pub use store::sea;
 pub use store::{
-    AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, GrantStore, GrantType, NewUser,
-    Redemption, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner,
-    TokenRecord, TokenStore, UnixTime, UnknownGrantType, User, UserFlags, UserId, UserStore,
-    memory,
+    AdminLog, AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, GrantStore,
+    GrantType, LogEntry, NewLogEntry, NewUser, Page, Redemption, RotatedToken, Rotation,
+    StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore, UnixTime,
+    UnknownGrantType, User, UserFlags, UserId, UserOrder, UserQuery, UserStore, memory,
 };
 pub use token::{RandomnessUnavailable, TOKEN_BYTES, TokenHash, generate_token};

@@ -248,9 +248,10 @@ async fn security_headers(mut response: Response) -> Response {
 
 impl PagesInner {
     /// The signed-in user's id, when the session has one that is within its
-    /// absolute lifetime and the account still exists and is active; otherwise the
-    /// session is ended and `None` returned (a deactivated user is signed out at
-    /// their next request).
+    /// absolute lifetime, the account still exists and is active, and its password
+    /// is the one the session was made with; otherwise the session is ended and
+    /// `None` returned (a deactivated user, or one whose password changed, is
+    /// signed out at their next request).
     pub(crate) async fn user(
         &self,
         session: &tower_sessions::Session,
@@ -259,15 +260,44 @@ impl PagesInner {
         let Some(id) = session::signed_in(session, now, self.absolute).await? else {
             return Ok(None);
         };
-        let active = self
+        Ok(self.user_record(session, id).await?.map(|u| u.id))
+    }
+
+    /// The signed-in user's record, checked as in [`user`](Self::user).
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) async fn current_user(
+        &self,
+        session: &tower_sessions::Session,
+    ) -> Result<Option<crate::store::User>, session::SessionError> {
+        let now = self.app.clock.unix();
+        match session::signed_in(session, now, self.absolute).await? {
+            Some(id) => self.user_record(session, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The user `id` of the session, if the account is active and its password is
+    /// the one the session was made with; otherwise the session ends.
+    async fn user_record(
+        &self,
+        session: &tower_sessions::Session,
+        id: i64,
+    ) -> Result<Option<crate::store::User>, session::SessionError> {
+        let user = self
             .app
             .users
             .user_by_id(id)
             .await
-            .map_err(|e| session::SessionError::store(&e))?
-            .is_some_and(|u| u.is_active);
-        if active {
-            Ok(Some(id))
+            .map_err(|e| session::SessionError::store(&e))?;
+        let valid = match &user {
+            Some(u) if u.is_active => {
+                let current = session::credential(u.password_hash.as_deref());
+                session::same_credential(session, &current).await?
+            }
+            _ => false,
+        };
+        if valid {
+            Ok(user)
         } else {
             session::sign_out(session).await?;
             Ok(None)

@@ -5,11 +5,13 @@
 //! [`memory`] (for docs and unit tests) and, with the `sea-orm` feature, [`sea`]
 //! (SQLite or PostgreSQL). Both pass the same contract tests.
 
+mod admin;
 mod grant;
 pub mod memory;
 #[cfg(feature = "sea-orm")]
 pub mod sea;
 
+pub use admin::{AdminLog, LogEntry, NewLogEntry, Page, TokenQuery, UserOrder, UserQuery};
 pub use grant::{AuthorizationCode, Consent, GrantStore, Redemption};
 
 use std::fmt;
@@ -170,6 +172,9 @@ pub trait UserStore: Send + Sync {
 
     /// Users ordered by id, for the admin.
     async fn list_users(&self, offset: u64, limit: u64) -> Result<Vec<User>, StoreError>;
+
+    /// Users matching a search, ordered and counted, for the admin's list.
+    async fn search_users(&self, query: &UserQuery) -> Result<Page<User>, StoreError>;
 
     /// Deletes a user with their tokens; `false` when there was no such user.
     async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
@@ -362,6 +367,23 @@ pub trait ClientRegistry: Send + Sync {
 
     /// Deletes a client with its tokens; `false` when there was no such client.
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+
+    /// The clients a user registered ([`Client::owner`]), for DOT's self-service
+    /// application pages. The default walks [`list_clients`](Self::list_clients).
+    async fn clients_of(&self, owner: UserId) -> Result<Vec<Client>, StoreError> {
+        const PAGE: u64 = 200;
+        let mut offset = 0;
+        let mut found = Vec::new();
+        loop {
+            let page = self.list_clients(offset, PAGE).await?;
+            let n = page.len() as u64;
+            found.extend(page.into_iter().filter(|c| c.owner == Some(owner)));
+            if n < PAGE {
+                return Ok(found);
+            }
+            offset += PAGE;
+        }
+    }
 
     /// Whether some client registered this web origin (`https://app.example.com`)
     /// in [`Client::allowed_origins`], for CORS. The default walks
@@ -569,6 +591,14 @@ pub trait TokenStore: Send + Sync {
         client_id: &str,
         now: UnixTime,
     ) -> Result<u64, StoreError>;
+
+    /// Revokes every active token of a client (its deletion or a new secret);
+    /// returns how many changed.
+    async fn revoke_client_tokens(&self, client_id: &str, now: UnixTime)
+    -> Result<u64, StoreError>;
+
+    /// Tokens, newest first, for the admin's list; never the tokens themselves.
+    async fn list_tokens(&self, query: &TokenQuery) -> Result<Page<TokenRecord>, StoreError>;
 
     /// Deletes tokens that expired before `before`; returns how many.
     ///

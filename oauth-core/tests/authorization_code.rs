@@ -42,6 +42,7 @@ scenarios!(
     logout_ends_the_session,
     session_ends_after_its_absolute_lifetime,
     deactivated_user_is_signed_out,
+    new_password_ends_browser_sessions,
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
 );
@@ -1122,6 +1123,24 @@ async fn deactivated_user_is_signed_out(h: &Harness) {
     let p = b.get(&format!("/o/authorize/?{query}")).await;
     assert_eq!(p.status, StatusCode::FOUND);
     assert!(p.location().starts_with("/accounts/login/"));
+}
+
+async fn new_password_ends_browser_sessions(h: &Harness) {
+    let mut b = setup(h).await;
+    assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
+    let token = h.login("ann@example.com", PASSWORD).await.str("access_token");
+    let new = "quartz-lantern-51";
+    let r = h
+        .json(
+            Method::PUT,
+            "/users/password/",
+            Some(&token),
+            json!({"old_password": PASSWORD, "password": new, "password2": new}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let p = b.get("/o/authorized_tokens/").await;
+    assert_eq!(p.status, StatusCode::FOUND, "the old password's session ended");
 }
 
 async fn authorized_tokens_page_lists_and_revokes(h: &Harness) {

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use oauth_core::memory::{
-    MemoryClientRegistry, MemoryGrantStore, MemoryTokenStore, MemoryUserStore,
+    MemoryAdminLog, MemoryClientRegistry, MemoryGrantStore, MemoryTokenStore, MemoryUserStore,
 };
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
-    AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, Email, GrantStore, GrantType,
-    NewUser, Redemption, RotatedToken, Rotation, Scope, StoreError, TokenFamily, TokenHash,
-    TokenKind, TokenRecord, TokenStore, UserFlags, UserStore, generate_token,
+    AdminLog, AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, Email, GrantStore,
+    GrantType, NewLogEntry, NewUser, Redemption, RotatedToken, Rotation, Scope, StoreError,
+    TokenFamily, TokenHash, TokenKind, TokenQuery, TokenRecord, TokenStore, UserFlags, UserOrder,
+    UserQuery, UserStore, generate_token,
 };
 use tokio::task::JoinSet;
 
@@ -26,6 +27,7 @@ struct Backend {
     clients: Arc<dyn ClientRegistry>,
     tokens: Arc<dyn TokenStore>,
     grants: Arc<dyn GrantStore>,
+    log: Arc<dyn AdminLog>,
     /// Kept alive for the test's duration.
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
@@ -38,6 +40,7 @@ impl Backend {
             clients: Arc::new(MemoryClientRegistry::default()),
             tokens: Arc::new(MemoryTokenStore::default()),
             grants: Arc::new(MemoryGrantStore::default()),
+            log: Arc::new(MemoryAdminLog::default()),
             _dir: None,
             pg: None,
         }
@@ -53,7 +56,8 @@ impl Backend {
             users: store.clone(),
             clients: store.clone(),
             tokens: store.clone(),
-            grants: store,
+            grants: store.clone(),
+            log: store,
             _dir: dir,
             pg,
         }
@@ -136,6 +140,9 @@ contract!(
     codes_redeem_once_then_replay,
     consents_merge_list_and_forget,
     origins_are_found_across_clients,
+    users_search_filter_order_and_count,
+    tokens_list_and_client_revocation,
+    admin_log_newest_first,
 );
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -789,4 +796,174 @@ async fn origins_are_found_across_clients(b: &Backend) {
             .await
             .unwrap()
     );
+}
+
+async fn users_search_filter_order_and_count(b: &Backend) {
+    for (i, (mail, staff, active)) in [
+        ("carol@example.com", false, true),
+        ("Ann@Example.com", true, true),
+        ("bob@sample.org", false, false),
+        ("a_b%c@example.com", false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut u = NewUser::new(
+            email(mail),
+            "$scrypt$x".into(),
+            t0() + chrono::Duration::days(i as i64),
+        );
+        u.is_staff = staff;
+        u.is_active = active;
+        b.users.create_user(u).await.unwrap();
+    }
+    let emails = |p: &oauth_core::Page<oauth_core::User>| {
+        p.items
+            .iter()
+            .map(|u| u.email.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let all = UserQuery {
+        limit: 10,
+        ..UserQuery::default()
+    };
+    let page = b.users.search_users(&all).await.unwrap();
+    assert_eq!(page.total, 4);
+    assert_eq!(
+        emails(&page),
+        [
+            "a_b%c@example.com",
+            "Ann@example.com",
+            "bob@sample.org",
+            "carol@example.com"
+        ]
+    );
+    let q = |search: &str| UserQuery {
+        search: Some(search.into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        emails(&b.users.search_users(&q("EXAMPLE")).await.unwrap()).len(),
+        3
+    );
+    // LIKE's wildcards are literal.
+    assert_eq!(
+        emails(&b.users.search_users(&q("_b%")).await.unwrap()),
+        ["a_b%c@example.com"]
+    );
+    assert_eq!(b.users.search_users(&q("%")).await.unwrap().total, 1);
+    let staff = UserQuery {
+        is_staff: Some(true),
+        ..all.clone()
+    };
+    assert_eq!(
+        emails(&b.users.search_users(&staff).await.unwrap()),
+        ["Ann@example.com"]
+    );
+    let inactive = UserQuery {
+        is_active: Some(false),
+        ..all.clone()
+    };
+    assert_eq!(
+        emails(&b.users.search_users(&inactive).await.unwrap()),
+        ["bob@sample.org"]
+    );
+    let newest = UserQuery {
+        order: UserOrder::JoinedDesc,
+        offset: 1,
+        limit: 2,
+        ..all.clone()
+    };
+    let page = b.users.search_users(&newest).await.unwrap();
+    assert_eq!(
+        (page.total, emails(&page)),
+        (
+            4,
+            vec!["bob@sample.org".to_owned(), "Ann@example.com".to_owned()]
+        )
+    );
+    assert_eq!(UserOrder::parse("-date_joined"), UserOrder::JoinedDesc);
+    assert_eq!(UserOrder::parse("nonsense"), UserOrder::Email);
+}
+
+async fn tokens_list_and_client_revocation(b: &Backend) {
+    let user = owner_and_client(b).await;
+    let record = |client: &str, at: i64, user_id: Option<i64>| TokenRecord {
+        hash: TokenHash::of(&generate_token().unwrap()),
+        kind: TokenKind::Access,
+        client_id: client.into(),
+        user_id,
+        scope: scope("read"),
+        family: TokenFamily::generate().unwrap(),
+        issued_at: at,
+        expires_at: at + 3600,
+        revoked_at: None,
+    };
+    let tokens = [
+        record("app", 10, Some(user)),
+        record("app", 20, None),
+        record("other", 30, Some(user)),
+    ];
+    b.tokens.insert_tokens(&tokens).await.unwrap();
+    let all = b
+        .tokens
+        .list_tokens(&TokenQuery {
+            limit: 10,
+            ..TokenQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(
+        all.items.iter().map(|t| t.issued_at).collect::<Vec<_>>(),
+        [30, 20, 10]
+    );
+    let mine = TokenQuery {
+        user_id: Some(user),
+        limit: 10,
+        ..TokenQuery::default()
+    };
+    assert_eq!(b.tokens.list_tokens(&mine).await.unwrap().total, 2);
+    let app = TokenQuery {
+        client_id: Some("app".into()),
+        limit: 1,
+        ..TokenQuery::default()
+    };
+    let page = b.tokens.list_tokens(&app).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (2, 1));
+    assert_eq!(b.tokens.revoke_client_tokens("app", 50).await.unwrap(), 2);
+    assert_eq!(b.tokens.revoke_client_tokens("app", 51).await.unwrap(), 0);
+    assert!(
+        b.tokens
+            .token(&tokens[2].hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert_eq!(b.clients.clients_of(user).await.unwrap(), vec![]);
+}
+
+async fn admin_log_newest_first(b: &Backend) {
+    for (i, action) in ["create", "change", "delete"].into_iter().enumerate() {
+        b.log
+            .record(NewLogEntry {
+                at: t0() + chrono::Duration::seconds(i as i64),
+                actor_id: 7,
+                action: action.into(),
+                object_type: "user".into(),
+                object_id: "3".into(),
+                object_repr: "<b>@example.com".into(),
+                detail: "is_active".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let page = b.log.entries(0, 2).await.unwrap();
+    assert_eq!(page.total, 3);
+    let actions: Vec<_> = page.items.iter().map(|e| e.entry.action.as_str()).collect();
+    assert_eq!(actions, ["delete", "change"]);
+    assert!(page.items[0].id > page.items[1].id);
+    assert_eq!(page.items[0].entry.object_repr, "<b>@example.com");
 }

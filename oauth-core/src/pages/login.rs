@@ -134,14 +134,26 @@ pub(crate) async fn submit(
         }
     };
     app.throttle.clear(Key::Account(&username));
-    if let Err(e) = session::sign_in(&session, user.id, app.clock.unix()).await {
+    // An old-format hash is replaced before the session is made, so the session's
+    // credential fingerprint is the new hash's.
+    let mut password_hash = user.password_hash.clone();
+    if stored
+        .as_deref()
+        .is_some_and(|h| app.hasher.needs_rehash(h))
+    {
+        match app.hasher.hash(&Password::new(password)).await {
+            Ok(new) if app.users.set_password_hash(user.id, &new).await.is_ok() => {
+                password_hash = Some(new);
+            }
+            _ => tracing::warn!("could not upgrade a password hash"),
+        }
+    }
+    let credential = session::credential(password_hash.as_deref());
+    if let Err(e) = session::sign_in(&session, user.id, credential, app.clock.unix()).await {
         return pages.internal(&e).await;
     }
     if let Err(e) = app.users.record_login(user.id, app.clock.now()).await {
         tracing::warn!(error = %e, "could not record the login time");
-    }
-    if stored.is_some_and(|h| app.hasher.needs_rehash(&h)) {
-        crate::server::token::upgrade_hash(app, user.id, Password::new(password));
     }
     Redirect::to(&next).into_response()
 }

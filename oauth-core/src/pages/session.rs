@@ -13,6 +13,7 @@ use crate::token::fill_random;
 
 pub(crate) const USER_KEY: &str = "user_id";
 const AUTH_AT_KEY: &str = "auth_at";
+const CREDENTIAL_KEY: &str = "credential";
 const CSRF_KEY: &str = "csrf";
 /// The form field of the CSRF token (Django's name).
 pub(crate) const CSRF_FIELD: &str = "csrfmiddlewaretoken";
@@ -111,11 +112,37 @@ pub(crate) async fn signed_in(
     Ok(Some(user))
 }
 
+/// A fingerprint of the user's password hash (Django's session auth hash): kept in
+/// the session at sign-in, so a new password — set anywhere — ends every session
+/// made with the old one.
+pub(crate) fn credential(password_hash: Option<&str>) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(password_hash.unwrap_or("").as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+/// Whether the session was made with this credential fingerprint.
+pub(crate) async fn same_credential(
+    session: &Session,
+    current: &str,
+) -> Result<bool, SessionError> {
+    Ok(session
+        .get::<String>(CREDENTIAL_KEY)
+        .await?
+        .is_some_and(|c| same(&c, current)))
+}
+
 /// Signs `user` in: a new session id (no fixation), a new CSRF token.
-pub(crate) async fn sign_in(session: &Session, user: UserId, now: i64) -> Result<(), SessionError> {
+pub(crate) async fn sign_in(
+    session: &Session,
+    user: UserId,
+    credential: String,
+    now: i64,
+) -> Result<(), SessionError> {
     session.cycle_id().await?;
     session.insert(USER_KEY, user).await?;
     session.insert(AUTH_AT_KEY, now).await?;
+    session.insert(CREDENTIAL_KEY, credential).await?;
     session.insert(CSRF_KEY, random_token()?).await?;
     Ok(())
 }

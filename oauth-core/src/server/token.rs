@@ -235,7 +235,7 @@ async fn password_grant(
 }
 
 /// Re-hashes a password made with old parameters, after the answer has gone out.
-pub(crate) fn upgrade_hash(state: &AppState, user_id: i64, password: Password) {
+fn upgrade_hash(state: &AppState, user_id: i64, password: Password) {
     let state = state.clone();
     tokio::spawn(async move {
         match state.hasher.hash(&password).await {

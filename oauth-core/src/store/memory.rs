@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AuthorizationCode, Client, ClientRegistry, Consent, GrantStore, NewUser, Redemption,
-    RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenRecord, TokenStore, UnixTime,
-    User, UserFlags, UserId, UserStore,
+    AdminLog, AuthorizationCode, Client, ClientRegistry, Consent, GrantStore, LogEntry,
+    NewLogEntry, NewUser, Page, Redemption, RotatedToken, Rotation, StoreError, TokenFamily,
+    TokenKind, TokenQuery, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserOrder,
+    UserQuery, UserStore,
 };
 use crate::email::Email;
 use crate::token::TokenHash;
@@ -122,6 +123,41 @@ impl UserStore for MemoryUserStore {
             offset,
             limit,
         ))
+    }
+
+    async fn search_users(&self, q: &UserQuery) -> Result<Page<User>, StoreError> {
+        let users = lock(&self.inner);
+        let needle = q.search.as_deref().map(str::to_lowercase);
+        let mut found: Vec<User> = users
+            .by_id
+            .values()
+            .filter(|u| {
+                needle
+                    .as_deref()
+                    .is_none_or(|n| u.email.as_str().to_lowercase().contains(n))
+                    && q.is_staff.is_none_or(|s| u.is_staff == s)
+                    && q.is_active.is_none_or(|a| u.is_active == a)
+            })
+            .cloned()
+            .collect();
+        match q.order {
+            UserOrder::Email => found.sort_by_key(|u| (u.email.key(), u.id)),
+            UserOrder::EmailDesc => {
+                found.sort_by_key(|u| std::cmp::Reverse((u.email.key(), u.id)));
+            }
+            UserOrder::Joined => found.sort_by_key(|u| (u.date_joined, u.id)),
+            UserOrder::JoinedDesc => {
+                found.sort_by_key(|u| std::cmp::Reverse((u.date_joined, u.id)));
+            }
+            UserOrder::LastLoginDesc => {
+                found.sort_by_key(|u| (std::cmp::Reverse(u.last_login), u.id));
+            }
+        }
+        let total = found.len() as u64;
+        Ok(Page {
+            items: page(found.into_iter(), q.offset, q.limit),
+            total,
+        })
     }
 
     async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
@@ -292,6 +328,34 @@ impl TokenStore for MemoryTokenStore {
         }))
     }
 
+    async fn revoke_client_tokens(
+        &self,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
+            t.client_id == client_id
+        }))
+    }
+
+    async fn list_tokens(&self, q: &TokenQuery) -> Result<Page<TokenRecord>, StoreError> {
+        let tokens = lock(&self.inner);
+        let mut found: Vec<TokenRecord> = tokens
+            .values()
+            .filter(|t| {
+                q.user_id.is_none_or(|u| t.user_id == Some(u))
+                    && q.client_id.as_deref().is_none_or(|c| t.client_id == c)
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|t| std::cmp::Reverse((t.issued_at, t.hash)));
+        let total = found.len() as u64;
+        Ok(Page {
+            items: page(found.into_iter(), q.offset, q.limit),
+            total,
+        })
+    }
+
     async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {
         let mut tokens = lock(&self.inner);
         let len = tokens.len();
@@ -383,5 +447,29 @@ impl GrantStore for MemoryGrantStore {
         Ok(lock(&self.consents)
             .remove(&(user_id, client_id.to_owned()))
             .is_some())
+    }
+}
+
+/// The admin log in memory.
+#[derive(Debug, Default)]
+pub struct MemoryAdminLog {
+    entries: Mutex<Vec<LogEntry>>,
+}
+
+#[async_trait]
+impl AdminLog for MemoryAdminLog {
+    async fn record(&self, entry: NewLogEntry) -> Result<(), StoreError> {
+        let mut entries = lock(&self.entries);
+        let id = entries.len() as i64 + 1;
+        entries.push(LogEntry { id, entry });
+        Ok(())
+    }
+
+    async fn entries(&self, offset: u64, limit: u64) -> Result<Page<LogEntry>, StoreError> {
+        let entries = lock(&self.entries);
+        Ok(Page {
+            items: page(entries.iter().rev().cloned(), offset, limit),
+            total: entries.len() as u64,
+        })
     }
 }

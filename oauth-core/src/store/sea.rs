@@ -4,6 +4,7 @@
 //! over one connection pool. The backend is chosen by URL: `sqlite://…` (the embedded
 //! default) or `postgres://…` (several server instances sharing one database).
 
+mod admin;
 pub mod entity;
 mod grants;
 pub mod migration;
@@ -33,8 +34,9 @@ use self::entity::{client, token, user};
 use self::migration::Migrator;
 use self::sqlite_reader::{SqliteReader, TokenRow};
 use super::{
-    Client, ClientRegistry, GrantType, NewUser, RotatedToken, Rotation, StoreError, TokenFamily,
-    TokenKind, TokenOwner, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserStore,
+    Client, ClientRegistry, GrantType, NewUser, Page, RotatedToken, Rotation, StoreError,
+    TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore, UnixTime, User,
+    UserFlags, UserId, UserQuery, UserStore,
 };
 use crate::email::Email;
 use crate::scope::Scope;
@@ -448,6 +450,10 @@ impl UserStore for SeaOrmStore {
             .collect()
     }
 
+    async fn search_users(&self, query: &UserQuery) -> Result<Page<User>, StoreError> {
+        self.search_users_sql(query).await
+    }
+
     async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
         let res = user::Entity::delete_by_id(id)
             .exec(&self.db)
@@ -687,6 +693,19 @@ impl TokenStore for SeaOrmStore {
             .add(token::Column::UserId.eq(user_id))
             .add(token::Column::ClientId.eq(client_id));
         revoke_where(&self.db, now, filter).await
+    }
+
+    async fn revoke_client_tokens(
+        &self,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let filter = sea_orm::Condition::all().add(token::Column::ClientId.eq(client_id));
+        revoke_where(&self.db, now, filter).await
+    }
+
+    async fn list_tokens(&self, query: &TokenQuery) -> Result<Page<TokenRecord>, StoreError> {
+        self.list_tokens_sql(query).await
     }
 
     async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {

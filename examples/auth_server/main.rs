@@ -72,6 +72,7 @@ async fn main() -> Result<(), Error> {
 /// The server's router over `store`, as configured.
 fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> {
     let pages = Pages::new(store.as_ref().clone())
+        .admin(store.clone())
         .site_name(config.site_name.clone())
         .idle_timeout(config.session_idle)
         .absolute_timeout(config.session_max_age);

@@ -24,6 +24,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 #[cfg(any(feature = "server", feature = "resource"))]
 pub mod api;
 mod clock;

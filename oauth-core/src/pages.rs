@@ -72,6 +72,8 @@ pub struct Pages {
     scope_descriptions: HashMap<String, String>,
     renderer: Arc<dyn Renderer>,
     stylesheet: Option<String>,
+    #[cfg(feature = "admin")]
+    admin_log: Option<Arc<dyn crate::store::AdminLog>>,
 }
 
 impl std::fmt::Debug for Pages {
@@ -106,6 +108,8 @@ impl Pages {
             scope_descriptions,
             renderer: Arc::new(DefaultRenderer),
             stylesheet: None,
+            #[cfg(feature = "admin")]
+            admin_log: None,
         }
     }
 
@@ -144,6 +148,14 @@ impl Pages {
         self
     }
 
+    /// Serves the admin console at `/admin/` for staff users, recording every
+    /// change in `log` (feature `admin`).
+    #[cfg(feature = "admin")]
+    pub fn admin(mut self, log: Arc<dyn crate::store::AdminLog>) -> Self {
+        self.admin_log = Some(log);
+        self
+    }
+
     /// Serves this stylesheet instead of the built-in one.
     pub fn stylesheet(mut self, css: impl Into<String>) -> Self {
         self.stylesheet = Some(css.into());
@@ -161,11 +173,14 @@ pub(crate) struct PagesInner {
     pub(crate) absolute: i64,
     /// `scheme://host[:port]` of the issuer, for the Origin check.
     pub(crate) origin: String,
+    /// Where the console records changes; `None` when it is not served.
+    #[cfg(feature = "admin")]
+    pub(crate) admin_log: Option<Arc<dyn crate::store::AdminLog>>,
 }
 
 pub(crate) type PagesState = Arc<PagesInner>;
 
-const STYLESHEET_PATH: &str = "/static/oauth/style.css";
+pub(crate) const STYLESHEET_PATH: &str = "/static/oauth/style.css";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
@@ -182,6 +197,8 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         scope_descriptions: pages.scope_descriptions,
         absolute: i64::try_from(pages.absolute.as_secs()).unwrap_or(i64::MAX),
         origin,
+        #[cfg(feature = "admin")]
+        admin_log: pages.admin_log.clone(),
     });
     let idle = tower_sessions::cookie::time::Duration::seconds(
         i64::try_from(pages.idle.as_secs()).unwrap_or(i64::MAX),
@@ -214,7 +231,14 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         .route("/accounts/logout", post(login::logout))
         .route("/o/authorized_tokens/", get(authorized::list))
         .route("/o/authorized_tokens", get(authorized::list))
-        .route("/o/authorized_tokens/revoke/", post(authorized::revoke))
+        .route("/o/authorized_tokens/revoke/", post(authorized::revoke));
+    #[cfg(feature = "admin")]
+    let routes = if state.admin_log.is_some() {
+        routes.merge(crate::admin::routes())
+    } else {
+        routes
+    };
+    let routes = routes
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state);

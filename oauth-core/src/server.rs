@@ -459,7 +459,7 @@ pub(crate) struct ServerState {
     pub(crate) client_auth: ClientAuthenticator,
     pub(crate) issuer: Arc<dyn TokenIssuer>,
     pub(crate) hasher: PasswordHasher,
-    policy: PasswordPolicy,
+    pub(crate) policy: PasswordPolicy,
     pub(crate) throttle: Throttle,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) scopes: Scope,

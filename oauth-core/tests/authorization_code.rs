@@ -9,14 +9,30 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
 use common::{Harness, PASSWORD};
-use http_body_util::BodyExt as _;
 use oauth_core::{Client, ClientRegistry, GrantStore, GrantType, Redemption, UserFlags, UserStore};
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use tower::ServiceExt as _;
+
+use common::browser::{Browser, ISSUER, Page, pairs};
+
+/// The consent step of a browser.
+trait Consent {
+    /// GET /o/authorize/ with the consent page expected; Allow it; the redirect.
+    async fn allow(&mut self, query: &str) -> Page;
+}
+
+impl Consent for Browser<'_> {
+    async fn allow(&mut self, query: &str) -> Page {
+        let consent = self.get(&format!("/o/authorize/?{query}")).await;
+        assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+        let mut form = consent.hidden_fields();
+        form.push(("allow".into(), "Authorize".into()));
+        self.post("/o/authorize/", &form).await
+    }
+}
 
 scenarios!(
     unknown_client_or_redirect_uri_is_an_error_page,
@@ -47,190 +63,12 @@ scenarios!(
     cors_only_for_registered_origins,
 );
 
-const ISSUER: &str = "https://auth.example.test";
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92ZR7gW0pQmUXyA6xKMbbj1kLsVs";
 const LOOPBACK: &str = "http://127.0.0.1/callback";
 const WEB: &str = "https://app.example.com/cb";
 
 fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
-}
-
-/// A response as a browser sees it.
-#[derive(Debug)]
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
-    }
-
-    /// The query parameters of the Location.
-    fn redirect_params(&self) -> std::collections::HashMap<String, String> {
-        let loc = self.location();
-        let query = loc.split_once('?').map_or("", |(_, q)| q);
-        form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect()
-    }
-
-    /// The value of the first hidden input called `name`.
-    fn field(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no field {name} in {}", self.body))
-            + marker.len();
-        let end = start + self.body[start..].find('"').unwrap();
-        unescape(&self.body[start..end])
-    }
-
-    /// Every hidden input of the page's main form, as sent back by a browser.
-    fn hidden_fields(&self) -> Vec<(String, String)> {
-        let mut out = vec![];
-        let mut rest = &self.body[self.body.find("<main>").unwrap()..];
-        while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
-            rest = &rest[i + 27..];
-            let name = &rest[..rest.find('"').unwrap()];
-            out.push((name.to_owned(), self.field_after(rest)));
-        }
-        out
-    }
-
-    fn field_after(&self, rest: &str) -> String {
-        let start = rest.find("value=\"").unwrap() + 7;
-        let end = start + rest[start..].find('"').unwrap();
-        unescape(&rest[start..end])
-    }
-}
-
-/// Undoes HTML escaping (named or numeric entities) in an attribute value.
-fn unescape(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let end = rest[i..].find(';').unwrap() + i;
-        let entity = &rest[i + 1..end];
-        out.push(match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            e if e.starts_with("#x") => {
-                char::from_u32(u32::from_str_radix(&e[2..], 16).unwrap()).unwrap()
-            }
-            e if e.starts_with('#') => char::from_u32(e[1..].parse().unwrap()).unwrap(),
-            e => panic!("entity {e}"),
-        });
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A cookie-keeping client of the router.
-struct Browser<'h> {
-    h: &'h Harness,
-    cookie: Option<String>,
-}
-
-impl<'h> Browser<'h> {
-    fn new(h: &'h Harness) -> Self {
-        Self { h, cookie: None }
-    }
-
-    async fn send(&mut self, mut req: Request<Body>) -> Page {
-        if let Some(c) = &self.cookie {
-            req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
-        }
-        let res = self.h.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        for set in headers.get_all(header::SET_COOKIE) {
-            let set = set.to_str().unwrap();
-            let pair = set.split(';').next().unwrap().trim();
-            if set.contains("Max-Age=0") || pair.ends_with('=') {
-                self.cookie = None;
-            } else {
-                self.cookie = Some(pair.to_owned());
-            }
-        }
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    async fn get(&mut self, uri: &str) -> Page {
-        self.send(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-    }
-
-    /// A form POST as a browser sends it from this server's page.
-    async fn post(&mut self, uri: &str, form: &[(String, String)]) -> Page {
-        self.post_with(uri, form, &[(header::ORIGIN.as_str(), ISSUER)])
-            .await
-    }
-
-    async fn post_with(
-        &mut self,
-        uri: &str,
-        form: &[(String, String)],
-        headers: &[(&str, &str)],
-    ) -> Page {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut req =
-            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req.body(Body::from(body)).unwrap()).await
-    }
-
-    async fn sign_in(&mut self, email: &str) {
-        let form = self.get("/accounts/login/").await;
-        let page = self
-            .post(
-                "/accounts/login/",
-                &pairs(&[
-                    ("csrfmiddlewaretoken", &form.field("csrfmiddlewaretoken")),
-                    ("username", email),
-                    ("password", PASSWORD),
-                    ("next", "/o/authorized_tokens/"),
-                ]),
-            )
-            .await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    }
-
-    /// GET /o/authorize/ with the consent page expected; Allow it; the redirect.
-    async fn allow(&mut self, query: &str) -> Page {
-        let consent = self.get(&format!("/o/authorize/?{query}")).await;
-        assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
-        let mut form = consent.hidden_fields();
-        form.push(("allow".into(), "Authorize".into()));
-        self.post("/o/authorize/", &form).await
-    }
-}
-
-fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 /// An authorization request's query string.
@@ -1128,7 +966,10 @@ async fn deactivated_user_is_signed_out(h: &Harness) {
 async fn new_password_ends_browser_sessions(h: &Harness) {
     let mut b = setup(h).await;
     assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
-    let token = h.login("ann@example.com", PASSWORD).await.str("access_token");
+    let token = h
+        .login("ann@example.com", PASSWORD)
+        .await
+        .str("access_token");
     let new = "quartz-lantern-51";
     let r = h
         .json(
@@ -1140,7 +981,11 @@ async fn new_password_ends_browser_sessions(h: &Harness) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let p = b.get("/o/authorized_tokens/").await;
-    assert_eq!(p.status, StatusCode::FOUND, "the old password's session ended");
+    assert_eq!(
+        p.status,
+        StatusCode::FOUND,
+        "the old password's session ended"
+    );
 }
 
 async fn authorized_tokens_page_lists_and_revokes(h: &Harness) {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -89,7 +91,7 @@ impl Harness {
         let clock = ManualClock::at(chrono::Utc::now().timestamp());
         let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
         let router = AuthServer::from_store(store.clone())
-            .pages(Pages::new(store.as_ref().clone()))
+            .pages(Pages::new(store.as_ref().clone()).admin(store.clone()))
             .password_hasher(hasher.clone())
             .clock(Arc::new(clock.clone()))
             .throttle(throttle)

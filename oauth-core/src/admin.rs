@@ -1,0 +1,223 @@
+//! The admin console (feature `admin`): users, applications, tokens and the log of
+//! every change made here, for staff users, at `/admin/`.
+//!
+//! It is part of the browser pages ([`Pages::admin`](crate::pages::Pages::admin))
+//! and shares their sessions, sign-in, CSRF check, headers and stylesheet.
+//! Anonymous visitors are sent to the login page; signed-in users who are not
+//! staff get a 403 page. Staff users may do everything here (there are no
+//! per-model permissions). Every change is recorded in the [`AdminLog`].
+
+mod users;
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::OriginalUri;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use tower_sessions::Session;
+
+use crate::pages::{PagesState, to_login};
+use crate::store::{NewLogEntry, User};
+
+pub use crate::store::AdminLog;
+
+/// Items on a page of every list.
+pub(crate) const PAGE_SIZE: u64 = 25;
+
+/// The console's routes, under `/admin/`.
+pub(crate) fn routes() -> Router<PagesState> {
+    Router::new()
+        .route("/admin/", get(|| async { Redirect::to("/admin/users/") }))
+        .route("/admin", get(|| async { Redirect::to("/admin/users/") }))
+        .merge(users::routes())
+}
+
+/// What every console page shows around its content.
+#[derive(Debug, Clone)]
+pub(crate) struct Chrome {
+    pub(crate) site_name: String,
+    pub(crate) stylesheet: String,
+    pub(crate) signed_in: Option<String>,
+    pub(crate) csrf_token: String,
+    /// A one-time message after an action.
+    pub(crate) flash: Option<String>,
+    /// The section of the navigation to mark as current.
+    pub(crate) section: &'static str,
+}
+
+/// The staff user of a console request, or the answer for anyone else: the login
+/// page for anonymous visitors (with `next` back here), a 403 page for users who
+/// are not staff.
+pub(crate) async fn staff(
+    pages: &PagesState,
+    session: &Session,
+    uri: &OriginalUri,
+) -> Result<User, Response> {
+    match pages.current_user(session).await {
+        Ok(Some(u)) if u.is_staff => Ok(u),
+        Ok(Some(_)) => Err(pages
+            .error(
+                StatusCode::FORBIDDEN,
+                "Staff only",
+                "Your account may not use the admin console. Ask an administrator to make you staff.",
+            )
+            .await),
+        Ok(None) => {
+            let next = match uri.0.query() {
+                Some(q) => format!("{}?{q}", uri.0.path()),
+                None => uri.0.path().to_owned(),
+            };
+            Err(to_login(&next))
+        }
+        Err(e) => Err(pages.internal(&e).await),
+    }
+}
+
+/// The chrome of a console page for `user`, consuming the flash message.
+pub(crate) async fn chrome(
+    pages: &PagesState,
+    session: &Session,
+    user: &User,
+    section: &'static str,
+) -> Result<Chrome, Response> {
+    let csrf_token = match crate::pages::session::csrf_token(session).await {
+        Ok(t) => t,
+        Err(e) => return Err(pages.internal(&e).await),
+    };
+    let flash = match session.remove::<String>(FLASH).await {
+        Ok(f) => f,
+        Err(e) => return Err(pages.internal(&e).await),
+    };
+    Ok(Chrome {
+        site_name: pages.site_name.clone(),
+        stylesheet: crate::pages::STYLESHEET_PATH.to_owned(),
+        signed_in: Some(user.email.as_str().to_owned()),
+        csrf_token,
+        flash,
+        section,
+    })
+}
+
+const FLASH: &str = "flash";
+
+/// Sets the message the next page shows, then answers 303 to `to`.
+pub(crate) async fn done(
+    pages: &PagesState,
+    session: &Session,
+    message: String,
+    to: &str,
+) -> Response {
+    if let Err(e) = session.insert(FLASH, message).await {
+        return pages.internal(&e).await;
+    }
+    Redirect::to(to).into_response()
+}
+
+/// Renders an askama template as an HTML page.
+pub(crate) fn page(pages: &PagesState, status: StatusCode, template: &impl Template) -> Response {
+    pages.html(status, template.render().map_err(Into::into))
+}
+
+/// Records a change in the admin log; a failure is logged, never hidden from the
+/// operator (the page says so).
+pub(crate) async fn log_change(
+    pages: &PagesState,
+    actor: &User,
+    action: &str,
+    object_type: &str,
+    object_id: &str,
+    object_repr: &str,
+    detail: impl Into<String>,
+) -> Option<String> {
+    let log = pages.admin_log.as_ref()?;
+    let entry = NewLogEntry {
+        at: pages.app.clock.now(),
+        actor_id: actor.id,
+        action: action.to_owned(),
+        object_type: object_type.to_owned(),
+        object_id: object_id.to_owned(),
+        object_repr: object_repr.to_owned(),
+        detail: detail.into(),
+    };
+    match log.record(entry).await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "could not write the admin log");
+            Some(" (The change could not be written to the log.)".to_owned())
+        }
+    }
+}
+
+/// Field errors of a form: field name → messages, shown beside each field.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FormErrors(BTreeMap<String, Vec<String>>);
+
+impl FormErrors {
+    pub(crate) fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The messages of one field (empty when it is fine).
+    pub(crate) fn of(&self, field: &str) -> &[String] {
+        self.0.get(field).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Page links of a list: `(offset, label)` of previous and next, and the counts.
+#[derive(Debug, Clone)]
+pub(crate) struct Pager {
+    pub(crate) page: u64,
+    pub(crate) pages: u64,
+    pub(crate) total: u64,
+    pub(crate) prev: Option<String>,
+    pub(crate) next: Option<String>,
+}
+
+impl Pager {
+    /// The pager of page `page` (1-based) of `total` items, with links built by
+    /// `link(page)`.
+    pub(crate) fn new(page: u64, total: u64, link: impl Fn(u64) -> String) -> Self {
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        Self {
+            page,
+            pages,
+            total,
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+        }
+    }
+
+    /// The offset of a 1-based page number.
+    pub(crate) fn offset(page: u64) -> u64 {
+        page.saturating_sub(1).saturating_mul(PAGE_SIZE)
+    }
+}
+
+/// A query string from pairs, skipping empty values.
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        q.append_pair(k, v);
+    }
+    q.finish()
+}
+
+/// A time as the console shows it.
+pub(crate) fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A Unix time as the console shows it.
+pub(crate) fn when_unix(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map_or_else(String::new, when)
+}

@@ -1,0 +1,834 @@
+//! `/admin/users/`: Django admin's user list (search on email, staff and active
+//! filters, ordering, pages), the add form, the change page (flags, a new
+//! password, the user's tokens and authorized applications) and deletion.
+//!
+//! Deactivating, deleting or setting a password revokes every token of the user
+//! at once; their browser sessions end at their next request (the pages check the
+//! account and its password on every request).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{
+    Chrome, FormErrors, PAGE_SIZE, Pager, chrome, done, log_change, page, query, staff, when,
+    when_unix,
+};
+use crate::email::Email;
+use crate::pages::view::ScopeLine;
+use crate::pages::{CheckedForm, PagesState};
+use crate::secret::Password;
+use crate::store::{
+    Consent, NewUser, StoreError, TokenKind, TokenQuery, TokenRecord, User, UserFlags, UserOrder,
+    UserQuery,
+};
+
+pub(super) fn routes() -> Router<PagesState> {
+    Router::new()
+        .route("/admin/users/", get(list))
+        .route("/admin/users/add/", get(add_form).post(add))
+        .route("/admin/users/{id}/", get(detail).post(change))
+        .route("/admin/users/{id}/password/", axum::routing::post(set_password))
+        .route("/admin/users/{id}/delete/", get(confirm_delete).post(delete))
+        .route(
+            "/admin/users/{id}/applications/revoke/",
+            axum::routing::post(revoke_application),
+        )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    staff: String,
+    #[serde(default)]
+    active: String,
+    #[serde(default)]
+    o: String,
+    #[serde(default)]
+    p: Option<u64>,
+}
+
+fn flag(s: &str) -> Option<bool> {
+    match s {
+        "1" | "yes" | "true" => Some(true),
+        "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// A filter link of the list's side bar.
+struct FilterLink {
+    label: &'static str,
+    href: String,
+    current: bool,
+}
+
+/// A sortable column heading.
+struct Column {
+    label: &'static str,
+    href: String,
+    /// `asc`, `desc` or empty.
+    sorted: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct ListPage<'a> {
+    chrome: &'a Chrome,
+    users: Vec<Row>,
+    q: &'a str,
+    staff: &'a str,
+    active: &'a str,
+    o: &'a str,
+    staff_filters: Vec<FilterLink>,
+    active_filters: Vec<FilterLink>,
+    columns: Vec<Column>,
+    pager: Pager,
+}
+
+struct Row {
+    id: i64,
+    email: String,
+    is_staff: bool,
+    is_active: bool,
+    date_joined: String,
+    last_login: String,
+}
+
+async fn list(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Query(lq): Query<ListQuery>,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let order = UserOrder::parse(&lq.o);
+    let page_no = lq.p.unwrap_or(1).max(1);
+    let search = lq.q.trim();
+    let found = match pages
+        .app
+        .users
+        .search_users(&UserQuery {
+            search: (!search.is_empty()).then(|| search.to_owned()),
+            is_staff: flag(&lq.staff),
+            is_active: flag(&lq.active),
+            order,
+            offset: Pager::offset(page_no),
+            limit: PAGE_SIZE,
+        })
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let link = |staff: &str, active: &str, o: &str, p: &str| {
+        format!(
+            "/admin/users/?{}",
+            query(&[
+                ("q", search),
+                ("staff", staff),
+                ("active", active),
+                ("o", o),
+                ("p", p)
+            ])
+        )
+    };
+    let o = order.as_str();
+    let filters = |current: Option<bool>, make: &dyn Fn(&str) -> String| {
+        [("All", ""), ("Yes", "1"), ("No", "0")]
+            .into_iter()
+            .map(|(label, v)| FilterLink {
+                label,
+                href: make(v),
+                current: flag(v) == current,
+            })
+            .collect()
+    };
+    let staff_filters = filters(flag(&lq.staff), &|v| link(v, &lq.active, o, ""));
+    let active_filters = filters(flag(&lq.active), &|v| link(&lq.staff, v, o, ""));
+    let column = |label, asc: UserOrder, desc: UserOrder| {
+        let (next, sorted) = if order == asc {
+            (desc, "asc")
+        } else if order == desc {
+            (asc, "desc")
+        } else {
+            (asc, "")
+        };
+        Column {
+            label,
+            href: link(&lq.staff, &lq.active, next.as_str(), ""),
+            sorted,
+        }
+    };
+    let columns = vec![
+        column("Email", UserOrder::Email, UserOrder::EmailDesc),
+        column("Date joined", UserOrder::Joined, UserOrder::JoinedDesc),
+        column("Last login", UserOrder::LastLoginDesc, UserOrder::LastLoginDesc),
+    ];
+    let pager = Pager::new(page_no, found.total, |p| {
+        link(&lq.staff, &lq.active, o, &p.to_string())
+    });
+    let chrome = match chrome(&pages, &session, &me, "users").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let users = found
+        .items
+        .into_iter()
+        .map(|u| Row {
+            id: u.id,
+            email: u.email.as_str().to_owned(),
+            is_staff: u.is_staff,
+            is_active: u.is_active,
+            date_joined: when(u.date_joined),
+            last_login: u.last_login.map(when).unwrap_or_default(),
+        })
+        .collect();
+    page(
+        &pages,
+        StatusCode::OK,
+        &ListPage {
+            chrome: &chrome,
+            users,
+            q: search,
+            staff: &lq.staff,
+            active: &lq.active,
+            o,
+            staff_filters,
+            active_filters,
+            columns,
+            pager,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "admin/user_add.html")]
+struct AddPage<'a> {
+    chrome: &'a Chrome,
+    email: &'a str,
+    is_staff: bool,
+    is_active: bool,
+    errors: FormErrors,
+}
+
+async fn add_form(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let chrome = match chrome(&pages, &session, &me, "users").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    page(
+        &pages,
+        StatusCode::OK,
+        &AddPage {
+            chrome: &chrome,
+            email: "",
+            is_staff: false,
+            is_active: true,
+            errors: FormErrors::default(),
+        },
+    )
+}
+
+/// Checks a new password and its confirmation with the server's rules; the
+/// messages are signup's.
+fn check_new_password(
+    pages: &PagesState,
+    password: &str,
+    password2: &str,
+    email: Option<&str>,
+    errors: &mut FormErrors,
+) {
+    if password.is_empty() {
+        errors.add("password", "This field may not be blank.");
+    } else {
+        for problem in pages.app.policy.check(password, email) {
+            errors.add("password", problem.to_string());
+        }
+    }
+    if password2.is_empty() {
+        errors.add("password2", "This field may not be blank.");
+    } else if !password.is_empty() && password != password2 {
+        errors.add("password2", "Password fields did not match");
+    }
+}
+
+async fn add(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    CheckedForm { fields, .. }: CheckedForm,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let get = |k: &str| fields.get(k).map_or("", String::as_str);
+    let raw_email = get("email").trim();
+    let is_staff = fields.contains_key("is_staff");
+    let is_active = fields.contains_key("is_active");
+    let mut errors = FormErrors::default();
+    let email = if raw_email.is_empty() {
+        errors.add("email", "This field may not be blank.");
+        None
+    } else {
+        match Email::parse(raw_email) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                errors.add("email", e.to_string());
+                None
+            }
+        }
+    };
+    if let Some(email) = &email {
+        match pages.app.users.user_by_email(email).await {
+            Ok(Some(_)) => errors.add("email", "This field must be unique."),
+            Ok(None) => {}
+            Err(e) => return pages.internal(&e).await,
+        }
+    }
+    check_new_password(
+        &pages,
+        get("password"),
+        get("password2"),
+        email.as_ref().map(Email::as_str),
+        &mut errors,
+    );
+    let email = match email {
+        Some(e) if errors.is_empty() => e,
+        _ => {
+            let chrome = match chrome(&pages, &session, &me, "users").await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            // Typed values come back, never the passwords.
+            return page(
+                &pages,
+                StatusCode::OK,
+                &AddPage {
+                    chrome: &chrome,
+                    email: raw_email,
+                    is_staff,
+                    is_active,
+                    errors,
+                },
+            );
+        }
+    };
+    let hash = match pages.app.hasher.hash(&Password::new(get("password"))).await {
+        Ok(h) => h,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let mut new = NewUser::new(email, hash, pages.app.clock.now());
+    new.is_staff = is_staff;
+    new.is_active = is_active;
+    let user = match pages.app.users.create_user(new).await {
+        Ok(u) => u,
+        Err(StoreError::Conflict) => {
+            return done(
+                &pages,
+                &session,
+                "A user with that email was added meanwhile.".into(),
+                "/admin/users/add/",
+            )
+            .await;
+        }
+        Err(e) => return pages.internal(&e).await,
+    };
+    let flags = format!("staff: {is_staff}, active: {is_active}");
+    let warn = log_change(
+        &pages,
+        &me,
+        "create",
+        "user",
+        &user.id.to_string(),
+        user.email.as_str(),
+        flags,
+    )
+    .await
+    .unwrap_or_default();
+    done(
+        &pages,
+        &session,
+        format!("The user “{}” was added.{warn}", user.email.as_str()),
+        &format!("/admin/users/{}/", user.id),
+    )
+    .await
+}
+
+/// One token on the user's page.
+pub(super) struct TokenRow {
+    pub(super) hash: String,
+    pub(super) kind: &'static str,
+    pub(super) client_id: String,
+    pub(super) scope: String,
+    pub(super) issued: String,
+    pub(super) expires: String,
+    pub(super) revoked: String,
+    pub(super) active: bool,
+}
+
+impl TokenRow {
+    pub(super) fn new(t: &TokenRecord, now: i64) -> Self {
+        Self {
+            hash: t.hash.to_hex(),
+            kind: match t.kind {
+                TokenKind::Access => "access",
+                TokenKind::Refresh => "refresh",
+            },
+            client_id: t.client_id.clone(),
+            scope: t.scope.to_string(),
+            issued: when_unix(t.issued_at),
+            expires: when_unix(t.expires_at),
+            revoked: t.revoked_at.map(when_unix).unwrap_or_default(),
+            active: t.is_active(now),
+        }
+    }
+}
+
+struct AppRow {
+    client_id: String,
+    name: String,
+    scopes: Vec<ScopeLine>,
+    granted: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+struct DetailPage<'a> {
+    chrome: &'a Chrome,
+    user: &'a User,
+    date_joined: String,
+    last_login: String,
+    tokens: Vec<TokenRow>,
+    token_total: u64,
+    apps: Vec<AppRow>,
+    errors: FormErrors,
+    is_self: bool,
+}
+
+async fn load(pages: &PagesState, id: i64) -> Result<User, Response> {
+    match pages.app.users.user_by_id(id).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(pages
+            .error(
+                StatusCode::NOT_FOUND,
+                "No such user",
+                "The user does not exist; it may have been deleted.",
+            )
+            .await),
+        Err(e) => Err(pages.internal(&e).await),
+    }
+}
+
+async fn detail_page(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    user: &User,
+    errors: FormErrors,
+) -> Response {
+    let tokens = match pages
+        .app
+        .tokens
+        .list_tokens(&TokenQuery {
+            user_id: Some(user.id),
+            limit: PAGE_SIZE,
+            ..TokenQuery::default()
+        })
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let consents: Vec<Consent> = match pages.app.grants.as_ref() {
+        Some(g) => match g.consents(user.id).await {
+            Ok(c) => c,
+            Err(e) => return pages.internal(&e).await,
+        },
+        None => vec![],
+    };
+    let mut apps = Vec::with_capacity(consents.len());
+    for c in consents {
+        let name = match pages.app.client_auth.client(&c.client_id).await {
+            Ok(Some(client)) => client.name,
+            _ => c.client_id.clone(),
+        };
+        apps.push(AppRow {
+            scopes: pages.describe(&c.scope),
+            granted: when_unix(c.granted_at),
+            client_id: c.client_id,
+            name,
+        });
+    }
+    let chrome = match chrome(pages, session, me, "users").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let now = pages.app.clock.unix();
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    page(
+        pages,
+        status,
+        &DetailPage {
+            chrome: &chrome,
+            user,
+            date_joined: when(user.date_joined),
+            last_login: user.last_login.map(when).unwrap_or_default(),
+            tokens: tokens.items.iter().map(|t| TokenRow::new(t, now)).collect(),
+            token_total: tokens.total,
+            apps,
+            errors,
+            is_self: me.id == user.id,
+        },
+    )
+}
+
+async fn detail(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(id): Path<i64>,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let user = match load(&pages, id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    detail_page(&pages, &session, &me, &user, FormErrors::default()).await
+}
+
+/// Revokes every token of a user; the count, or the error page.
+async fn revoke_all(pages: &PagesState, user_id: i64) -> Result<u64, Response> {
+    match pages.app.issuer.revoke_user_tokens(user_id, None).await {
+        Ok(n) => Ok(n),
+        Err(e) => Err(pages.internal(&e).await),
+    }
+}
+
+/// `POST /admin/users/{id}/`: the staff and active flags.
+async fn change(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(id): Path<i64>,
+    CheckedForm { fields, .. }: CheckedForm,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let user = match load(&pages, id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let is_staff = fields.contains_key("is_staff");
+    let is_active = fields.contains_key("is_active");
+    if me.id == user.id && (!is_staff || !is_active) {
+        let mut errors = FormErrors::default();
+        errors.add(
+            "flags",
+            "You cannot take your own staff status or deactivate yourself: ask another staff user.",
+        );
+        return detail_page(&pages, &session, &me, &user, errors).await;
+    }
+    let flags = UserFlags {
+        is_staff: Some(is_staff),
+        is_active: Some(is_active),
+        is_superuser: None,
+    };
+    if let Err(e) = pages.app.users.set_user_flags(user.id, flags).await {
+        return pages.internal(&e).await;
+    }
+    let mut changed = vec![];
+    if user.is_staff != is_staff {
+        changed.push(format!("staff: {} → {is_staff}", user.is_staff));
+    }
+    if user.is_active != is_active {
+        changed.push(format!("active: {} → {is_active}", user.is_active));
+    }
+    let mut message = format!("The user “{}” was changed.", user.email.as_str());
+    if user.is_active && !is_active {
+        match revoke_all(&pages, user.id).await {
+            Ok(n) => {
+                changed.push(format!("{n} tokens revoked"));
+                message = format!(
+                    "The user “{}” was deactivated: {n} tokens revoked, their sessions ended.",
+                    user.email.as_str()
+                );
+            }
+            Err(r) => return r,
+        }
+    }
+    if changed.is_empty() {
+        return done(
+            &pages,
+            &session,
+            "No fields changed.".into(),
+            &format!("/admin/users/{id}/"),
+        )
+        .await;
+    }
+    let warn = log_change(
+        &pages,
+        &me,
+        "change",
+        "user",
+        &id.to_string(),
+        user.email.as_str(),
+        changed.join(", "),
+    )
+    .await
+    .unwrap_or_default();
+    done(
+        &pages,
+        &session,
+        format!("{message}{warn}"),
+        &format!("/admin/users/{id}/"),
+    )
+    .await
+}
+
+/// `POST /admin/users/{id}/password/`: a new password, validated; every token of
+/// the user is revoked and their sessions end.
+async fn set_password(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(id): Path<i64>,
+    CheckedForm { fields, .. }: CheckedForm,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let user = match load(&pages, id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let get = |k: &str| fields.get(k).map_or("", String::as_str);
+    let mut errors = FormErrors::default();
+    check_new_password(
+        &pages,
+        get("password"),
+        get("password2"),
+        Some(user.email.as_str()),
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return detail_page(&pages, &session, &me, &user, errors).await;
+    }
+    let hash = match pages.app.hasher.hash(&Password::new(get("password"))).await {
+        Ok(h) => h,
+        Err(e) => return pages.internal(&e).await,
+    };
+    if let Err(e) = pages.app.users.set_password_hash(user.id, &hash).await {
+        return pages.internal(&e).await;
+    }
+    let revoked = match revoke_all(&pages, user.id).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let warn = log_change(
+        &pages,
+        &me,
+        "change",
+        "user",
+        &id.to_string(),
+        user.email.as_str(),
+        format!("password set; {revoked} tokens revoked"),
+    )
+    .await
+    .unwrap_or_default();
+    // Setting one's own password ends one's own session too: sign in again.
+    done(
+        &pages,
+        &session,
+        format!(
+            "The password of “{}” was set: {revoked} tokens revoked, their sessions ended.{warn}",
+            user.email.as_str()
+        ),
+        &format!("/admin/users/{id}/"),
+    )
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "admin/confirm_delete.html")]
+struct ConfirmPage<'a> {
+    chrome: &'a Chrome,
+    kind: &'static str,
+    name: &'a str,
+    action: String,
+    back: String,
+    consequences: Vec<String>,
+}
+
+async fn confirm_delete(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(id): Path<i64>,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let user = match load(&pages, id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let chrome = match chrome(&pages, &session, &me, "users").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    page(
+        &pages,
+        StatusCode::OK,
+        &ConfirmPage {
+            chrome: &chrome,
+            kind: "user",
+            name: user.email.as_str(),
+            action: format!("/admin/users/{id}/delete/"),
+            back: format!("/admin/users/{id}/"),
+            consequences: vec![
+                "every token of theirs is revoked and deleted".into(),
+                "their browser sessions end".into(),
+                "their authorized applications are forgotten".into(),
+            ],
+        },
+    )
+}
+
+async fn delete(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(id): Path<i64>,
+    _form: CheckedForm,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let user = match load(&pages, id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if me.id == user.id {
+        return done(
+            &pages,
+            &session,
+            "You cannot delete your own account here: ask another staff user.".into(),
+            &format!("/admin/users/{id}/"),
+        )
+        .await;
+    }
+    // Revoke first: a store without cascades (the in-memory one) keeps the rows.
+    if let Err(r) = revoke_all(&pages, user.id).await {
+        return r;
+    }
+    match pages.app.users.delete_user(user.id).await {
+        Ok(_) => {}
+        Err(e) => return pages.internal(&e).await,
+    }
+    let warn = log_change(
+        &pages,
+        &me,
+        "delete",
+        "user",
+        &id.to_string(),
+        user.email.as_str(),
+        "",
+    )
+    .await
+    .unwrap_or_default();
+    done(
+        &pages,
+        &session,
+        format!("The user “{}” was deleted.{warn}", user.email.as_str()),
+        "/admin/users/",
+    )
+    .await
+}
+
+/// `POST /admin/users/{id}/applications/revoke/`: withdraws one authorized
+/// application of the user, as they could themselves.
+async fn revoke_application(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(id): Path<i64>,
+    CheckedForm { fields, .. }: CheckedForm,
+) -> Response {
+    let me = match staff(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let user = match load(&pages, id).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let back = format!("/admin/users/{id}/");
+    let Some(client_id) = fields.get("client_id") else {
+        return done(&pages, &session, "No application named.".into(), &back).await;
+    };
+    let now = pages.app.clock.unix();
+    let revoked = match pages
+        .app
+        .tokens
+        .revoke_user_client_tokens(user.id, client_id, now)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => return pages.internal(&e).await,
+    };
+    if let Some(g) = pages.app.grants.as_ref()
+        && let Err(e) = g.forget_consent(user.id, client_id).await
+    {
+        return pages.internal(&e).await;
+    }
+    let warn = log_change(
+        &pages,
+        &me,
+        "revoke",
+        "user",
+        &id.to_string(),
+        user.email.as_str(),
+        format!("application {client_id}: {revoked} tokens revoked, consent forgotten"),
+    )
+    .await
+    .unwrap_or_default();
+    done(
+        &pages,
+        &session,
+        format!("Access of {client_id} for “{}” was revoked.{warn}", user.email.as_str()),
+        &back,
+    )
+    .await
+}

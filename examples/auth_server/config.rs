@@ -26,6 +26,7 @@ pub struct Config {
     pub session_idle: Duration,
     pub session_max_age: Duration,
     pub site_name: String,
+    pub seed_demo: bool,
 }
 
 impl Config {
@@ -72,6 +73,7 @@ impl Config {
             session_idle: Duration::from_secs(parsed("SESSION_IDLE_SECONDS", 30 * 60)?),
             session_max_age: Duration::from_secs(parsed("SESSION_MAX_AGE_SECONDS", 10 * 3600)?),
             site_name: var("SITE_NAME").unwrap_or_else(|| "oauth-core".into()),
+            seed_demo: parsed("SEED_DEMO", true)?,
         })
     }
 }

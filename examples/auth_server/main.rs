@@ -53,8 +53,10 @@ async fn main() -> Result<(), Error> {
         None => {}
     }
 
-    commands::seed_demo_clients(&store, &config).await?;
-    commands::log_demo_authorization(&store, &config).await?;
+    if config.seed_demo {
+        commands::seed_demo_clients(&store, &config).await?;
+        commands::log_demo_authorization(&store, &config).await?;
+    }
     tokio::spawn(housekeeping(store.clone()));
     let app = app(store, &config)?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;

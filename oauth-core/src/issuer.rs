@@ -18,6 +18,20 @@ use crate::store::{
 };
 use crate::token::{RandomnessUnavailable, TokenHash, generate_token};
 
+/// The default staff-only scope: a token carries it only while its user is staff
+/// (see [`OpaqueTokenIssuer::staff_scopes`] and `AuthServer::staff_scopes`).
+pub const STAFF_SCOPE: &str = "admin";
+
+/// `scope` without the tokens in `staff`.
+pub(crate) fn without(scope: &Scope, staff: &Scope) -> Scope {
+    scope.iter().filter(|s| !staff.contains(s)).collect()
+}
+
+/// Whether `scope` names any token of `staff`.
+pub(crate) fn has_any(scope: &Scope, staff: &Scope) -> bool {
+    scope.iter().any(|s| staff.contains(s))
+}
+
 /// What to issue tokens for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrantRequest {
@@ -190,6 +204,7 @@ pub struct OpaqueTokenIssuer {
     users: Arc<dyn UserStore>,
     clock: Arc<dyn Clock>,
     lifetimes: TokenLifetimes,
+    staff_scopes: Scope,
 }
 
 impl std::fmt::Debug for OpaqueTokenIssuer {
@@ -197,6 +212,7 @@ impl std::fmt::Debug for OpaqueTokenIssuer {
         f.debug_struct("OpaqueTokenIssuer")
             .field("clock", &self.clock)
             .field("lifetimes", &self.lifetimes)
+            .field("staff_scopes", &self.staff_scopes)
             .finish_non_exhaustive()
     }
 }
@@ -206,7 +222,7 @@ fn secs(d: Duration) -> i64 {
 }
 
 impl OpaqueTokenIssuer {
-    /// An issuer over these stores.
+    /// An issuer over these stores, with [`STAFF_SCOPE`] as the one staff-only scope.
     #[must_use]
     pub fn new(
         tokens: Arc<dyn TokenStore>,
@@ -219,7 +235,17 @@ impl OpaqueTokenIssuer {
             users,
             clock,
             lifetimes,
+            staff_scopes: [STAFF_SCOPE].into_iter().collect(),
         }
+    }
+
+    /// Scopes that [`introspect`](TokenIssuer::introspect) reports only while the
+    /// token's user is staff (default: `admin`). A user made non-staff loses them at
+    /// their tokens' next introspection; a token without a user never shows them.
+    #[must_use]
+    pub fn staff_scopes(mut self, scopes: Scope) -> Self {
+        self.staff_scopes = scopes;
+        self
     }
 }
 
@@ -350,21 +376,36 @@ impl TokenIssuer for OpaqueTokenIssuer {
                     None => self.users.user_by_id(id).await?.map(|u| TokenOwner {
                         email: u.email,
                         is_active: u.is_active,
+                        is_staff: u.is_staff,
                     }),
                 };
                 match owner.filter(|o| o.is_active) {
-                    Some(o) => Some(TokenUser {
-                        id,
-                        email: o.email.as_str().to_owned(),
-                    }),
+                    Some(o) => Some((
+                        TokenUser {
+                            id,
+                            email: o.email.as_str().to_owned(),
+                        },
+                        o.is_staff,
+                    )),
                     None => return Ok(None),
                 }
             }
         };
+        // Staff-only scopes hold while the user is staff: decided here, at every
+        // introspection, so a demotion takes effect at once.
+        let (user, is_staff) = match user {
+            Some((u, staff)) => (Some(u), staff),
+            None => (None, false),
+        };
+        let scope = if is_staff {
+            record.scope
+        } else {
+            without(&record.scope, &self.staff_scopes)
+        };
         Ok(Some(TokenInfo {
             client_id: record.client_id,
             user,
-            scope: record.scope,
+            scope,
             issued_at: record.issued_at,
             expires_at: record.expires_at,
             family: record.family,

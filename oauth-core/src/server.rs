@@ -76,7 +76,7 @@ use self::client_auth::ClientAuthenticator;
 use self::throttle::{Key, Throttle};
 use crate::api::ApiError;
 use crate::clock::{Clock, SystemClock};
-use crate::issuer::{OpaqueTokenIssuer, TokenIssuer, TokenLifetimes};
+use crate::issuer::{OpaqueTokenIssuer, STAFF_SCOPE, TokenIssuer, TokenLifetimes};
 use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};
 use crate::scope::Scope;
 use crate::store::{ClientRegistry, GrantStore, TokenStore, UserStore};
@@ -114,6 +114,7 @@ pub struct AuthServer {
     throttle: ThrottleConfig,
     lifetimes: TokenLifetimes,
     scopes: Scope,
+    staff_scopes: Scope,
     issuer_url: String,
     body_limit: usize,
     clock: Arc<dyn Clock>,
@@ -126,6 +127,7 @@ impl std::fmt::Debug for AuthServer {
         f.debug_struct("AuthServer")
             .field("issuer_url", &self.issuer_url)
             .field("scopes", &self.scopes)
+            .field("staff_scopes", &self.staff_scopes)
             .field("lifetimes", &self.lifetimes)
             .field("throttle", &self.throttle)
             .finish_non_exhaustive()
@@ -133,7 +135,8 @@ impl std::fmt::Debug for AuthServer {
 }
 
 impl AuthServer {
-    /// A server over these stores, with the defaults: scopes `read write introspection`,
+    /// A server over these stores, with the defaults: scopes `read write introspection`
+    /// (and `admin` as the staff-only scope, see [`staff_scopes`](Self::staff_scopes)),
     /// access tokens for 36000 s and refresh tokens for 30 days (both as DOT's),
     /// [`ScryptParams::PRODUCTION`], Django's password rules, [`ThrottleConfig::default`],
     /// 64 KiB request bodies, issuer `http://127.0.0.1:8000`.
@@ -157,6 +160,7 @@ impl AuthServer {
             throttle: ThrottleConfig::default(),
             lifetimes: TokenLifetimes::default(),
             scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
+            staff_scopes: [STAFF_SCOPE].into_iter().collect(),
             issuer_url: "http://127.0.0.1:8000".to_owned(),
             body_limit: 64 * 1024,
             clock: Arc::new(SystemClock),
@@ -206,6 +210,22 @@ impl AuthServer {
     /// The scopes this server knows (DOT `SCOPES`).
     pub fn scopes(mut self, scopes: Scope) -> Self {
         self.scopes = scopes;
+        self
+    }
+
+    /// Scopes a token may carry only while its user is staff (default: `admin`).
+    ///
+    /// They are how this server tells a resource server "this user is staff": a
+    /// non-staff user asking for one is refused (`access_denied` at the
+    /// authorization endpoint, `invalid_scope` in the password grant), the
+    /// client-credentials grant never gets one (there is no user), a request that
+    /// names no scope gets the client's default *without* them, and introspection
+    /// leaves them out of the answer as soon as the token's user is no longer
+    /// staff. List them in [`scopes`](Self::scopes) too, or no one gets them. A
+    /// [`token_issuer`](Self::token_issuer) of your own applies its own rule at
+    /// introspection.
+    pub fn staff_scopes(mut self, scopes: Scope) -> Self {
+        self.staff_scopes = scopes;
         self
     }
 
@@ -289,12 +309,15 @@ impl AuthServer {
             None => PasswordHasher::new(self.scrypt)?,
         };
         let issuer = self.issuer.unwrap_or_else(|| {
-            Arc::new(OpaqueTokenIssuer::new(
-                self.tokens.clone(),
-                self.users.clone(),
-                self.clock.clone(),
-                self.lifetimes,
-            ))
+            Arc::new(
+                OpaqueTokenIssuer::new(
+                    self.tokens.clone(),
+                    self.users.clone(),
+                    self.clock.clone(),
+                    self.lifetimes,
+                )
+                .staff_scopes(self.staff_scopes.clone()),
+            )
         });
         let issuer_url = self.issuer_url.trim_end_matches('/').to_owned();
         match oxide_auth::frontends::dev::Url::parse(&issuer_url) {
@@ -330,6 +353,7 @@ impl AuthServer {
             throttle: Throttle::new(self.throttle),
             clock: self.clock,
             scopes: self.scopes,
+            staff_scopes: self.staff_scopes,
             issuer_url,
         });
         let limit = self.body_limit;
@@ -463,6 +487,8 @@ pub(crate) struct ServerState {
     pub(crate) throttle: Throttle,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) scopes: Scope,
+    /// Scopes only staff users' tokens may carry.
+    pub(crate) staff_scopes: Scope,
     /// Without a trailing slash.
     pub(crate) issuer_url: String,
 }

@@ -504,6 +504,8 @@ pub struct TokenOwner {
     pub email: Email,
     /// Whether the account may still act.
     pub is_active: bool,
+    /// Whether the account is staff: its tokens keep their staff-only scopes.
+    pub is_staff: bool,
 }
 
 /// A token to issue in place of a rotated refresh token; it inherits the old token's

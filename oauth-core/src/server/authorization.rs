@@ -20,7 +20,7 @@ use oxide_auth::primitives::grant::Extensions;
 use oxide_auth::primitives::registrar::{BoundClient, ExactUrl, PreGrant, RegisteredUrl};
 
 use super::AppState;
-use super::token::negotiate;
+use super::token::{negotiate, wants_staff_scope};
 use crate::scope::Scope;
 use crate::store::{AuthorizationCode, Client, Consent, GrantType, TokenFamily, UserId};
 use crate::token::{TokenHash, generate_token};
@@ -402,12 +402,32 @@ pub(crate) fn needs_consent(request: &ValidRequest, remembered: Option<&Consent>
 /// Issues a code for the request and returns where to send the browser: the
 /// redirect URI with `code`, `state` and `iss` (RFC 6749 §4.1.2, RFC 9207). The
 /// consent is remembered.
+///
+/// A request for a staff-only scope (`AuthServer::staff_scopes`) by a user who is
+/// not staff is answered `access_denied` instead (RFC 6749 §4.1.2.1): the user is
+/// known only now.
 pub(crate) async fn grant(
     state: &AppState,
     request: &ValidRequest,
     user_id: UserId,
 ) -> Result<Url, Refusal> {
     let grants = state.grants.as_ref().ok_or(Refusal::Internal)?;
+    if wants_staff_scope(state, &request.scope) {
+        let user = state
+            .users
+            .user_by_id(user_id)
+            .await
+            .map_err(|e| internal(&e))?;
+        if !user.is_some_and(|u| u.is_staff && u.is_active) {
+            return Err(error_redirect(
+                &request.redirect_uri,
+                request.state.as_deref(),
+                AuthorizationErrorType::AccessDenied,
+                "The requested scope is for staff users only.",
+                &state.issuer_url,
+            ));
+        }
+    }
     let code = generate_token().map_err(|e| internal(&e))?;
     let now = state.clock.unix();
     let ttl = i64::try_from(state.code_ttl.as_secs()).unwrap_or(i64::MAX);

@@ -29,7 +29,7 @@ use super::error::{OAuthError, OAuthErrorCode, no_store};
 use super::throttle::Key;
 use super::{AppState, ClientIp};
 use crate::email::Email;
-use crate::issuer::{GrantRequest, IssuedTokens, IssuerError};
+use crate::issuer::{GrantRequest, IssuedTokens, IssuerError, has_any, without};
 use crate::scope::Scope;
 use crate::secret::{Password, RefreshToken};
 use crate::store::{Client, ClientKind, GrantType, TokenKind};
@@ -135,7 +135,9 @@ pub(super) async fn token(
 }
 
 /// RFC 6749 §3.3: no scope asked → the client's default; otherwise a subset of what
-/// both the client and the server allow.
+/// both the client and the server allow. A default never includes a staff-only
+/// scope (`AuthServer::staff_scopes`): those are given only to whoever asks for them
+/// by name, and only then checked against the user.
 pub(super) fn negotiate(
     state: &AppState,
     client: &Client,
@@ -147,11 +149,16 @@ pub(super) fn negotiate(
         None => Scope::empty(),
     };
     let scope = if requested.is_empty() {
-        if client.default_scope.is_empty() {
-            client.allowed_scope.clone()
+        let default = if client.default_scope.is_empty() {
+            &client.allowed_scope
         } else {
-            client.default_scope.clone()
+            &client.default_scope
+        };
+        let scope = without(default, &state.staff_scopes);
+        if scope.is_empty() && !default.is_empty() {
+            return Err(invalid());
         }
+        scope
     } else {
         requested
     };
@@ -160,6 +167,17 @@ pub(super) fn negotiate(
     } else {
         Err(invalid())
     }
+}
+
+/// Whether `scope` asks for a staff-only scope.
+pub(super) fn wants_staff_scope(state: &AppState, scope: &Scope) -> bool {
+    has_any(scope, &state.staff_scopes)
+}
+
+/// The answer to a non-staff user asking for a staff-only scope.
+pub(super) fn staff_only() -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidScope)
+        .describe("The requested scope is for staff users only.")
 }
 
 pub(super) fn issuer_error(e: IssuerError) -> OAuthError {
@@ -215,6 +233,10 @@ async fn password_grant(
         }
     };
     state.throttle.clear(Key::Account(&username));
+    // Checked once the password is: a wrong password answers invalid_grant alike.
+    if wants_staff_scope(state, &scope) && !user.is_staff {
+        return Err(staff_only());
+    }
     if let Err(e) = state.users.record_login(user.id, state.clock.now()).await {
         tracing::warn!(error = %e, "could not record the login time");
     }
@@ -508,6 +530,11 @@ async fn client_credentials_grant(
         };
     }
     let scope = scope.ok_or_else(|| OAuthError::internal(&"client credentials without scope"))?;
+    // Staff-only scopes belong to staff users; a client acting for itself has none.
+    if wants_staff_scope(state, &scope) {
+        return Err(OAuthError::new(OAuthErrorCode::InvalidScope)
+            .describe("The requested scope is for staff users only; this grant has no user."));
+    }
     state
         .issuer
         .issue(GrantRequest {

@@ -582,18 +582,21 @@ impl TokenStore for SeaOrmStore {
                 .one(&self.db)
                 .await
                 .map_err(backend)?
-                .map(|(token, user)| (token, user.map(|u| (u.email, u.is_active)))),
+                .map(|(token, user)| (token, user.map(|u| (u.email, u.is_active, u.is_staff)))),
         };
         let Some((token, owner)) = found else {
             return Ok(None);
         };
         let owner = owner
-            .map(|(email, is_active)| -> Result<TokenOwner, StoreError> {
-                Ok(TokenOwner {
-                    email: Email::parse(&email).map_err(|_| corrupt("user email"))?,
-                    is_active,
-                })
-            })
+            .map(
+                |(email, is_active, is_staff)| -> Result<TokenOwner, StoreError> {
+                    Ok(TokenOwner {
+                        email: Email::parse(&email).map_err(|_| corrupt("user email"))?,
+                        is_active,
+                        is_staff,
+                    })
+                },
+            )
             .transpose()?;
         Ok(Some((token.try_into()?, owner)))
     }

@@ -31,8 +31,8 @@ use sea_orm::sea_query::{Expr, ExprTrait as _, Query, SqliteQueryBuilder};
 
 use super::entity::{token, user};
 
-/// The owner columns read with a token: email and `is_active`.
-pub(super) type OwnerColumns = (String, bool);
+/// The owner columns read with a token: email, `is_active` and `is_staff`.
+pub(super) type OwnerColumns = (String, bool, bool);
 
 /// A token row and, when it has an owner, the owner's columns.
 pub(super) type TokenRow = (token::Model, Option<OwnerColumns>);
@@ -80,6 +80,7 @@ impl SqliteReader {
             .columns(TOKEN_COLUMNS.map(|c| (token::Entity, c)))
             .column((user::Entity, user::Column::Email))
             .column((user::Entity, user::Column::IsActive))
+            .column((user::Entity, user::Column::IsStaff))
             .from(token::Entity)
             .left_join(
                 user::Entity,
@@ -141,8 +142,8 @@ impl SqliteReader {
         Some(result)
     }
 
-    /// The token whose hash is `hash`, and its owner's email and `is_active` when it
-    /// has one; `None` when this reader cannot open the database.
+    /// The token whose hash is `hash`, and its owner's email, `is_active` and
+    /// `is_staff` when it has one; `None` when this reader cannot open the database.
     pub(super) fn token_with_owner(
         &self,
         hash: &[u8],
@@ -164,7 +165,14 @@ impl SqliteReader {
                     };
                     let email: Option<String> = row.get(10)?;
                     let is_active: Option<bool> = row.get(11)?;
-                    Ok((model, email.zip(is_active)))
+                    let is_staff: Option<bool> = row.get(12)?;
+                    Ok((
+                        model,
+                        email
+                            .zip(is_active)
+                            .zip(is_staff)
+                            .map(|((e, a), s)| (e, a, s)),
+                    ))
                 })
                 .optional()
         })

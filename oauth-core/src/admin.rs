@@ -7,6 +7,8 @@
 //! staff get a 403 page. Staff users may do everything here (there are no
 //! per-model permissions). Every change is recorded in the [`AdminLog`].
 
+mod log;
+mod tokens;
 mod users;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,8 @@ pub(crate) fn routes() -> Router<PagesState> {
         .route("/admin/", get(|| async { Redirect::to("/admin/users/") }))
         .route("/admin", get(|| async { Redirect::to("/admin/users/") }))
         .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(log::routes())
 }
 
 /// What every console page shows around its content.

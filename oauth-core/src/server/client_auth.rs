@@ -153,6 +153,24 @@ impl ClientAuthenticator {
         Ok(client)
     }
 
+    /// The registry itself, for the pages that register, change and delete clients;
+    /// they call [`forget`](Self::forget) after each change.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn registry(&self) -> &dyn ClientRegistry {
+        self.registry.as_ref()
+    }
+
+    /// Drops the cached registration of `client_id`, so a changed or deleted client
+    /// (a new secret, fewer grant types) is read from the registry at its next
+    /// request on this instance instead of up to the cache's lifetime later.
+    /// Remembered secret checks need no purge: their key holds the stored hash.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn forget(&self, client_id: &str) {
+        if let Some(cache) = &self.clients {
+            cache.invalidate(client_id);
+        }
+    }
+
     /// See [`ClientRegistry::origin_allowed`]; a failing registry is logged and
     /// answers no.
     pub(crate) async fn origin_allowed(&self, origin: &str) -> Result<bool, ()> {

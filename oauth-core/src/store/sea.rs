@@ -14,6 +14,8 @@ mod sqlite_reader;
 
 /// The sea-orm this store is built on, for embedders that add tables of their own.
 pub use sea_orm;
+#[cfg(feature = "pages")]
+pub use sessions::SqlSessionStore;
 
 use std::str::FromStr as _;
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! staff get a 403 page. Staff users may do everything here (there are no
 //! per-model permissions). Every change is recorded in the [`AdminLog`].
 
+mod applications;
 mod log;
 mod tokens;
 mod users;
@@ -35,6 +36,7 @@ pub(crate) fn routes() -> Router<PagesState> {
         .route("/admin/", get(|| async { Redirect::to("/admin/users/") }))
         .route("/admin", get(|| async { Redirect::to("/admin/users/") }))
         .merge(users::routes())
+        .merge(applications::routes())
         .merge(tokens::routes())
         .merge(log::routes())
 }

@@ -9,6 +9,7 @@
 //! | `POST /accounts/logout/` | ends the session |
 //! | `GET /o/authorized_tokens/` | the applications the user authorized (DOT's page) |
 //! | `POST /o/authorized_tokens/revoke/` | withdraws one: its tokens stop working, its consent is forgotten |
+//! | `/o/applications/…` | DOT's self-service application pages, served with the console (feature `admin`, `Pages::admin`) |
 //!
 //! Sessions live in a [`SessionStore`] — with the `sea-orm` feature, the
 //! [`SeaOrmStore`](crate::sea::SeaOrmStore) itself, so every instance sharing the
@@ -39,6 +40,10 @@
 /// [`SessionStore`] or run [`ExpiredDeletion`](tower_sessions::ExpiredDeletion).
 pub use tower_sessions;
 
+#[cfg(feature = "admin")]
+pub(crate) mod app_form;
+#[cfg(feature = "admin")]
+mod applications;
 mod authorize;
 mod authorized;
 mod login;
@@ -232,9 +237,12 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         .route("/o/authorized_tokens/", get(authorized::list))
         .route("/o/authorized_tokens", get(authorized::list))
         .route("/o/authorized_tokens/revoke/", post(authorized::revoke));
+    // DOT's self-service application pages share the console's form and log.
     #[cfg(feature = "admin")]
     let routes = if state.admin_log.is_some() {
-        routes.merge(crate::admin::routes())
+        routes
+            .merge(crate::admin::routes())
+            .merge(applications::routes())
     } else {
         routes
     };

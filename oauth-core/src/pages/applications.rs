@@ -1,0 +1,427 @@
+//! DOT's self-service application pages, for any signed-in user:
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /o/applications/` | the user's own clients |
+//! | `GET`/`POST /o/applications/register/` | the registration form |
+//! | `GET /o/applications/{client_id}/` | one client (a generated secret is shown here once) |
+//! | `GET`/`POST /o/applications/{client_id}/update/` | the change form |
+//! | `POST /o/applications/{client_id}/rotate/` | a new secret, shown once; the client's tokens are revoked |
+//! | `GET`/`POST /o/applications/{client_id}/delete/` | confirmation, then deletion |
+//!
+//! The form is the console's ([`app_form`](super::app_form)), without
+//! `skip_authorization`, which only staff set. A user sees and changes only the
+//! clients they own: another user's client id answers 404, exactly as an unknown
+//! one, so ids cannot be probed. Anonymous visitors go to the login page and come
+//! back. Changes are recorded in the admin log with the owner as the actor.
+//!
+//! These pages are rendered with askama directly, as the console is, not through
+//! the [`Renderer`](super::Renderer) trait: they extend the built-in
+//! `oauth/base.html`, and a custom renderer does not restyle them.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_sessions::Session;
+
+use super::app_form::{
+    self, AppForm, Audience, Facts, FormView, Outcome, finish, path_segment, take_secret,
+};
+use super::{CheckedForm, PagesState, to_login};
+use crate::admin::{Chrome, FormErrors, chrome, done, page};
+use crate::secret::ClientSecret;
+use crate::store::{Client, ClientKind, User};
+
+const LIST: &str = "/o/applications/";
+const REGISTER: &str = "/o/applications/register/";
+
+pub(crate) fn routes() -> Router<PagesState> {
+    Router::new()
+        .route(LIST, get(list))
+        .route("/o/applications", get(list))
+        .route(REGISTER, get(register_form).post(register))
+        .route("/o/applications/{client_id}/", get(detail))
+        .route(
+            "/o/applications/{client_id}/update/",
+            get(update_form).post(update),
+        )
+        .route("/o/applications/{client_id}/rotate/", post(rotate))
+        .route(
+            "/o/applications/{client_id}/delete/",
+            get(confirm_delete).post(delete),
+        )
+}
+
+fn detail_path(client_id: &str) -> String {
+    format!("{LIST}{}/", path_segment(client_id))
+}
+
+/// A page extending `oauth/base.html`: the frame's fields from the console's
+/// [`Chrome`] (its flash message becomes `message`), then the page's own.
+macro_rules! plain_page {
+    ($name:ident, $path:literal, $($field:ident: $ty:ty),* $(,)?) => {
+        #[derive(Template)]
+        #[template(path = $path)]
+        struct $name<'a> {
+            site_name: &'a str,
+            stylesheet: &'a str,
+            signed_in: Option<&'a str>,
+            csrf_token: &'a str,
+            message: Option<&'a str>,
+            $($field: $ty,)*
+        }
+
+        impl<'a> $name<'a> {
+            fn new(chrome: &'a Chrome, $($field: $ty),*) -> Self {
+                Self {
+                    site_name: &chrome.site_name,
+                    stylesheet: &chrome.stylesheet,
+                    signed_in: chrome.signed_in.as_deref(),
+                    csrf_token: &chrome.csrf_token,
+                    message: chrome.flash.as_deref(),
+                    $($field,)*
+                }
+            }
+        }
+    };
+}
+
+plain_page!(ListPage, "oauth/applications.html", apps: Vec<Facts>);
+plain_page!(FormPage, "oauth/application_form.html", f: FormView, action: String, back: String);
+plain_page!(
+    DetailPage,
+    "oauth/application.html",
+    facts: Facts,
+    new_secret: Option<ClientSecret>,
+    confidential: bool,
+);
+plain_page!(ConfirmPage, "oauth/application_delete.html", facts: Facts);
+
+/// The signed-in user, or the login page (coming back to this page).
+async fn owner(pages: &PagesState, session: &Session, uri: &OriginalUri) -> Result<User, Response> {
+    match pages.current_user(session).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => {
+            let next = match uri.0.query() {
+                Some(q) => format!("{}?{q}", uri.0.path()),
+                None => uri.0.path().to_owned(),
+            };
+            Err(to_login(&next))
+        }
+        Err(e) => Err(pages.internal(&e).await),
+    }
+}
+
+/// The user's client of a path; the 404 page for an unknown id and for another
+/// user's client alike.
+async fn load(pages: &PagesState, me: &User, client_id: &str) -> Result<Client, Response> {
+    match pages.app.client_auth.registry().client(client_id).await {
+        Ok(Some(c)) if c.owner == Some(me.id) => Ok(c),
+        Ok(_) => Err(pages
+            .error(
+                StatusCode::NOT_FOUND,
+                "No such application",
+                "You have no application with this id.",
+            )
+            .await),
+        Err(e) => Err(pages.internal(&e).await),
+    }
+}
+
+/// The user and their client, or the answer for anyone else.
+async fn mine(
+    pages: &PagesState,
+    session: &Session,
+    uri: &OriginalUri,
+    client_id: &str,
+) -> Result<(User, Client), Response> {
+    let me = owner(pages, session, uri).await?;
+    let client = load(pages, &me, client_id).await?;
+    Ok((me, client))
+}
+
+async fn list(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
+    let me = match owner(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let apps = match pages.app.client_auth.registry().clients_of(me.id).await {
+        Ok(c) => c.iter().map(Facts::of).collect(),
+        Err(e) => return pages.internal(&e).await,
+    };
+    let chrome = match chrome(&pages, &session, &me, "").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    page(&pages, StatusCode::OK, &ListPage::new(&chrome, apps))
+}
+
+/// The register or update form, with `errors` (400 when there are any).
+async fn form_page(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    form: AppForm,
+    errors: FormErrors,
+    existing: Option<&Client>,
+) -> Response {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let (action, back) = match existing {
+        Some(c) => (
+            format!("{}update/", detail_path(&c.client_id)),
+            detail_path(&c.client_id),
+        ),
+        None => (REGISTER.to_owned(), LIST.to_owned()),
+    };
+    let chrome = match chrome(pages, session, me, "").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = FormView::new(pages, form, errors, existing, Audience::Owner);
+    page(pages, status, &FormPage::new(&chrome, f, action, back))
+}
+
+async fn register_form(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+) -> Response {
+    let me = match owner(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    form_page(
+        &pages,
+        &session,
+        &me,
+        AppForm::default(),
+        FormErrors::default(),
+        None,
+    )
+    .await
+}
+
+async fn register(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    CheckedForm { body, .. }: CheckedForm,
+) -> Response {
+    let me = match owner(&pages, &session, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let (form, secret) = AppForm::parse(&body);
+    let valid = match app_form::validate(&form, &secret, None, &pages.app.scopes, Audience::Owner) {
+        Ok(v) => v,
+        Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
+    };
+    let saved = match app_form::register(&pages, valid, Some(me.id)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(errors)) => return form_page(&pages, &session, &me, form, errors, None).await,
+        Err(r) => return r,
+    };
+    let outcome = Outcome {
+        action: "create",
+        client: &saved.client,
+        secret: saved.generated.as_ref(),
+        detail: format!("by its owner: {}", saved.changes.join("; ")),
+        message: format!("The application “{}” was registered.", saved.client.name),
+        to: detail_path(&saved.client.client_id),
+    };
+    finish(&pages, &session, &me, outcome).await
+}
+
+async fn detail(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(client_id): Path<String>,
+) -> Response {
+    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let new_secret = match take_secret(&session, &client.client_id).await {
+        Ok(s) => s,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let chrome = match chrome(&pages, &session, &me, "").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let confidential = client.kind == ClientKind::Confidential;
+    page(
+        &pages,
+        StatusCode::OK,
+        &DetailPage::new(&chrome, Facts::of(&client), new_secret, confidential),
+    )
+}
+
+async fn update_form(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(client_id): Path<String>,
+) -> Response {
+    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let form = AppForm::of(&client);
+    form_page(
+        &pages,
+        &session,
+        &me,
+        form,
+        FormErrors::default(),
+        Some(&client),
+    )
+    .await
+}
+
+async fn update(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(client_id): Path<String>,
+    CheckedForm { body, .. }: CheckedForm,
+) -> Response {
+    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let (mut form, secret) = AppForm::parse(&body);
+    form.client_id.clone_from(&client.client_id);
+    let valid = match app_form::validate(
+        &form,
+        &secret,
+        Some(&client),
+        &pages.app.scopes,
+        Audience::Owner,
+    ) {
+        Ok(v) => v,
+        Err(errors) => {
+            return form_page(&pages, &session, &me, form, errors, Some(&client)).await;
+        }
+    };
+    let saved = match app_form::update(&pages, &client, valid).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if saved.changes.is_empty() {
+        return done(
+            &pages,
+            &session,
+            "No fields changed.".into(),
+            &detail_path(&client.client_id),
+        )
+        .await;
+    }
+    let mut message = format!("The application “{}” was changed.", saved.client.name);
+    if saved.revoked > 0 {
+        message.push_str(&format!(" Its {} tokens were revoked.", saved.revoked));
+    }
+    let outcome = Outcome {
+        action: "change",
+        client: &saved.client,
+        secret: saved.generated.as_ref(),
+        detail: format!("by its owner: {}", saved.changes.join("; ")),
+        message,
+        to: detail_path(&saved.client.client_id),
+    };
+    finish(&pages, &session, &me, outcome).await
+}
+
+async fn rotate(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(client_id): Path<String>,
+    _form: CheckedForm,
+) -> Response {
+    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    match app_form::rotate(&pages, &client).await {
+        Ok(Some((secret, revoked))) => {
+            let outcome = Outcome {
+                action: "rotate",
+                client: &client,
+                secret: Some(&secret),
+                detail: format!("by its owner: secret rotated; {revoked} tokens revoked"),
+                message: format!(
+                    "The secret of “{}” was rotated: the old one no longer works, {revoked} tokens were revoked.",
+                    client.name
+                ),
+                to: detail_path(&client.client_id),
+            };
+            finish(&pages, &session, &me, outcome).await
+        }
+        Ok(None) => {
+            done(
+                &pages,
+                &session,
+                "A public client has no secret to rotate.".into(),
+                &detail_path(&client.client_id),
+            )
+            .await
+        }
+        Err(r) => r,
+    }
+}
+
+async fn confirm_delete(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(client_id): Path<String>,
+) -> Response {
+    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let chrome = match chrome(&pages, &session, &me, "").await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    page(
+        &pages,
+        StatusCode::OK,
+        &ConfirmPage::new(&chrome, Facts::of(&client)),
+    )
+}
+
+async fn delete(
+    State(pages): State<PagesState>,
+    session: Session,
+    uri: OriginalUri,
+    Path(client_id): Path<String>,
+    _form: CheckedForm,
+) -> Response {
+    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let revoked = match app_form::delete(&pages, &client).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let outcome = Outcome {
+        action: "delete",
+        client: &client,
+        secret: None,
+        detail: format!("by its owner: {revoked} tokens revoked"),
+        message: format!("The application “{}” was deleted.", client.name),
+        to: LIST.to_owned(),
+    };
+    finish(&pages, &session, &me, outcome).await
+}

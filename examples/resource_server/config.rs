@@ -21,6 +21,12 @@ pub struct Config {
     pub timeout: Duration,
     pub paging: Paging,
     pub bench_unauthenticated: bool,
+    /// This server's public base URL (the console's redirect URI is under it).
+    pub public_url: String,
+    /// The auth server's RFC 8414 `issuer`, checked against `iss` (RFC 9207).
+    pub auth_server_issuer: String,
+    /// How long an unused console session lives.
+    pub session_idle: Duration,
 }
 
 impl Config {
@@ -38,10 +44,15 @@ impl Config {
                     .into(),
             },
         };
+        let auth_server_issuer = var("AUTH_SERVER_ISSUER")
+            .unwrap_or_else(|| auth_server_url.clone())
+            .trim_end_matches('/')
+            .to_owned();
+        let addr: SocketAddr = parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?;
         Ok(Self {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://resource_server.db".into()),
-            addr: parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?,
+            addr,
             introspection_url: var("INTROSPECTION_URL")
                 .unwrap_or_else(|| format!("{auth_server_url}/o/introspect/")),
             auth_server_url,
@@ -54,6 +65,12 @@ impl Config {
                 max: parsed("MAX_PAGE_SIZE", 100)?,
             },
             bench_unauthenticated: parsed("BENCH_UNAUTHENTICATED", false)?,
+            public_url: var("PUBLIC_URL")
+                .unwrap_or_else(|| format!("http://{addr}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            auth_server_issuer,
+            session_idle: Duration::from_secs(parsed("SESSION_IDLE_SECONDS", 30 * 60)?),
         })
     }
 

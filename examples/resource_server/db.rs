@@ -1,7 +1,7 @@
-//! The resource server's own database: local users and items.
+//! The resource server's own database: local users, items and console sessions.
 
 use oauth_core::resource::Principal;
-use oauth_core::sea::{SeaOrmStore, StoreConfig};
+use oauth_core::sea::{SeaOrmStore, SqlSessionStore, StoreConfig};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use sea_orm_migration::MigratorTrait;
@@ -52,11 +52,13 @@ pub mod item {
 }
 
 /// Opens (creating and migrating) the database, with the same SQLite settings as
-/// the auth server's store.
+/// the auth server's store, and the console's session table (only that table of
+/// the library's schema).
 pub async fn open(url: &str) -> Result<DatabaseConnection, Error> {
     let store = SeaOrmStore::connect(StoreConfig::new(url)).await?;
     let db = store.connection().clone();
     crate::migration::Migrator::up(&db, None).await?;
+    SqlSessionStore::new(db.clone()).migrate().await?;
     Ok(db)
 }
 

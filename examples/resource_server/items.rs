@@ -136,13 +136,17 @@ async fn owned(
 }
 
 /// The writable fields; with `partial` (PATCH) absent fields stay `None`.
-struct Input {
-    name: Option<String>,
-    description: Option<String>,
-    price: Option<Price>,
+pub struct Input {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Price>,
 }
 
-async fn validate(
+/// The API's validation of an item's fields, shared with the admin console's form:
+/// name required, unique, at most 50 characters; description at most 250; price
+/// DRF's `DecimalField(14, 2)` (see [`Price`]). `this` is the item being changed,
+/// which may keep its own name.
+pub async fn validate(
     db: &DatabaseConnection,
     fields: &Fields,
     partial: bool,
@@ -205,7 +209,7 @@ async fn validate(
 }
 
 /// A unique-name race lost between the check and the write is the same field error.
-fn write_error(e: DbErr) -> ApiError {
+pub fn write_error(e: DbErr) -> ApiError {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => FieldErrors::single("name", NAME_TAKEN),
         _ => internal(e),

@@ -2,10 +2,14 @@
 //!
 //! The resource server: an items API whose bearer tokens are checked by
 //! introspection at the auth server (cached), and proxy endpoints for sign-up,
-//! tokens and password change that keep this server's client secret server-side.
+//! tokens and password change that keep this server's client secret server-side,
+//! and the items console at `/admin/` for the auth server's staff users.
 //! SQLite by default (`resource_server.db`), `http://127.0.0.1:8001`; the defaults
 //! work with `cargo run --example auth_server` and its demo client.
 
+mod admin;
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod browser_tests;
 mod config;
@@ -37,6 +41,8 @@ struct AppState {
     auth: ResourceAuth,
     proxy: proxy::Proxy,
     pages: items::Paging,
+    /// The items console; `None` without client credentials to sign in with.
+    admin: Option<admin::Admin>,
 }
 
 impl FromRef<AppState> for ResourceAuth {
@@ -50,6 +56,7 @@ async fn main() -> Result<(), Error> {
     env::init_logging();
     let config = Config::from_env()?;
     let db = db::open(&config.database_url).await?;
+    tokio::spawn(housekeeping(db.clone()));
     let app = app(db, &config)?.layer(oauth_core::server::trace_layer());
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(
@@ -66,16 +73,39 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
-/// The router: items and the user proxy.
+/// Every ten minutes: deletes expired console sessions.
+async fn housekeeping(db: DatabaseConnection) {
+    use oauth_core::pages::tower_sessions::ExpiredDeletion as _;
+    let sessions = oauth_core::sea::SqlSessionStore::new(db);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        if let Err(e) = sessions.delete_expired().await {
+            tracing::warn!(error = %e, "could not delete expired console sessions");
+        }
+    }
+}
+
+/// The router: items, the user proxy and the items console.
 fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
     let introspector = Introspector::new(config.introspector())?;
+    let admin = admin::Admin::new(config)?;
     let state = AppState {
-        db,
+        db: db.clone(),
         auth: ResourceAuth::new(introspector),
         proxy: proxy::Proxy::new(config)?,
         pages: config.paging,
+        admin: admin.clone(),
     };
     let mut router = Router::new();
+    if let Some(admin) = &admin {
+        router = router.merge(admin::routes(
+            admin,
+            oauth_core::sea::SqlSessionStore::new(db),
+        ));
+    } else {
+        tracing::warn!("no client credentials (INTROSPECTION_TOKEN is set): no items console");
+    }
     if config.bench_unauthenticated {
         router = router.route(
             "/bench/items/{id}/",

@@ -52,11 +52,18 @@ impl AuthServerUnderTest {
                 secret_hash: Some(hasher.hash(&Password::new("rs-secret")).await.unwrap()),
                 kind: ClientKind::Confidential,
                 name: "resource server".into(),
-                grant_types: vec![GrantType::Password, GrantType::RefreshToken],
-                redirect_uris: vec![],
+                // What the demo seed registers: the password grant for the proxy,
+                // the authorization code grant for the items console (first party,
+                // so no consent page; a loopback redirect URI matches any port).
+                grant_types: vec![
+                    GrantType::Password,
+                    GrantType::RefreshToken,
+                    GrantType::AuthorizationCode,
+                ],
+                redirect_uris: vec!["http://127.0.0.1:8001/admin/callback".into()],
                 allowed_origins: vec![],
-                skip_authorization: false,
-                allowed_scope: "read write introspection".parse().unwrap(),
+                skip_authorization: true,
+                allowed_scope: "read write introspection admin".parse().unwrap(),
                 default_scope: "read write introspection".parse().unwrap(),
                 owner: None,
                 created_at: chrono::Utc::now(),
@@ -84,6 +91,7 @@ impl AuthServerUnderTest {
                 oauth_core::pages::Pages::new(self.store.as_ref().clone()).site_name("oauth-core"),
             )
             .issuer_url(self.url())
+            .scopes("read write introspection admin".parse().unwrap())
             .scrypt_params(ScryptParams::INSECURE_FAST)
             .access_token_ttl(self.access_ttl)
             .router()
@@ -121,8 +129,8 @@ impl AuthServerUnderTest {
     }
 }
 
-struct ResourceServerUnderTest {
-    url: String,
+pub(crate) struct ResourceServerUnderTest {
+    pub(crate) url: String,
     _task: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -130,9 +138,12 @@ struct ResourceServerUnderTest {
 impl ResourceServerUnderTest {
     async fn start(auth_server: &str, cache_cap: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Bound first: the console's redirect URI names the real port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         let config = Config {
             database_url: format!("sqlite://{}", dir.path().join("rs.db").display()),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
             auth_server_url: auth_server.to_owned(),
             introspection_url: format!("{auth_server}/o/introspect/"),
             credentials: IntrospectionCredentials::Client {
@@ -144,11 +155,13 @@ impl ResourceServerUnderTest {
             timeout: Duration::from_secs(2),
             paging: Paging { default: 2, max: 3 },
             bench_unauthenticated: false,
+            public_url: format!("http://{addr}"),
+            auth_server_issuer: auth_server.to_owned(),
+            session_idle: Duration::from_secs(1800),
         };
         let db = crate::db::open(&config.database_url).await.unwrap();
         let app = crate::app(db, &config).unwrap();
-        let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("http://{addr}");
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -162,7 +175,7 @@ impl ResourceServerUnderTest {
 
 pub(crate) struct World {
     pub(crate) auth: AuthServerUnderTest,
-    rs: ResourceServerUnderTest,
+    pub(crate) rs: ResourceServerUnderTest,
     pub(crate) http: reqwest::Client,
 }
 
@@ -179,7 +192,7 @@ pub(crate) async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
 
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
-    headers: reqwest::header::HeaderMap,
+    pub(crate) headers: reqwest::header::HeaderMap,
     pub(crate) json: Value,
 }
 
@@ -189,7 +202,7 @@ impl Reply {
         assert_eq!((self.status, &self.json), (status, &json));
     }
 
-    fn str(&self, key: &str) -> String {
+    pub(crate) fn str(&self, key: &str) -> String {
         self.json[key]
             .as_str()
             .unwrap_or_else(|| panic!("no {key} in {}", self.json))
@@ -233,7 +246,7 @@ impl World {
             .await
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         self.call(reqwest::Method::POST, path, token, Some(body))
             .await
     }

@@ -215,8 +215,9 @@ pub const DEMO_APP: &str = "demo-app";
 pub const DEMO_REDIRECT: &str = "http://127.0.0.1:8765/callback";
 
 /// On an empty database, registers the demo clients: the confidential `rs-id` /
-/// `rs-secret` (password and refresh grants, every configured scope), as the
-/// reference system has, and the public `demo-app` (authorization code + PKCE,
+/// `rs-secret` (password and refresh grants, every configured scope, as the
+/// reference system has; also the authorization code grant with the redirect URI
+/// of the resource server's items console, first-party), and the public `demo-app` (authorization code + PKCE,
 /// redirect URI `http://127.0.0.1:8765/callback`, scopes `read write`, consent asked).
 pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(), Error> {
     if !store.list_clients(0, 1).await?.is_empty() {
@@ -230,10 +231,17 @@ pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(
         secret_hash: Some(hash),
         kind: ClientKind::Confidential,
         name: "Demo resource server".into(),
-        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
-        redirect_uris: vec![],
+        grant_types: vec![
+            GrantType::Password,
+            GrantType::RefreshToken,
+            GrantType::AuthorizationCode,
+        ],
+        // The resource server's items console signs its operators in here
+        // (loopback: any port matches).
+        redirect_uris: vec!["http://127.0.0.1:8001/admin/callback".into()],
         allowed_origins: vec![],
-        skip_authorization: false,
+        // First party: no consent page for its own console.
+        skip_authorization: true,
         allowed_scope: config.scopes.clone(),
         default_scope: config.scopes.clone(),
         owner: None,
@@ -265,7 +273,7 @@ pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(
         }
     }
     tracing::info!(
-        "empty database: registered the demo clients rs-id / rs-secret (password and refresh grants) and demo-app (public, authorization code + PKCE). Try:\n  \
+        "empty database: registered the demo clients rs-id / rs-secret (password and refresh grants; authorization code for the resource server's console) and demo-app (public, authorization code + PKCE). Try:\n  \
          curl -s -X POST {base}/users/signup/ -H 'Content-Type: application/json' -d '{{\"email\":\"ann@example.com\",\"password\":\"plum-violet-92\",\"password2\":\"plum-violet-92\"}}'\n  \
          curl -s -X POST {base}/o/token/ -u rs-id:rs-secret -d grant_type=password -d username=ann@example.com -d password=plum-violet-92",
         base = config.issuer_url

@@ -41,7 +41,7 @@ impl Config {
             issuer_url: var("ISSUER_URL").unwrap_or_else(|| format!("http://{addr}")),
             addr,
             scopes: var("SCOPES")
-                .unwrap_or_else(|| "read write introspection".into())
+                .unwrap_or_else(|| "read write introspection admin".into())
                 .parse()
                 .map_err(|e| format!("SCOPES: {e}"))?,
             access_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_EXPIRE_SECONDS", 36_000)?),

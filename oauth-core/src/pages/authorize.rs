@@ -76,6 +76,9 @@ pub(crate) async fn show(
         }
         Err(e) => return pages.internal(&e).await,
     };
+    if let Err(r) = authorization::check_staff(&pages.app, &request, user).await {
+        return refusal(&pages, r, false).await;
+    }
     let Some(grants) = pages.app.grants.as_ref() else {
         return pages.internal(&"no grant store").await;
     };

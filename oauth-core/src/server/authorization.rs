@@ -399,35 +399,46 @@ pub(crate) fn needs_consent(request: &ValidRequest, remembered: Option<&Consent>
     !(covered && request.client.identity_assured())
 }
 
+/// A request for a staff-only scope (`AuthServer::staff_scopes`) by a user who is
+/// not staff is answered `access_denied` (RFC 6749 §4.1.2.1). Checked before the
+/// consent page (so nobody is asked to allow what they cannot get) and again when
+/// the code is issued.
+pub(crate) async fn check_staff(
+    state: &AppState,
+    request: &ValidRequest,
+    user_id: UserId,
+) -> Result<(), Refusal> {
+    if !wants_staff_scope(state, &request.scope) {
+        return Ok(());
+    }
+    let user = state
+        .users
+        .user_by_id(user_id)
+        .await
+        .map_err(|e| internal(&e))?;
+    if user.is_some_and(|u| u.is_staff && u.is_active) {
+        Ok(())
+    } else {
+        Err(error_redirect(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            AuthorizationErrorType::AccessDenied,
+            "The requested scope is for staff users only.",
+            &state.issuer_url,
+        ))
+    }
+}
+
 /// Issues a code for the request and returns where to send the browser: the
 /// redirect URI with `code`, `state` and `iss` (RFC 6749 §4.1.2, RFC 9207). The
-/// consent is remembered.
-///
-/// A request for a staff-only scope (`AuthServer::staff_scopes`) by a user who is
-/// not staff is answered `access_denied` instead (RFC 6749 §4.1.2.1): the user is
-/// known only now.
+/// consent is remembered. Staff-only scopes are checked first ([`check_staff`]).
 pub(crate) async fn grant(
     state: &AppState,
     request: &ValidRequest,
     user_id: UserId,
 ) -> Result<Url, Refusal> {
     let grants = state.grants.as_ref().ok_or(Refusal::Internal)?;
-    if wants_staff_scope(state, &request.scope) {
-        let user = state
-            .users
-            .user_by_id(user_id)
-            .await
-            .map_err(|e| internal(&e))?;
-        if !user.is_some_and(|u| u.is_staff && u.is_active) {
-            return Err(error_redirect(
-                &request.redirect_uri,
-                request.state.as_deref(),
-                AuthorizationErrorType::AccessDenied,
-                "The requested scope is for staff users only.",
-                &state.issuer_url,
-            ));
-        }
-    }
+    check_staff(state, request, user_id).await?;
     let code = generate_token().map_err(|e| internal(&e))?;
     let now = state.clock.unix();
     let ttl = i64::try_from(state.code_ttl.as_secs()).unwrap_or(i64::MAX);

@@ -33,8 +33,14 @@ pub(super) fn routes() -> Router<PagesState> {
         .route("/admin/users/", get(list))
         .route("/admin/users/add/", get(add_form).post(add))
         .route("/admin/users/{id}/", get(detail).post(change))
-        .route("/admin/users/{id}/password/", axum::routing::post(set_password))
-        .route("/admin/users/{id}/delete/", get(confirm_delete).post(delete))
+        .route(
+            "/admin/users/{id}/password/",
+            axum::routing::post(set_password),
+        )
+        .route(
+            "/admin/users/{id}/delete/",
+            get(confirm_delete).post(delete),
+        )
         .route(
             "/admin/users/{id}/applications/revoke/",
             axum::routing::post(revoke_application),
@@ -173,7 +179,11 @@ async fn list(
     let columns = vec![
         column("Email", UserOrder::Email, UserOrder::EmailDesc),
         column("Date joined", UserOrder::Joined, UserOrder::JoinedDesc),
-        column("Last login", UserOrder::LastLoginDesc, UserOrder::LastLoginDesc),
+        column(
+            "Last login",
+            UserOrder::LastLoginDesc,
+            UserOrder::LastLoginDesc,
+        ),
     ];
     let pager = Pager::new(page_no, found.total, |p| {
         link(&lq.staff, &lq.active, o, &p.to_string())
@@ -222,11 +232,7 @@ struct AddPage<'a> {
     errors: FormErrors,
 }
 
-async fn add_form(
-    State(pages): State<PagesState>,
-    session: Session,
-    uri: OriginalUri,
-) -> Response {
+async fn add_form(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
     let me = match staff(&pages, &session, &uri).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -827,7 +833,10 @@ async fn revoke_application(
     done(
         &pages,
         &session,
-        format!("Access of {client_id} for “{}” was revoked.{warn}", user.email.as_str()),
+        format!(
+            "Access of {client_id} for “{}” was revoked.{warn}",
+            user.email.as_str()
+        ),
         &back,
     )
     .await

@@ -306,6 +306,15 @@ pub(crate) fn validate(
     if form.grant_types.is_empty() {
         errors.add("grant_types", "Tick at least one grant type.");
     }
+    if audience == Audience::Owner
+        && grant_types.contains(&GrantType::Password)
+        && !existing.is_some_and(|c| c.allows(GrantType::Password))
+    {
+        errors.add(
+            "grant_types",
+            "Only staff may allow the password grant: it hands users' passwords to the application.",
+        );
+    }
     if kind == Some(ClientKind::Public) && grant_types.contains(&GrantType::ClientCredentials) {
         errors.add(
             "grant_types",
@@ -382,7 +391,7 @@ pub(crate) fn validate(
                 for t in s.iter().filter(|t| !known.contains(t)) {
                     errors.add(
                         "scope",
-                        format!("Unknown scope “{t}”: this server knows {known}."),
+                        format!("Unknown scope “{t}”: choose from {known}."),
                     );
                 }
                 s
@@ -586,11 +595,25 @@ mod tests {
         let (f, s) = form(&[
             ("name", "x"),
             ("client_type", "public"),
-            ("grant_types", "password"),
+            ("grant_types", "refresh_token"),
             ("skip_authorization", "on"),
         ]);
         let v = validate(&f, &s, None, &known(), Audience::Owner);
         assert!(v.is_ok_and(|v| !v.skip_authorization));
+    }
+
+    #[test]
+    fn owners_cannot_allow_the_password_grant() {
+        let (f, s) = form(&[
+            ("name", "x"),
+            ("client_type", "confidential"),
+            ("grant_types", "password"),
+        ]);
+        let Err(errors) = validate(&f, &s, None, &known(), Audience::Owner) else {
+            panic!("accepted");
+        };
+        assert!(errors.of("grant_types")[0].starts_with("Only staff may allow the password grant"));
+        assert!(validate(&f, &s, None, &known(), Audience::Staff).is_ok());
     }
 
     #[test]

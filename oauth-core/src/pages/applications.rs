@@ -219,7 +219,7 @@ async fn register(
         Err(r) => return r,
     };
     let (form, secret) = AppForm::parse(&body);
-    let valid = match app_form::validate(&form, &secret, None, &pages.app.scopes, Audience::Owner) {
+    let valid = match app_form::validate(&form, &secret, None, &owner_scopes(&pages), Audience::Owner) {
         Ok(v) => v,
         Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
     };
@@ -304,7 +304,7 @@ async fn update(
         &form,
         &secret,
         Some(&client),
-        &pages.app.scopes,
+        &owner_scopes(&pages),
         Audience::Owner,
     ) {
         Ok(v) => v,
@@ -424,4 +424,18 @@ async fn delete(
         to: LIST.to_owned(),
     };
     finish(&pages, &session, &me, outcome).await
+}
+
+/// The scopes an owner may give their own application: every scope of the server
+/// but `introspection` (which would let the client read any user's tokens) and the
+/// staff-only scopes.
+fn owner_scopes(pages: &PagesState) -> crate::scope::Scope {
+    pages
+        .app
+        .scopes
+        .iter()
+        .filter(|s| {
+            *s != crate::server::INTROSPECTION_SCOPE && !pages.app.staff_scopes.contains(s)
+        })
+        .collect()
 }

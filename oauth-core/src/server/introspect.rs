@@ -78,7 +78,8 @@ pub(super) async fn introspect(
             .map(|v| v.into_owned())
     };
 
-    // The caller is a confidential client, or holds a token with the introspection scope.
+    // The caller is a confidential client allowed the introspection scope, or holds a
+    // token with that scope.
     if let Some(token) = req.authorization_header().and_then(bearer_token) {
         let caller = state
             .issuer
@@ -98,6 +99,13 @@ pub(super) async fn introspect(
         let (client, _) = authenticate_client(&state, &ip, presented).await?;
         if client.kind != ClientKind::Confidential {
             return Err(OAuthError::invalid_client(true));
+        }
+        // RFC 7662 §4: not every client may look at every token. Only those
+        // allowed the introspection scope (resource servers) may; an application
+        // a user registered for themselves may not read other users' tokens.
+        if !client.allowed_scope.contains(INTROSPECTION_SCOPE) {
+            return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient)
+                .describe("This client may not introspect tokens."));
         }
     }
 

@@ -219,10 +219,11 @@ async fn register(
         Err(r) => return r,
     };
     let (form, secret) = AppForm::parse(&body);
-    let valid = match app_form::validate(&form, &secret, None, &owner_scopes(&pages), Audience::Owner) {
-        Ok(v) => v,
-        Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
-    };
+    let valid =
+        match app_form::validate(&form, &secret, None, &owner_scopes(&pages), Audience::Owner) {
+            Ok(v) => v,
+            Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
+        };
     let saved = match app_form::register(&pages, valid, Some(me.id)).await {
         Ok(Ok(s)) => s,
         Ok(Err(errors)) => return form_page(&pages, &session, &me, form, errors, None).await,
@@ -434,8 +435,6 @@ fn owner_scopes(pages: &PagesState) -> crate::scope::Scope {
         .app
         .scopes
         .iter()
-        .filter(|s| {
-            *s != crate::server::INTROSPECTION_SCOPE && !pages.app.staff_scopes.contains(s)
-        })
+        .filter(|s| *s != crate::server::INTROSPECTION_SCOPE && !pages.app.staff_scopes.contains(s))
         .collect()
 }

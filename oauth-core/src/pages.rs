@@ -36,6 +36,18 @@
 //! # let _ = app; Ok(()) }
 //! ```
 
+/// `page_try!(expr)`: the value of an `Ok`, or return the `Err` — a ready
+/// response (a redirect to the login page, an error page) — from the handler.
+macro_rules! page_try {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(response) => return response,
+        }
+    };
+}
+pub(crate) use page_try;
+
 /// The session crate the pages are built on, for embedders that bring their own
 /// [`SessionStore`] or run [`ExpiredDeletion`](tower_sessions::ExpiredDeletion).
 pub use tower_sessions;
@@ -420,6 +432,17 @@ impl PagesInner {
             message: message.into(),
         };
         self.html(status, self.renderer.error(&frame, &page))
+    }
+
+    /// `Ok` as it is; an error as the 500 page (logged, never shown).
+    pub(crate) async fn ok<T, E: std::fmt::Display + Sync>(
+        &self,
+        result: Result<T, E>,
+    ) -> Result<T, Response> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.internal(&e).await),
+        }
     }
 
     /// The 500 page; the cause is logged, never shown.

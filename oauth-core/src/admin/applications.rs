@@ -8,6 +8,7 @@
 //! right after saving; only its hash is stored. Rotating a secret or deleting a
 //! client revokes its tokens, and the old secret is refused at once.
 
+use crate::pages::page_try;
 use askama::Template;
 use axum::Router;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -92,16 +93,10 @@ async fn list(
     uri: OriginalUri,
     Query(lq): Query<ListQuery>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     let search = lq.q.trim();
     let needle = search.to_lowercase();
-    let mut clients = match all_clients(&pages).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let mut clients = page_try!(all_clients(&pages).await);
     clients.retain(|c| {
         needle.is_empty()
             || c.name.to_lowercase().contains(&needle)
@@ -131,10 +126,7 @@ async fn list(
             owner,
         });
     }
-    let chrome = match chrome(&pages, &session, &me, SECTION).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(&pages, &session, &me, SECTION).await);
     page(
         &pages,
         StatusCode::OK,
@@ -166,19 +158,13 @@ async fn add_page(
     } else {
         StatusCode::BAD_REQUEST
     };
-    let chrome = match chrome(pages, session, me, SECTION).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(pages, session, me, SECTION).await);
     let f = FormView::new(pages, form, errors, None, Audience::Staff);
     page(pages, status, &AddPage { chrome: &chrome, f })
 }
 
 async fn add_form(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     add_page(
         &pages,
         &session,
@@ -195,10 +181,7 @@ async fn add(
     uri: OriginalUri,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     let (form, secret) = AppForm::parse(&body);
     let valid = match app_form::validate(&form, &secret, None, &pages.app.scopes, Audience::Staff) {
         Ok(v) => v,
@@ -255,10 +238,11 @@ async fn detail_page(
     form: AppForm,
     errors: FormErrors,
 ) -> Response {
-    let new_secret = match take_secret(session, &client.client_id).await {
-        Ok(s) => s,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let new_secret = page_try!(
+        pages
+            .ok(take_secret(session, &client.client_id).await)
+            .await
+    );
     let owner = match client.owner {
         Some(id) => match pages.app.users.user_by_id(id).await {
             Ok(Some(u)) => u.email.as_str().to_owned(),
@@ -272,10 +256,7 @@ async fn detail_page(
     } else {
         StatusCode::BAD_REQUEST
     };
-    let chrome = match chrome(pages, session, me, SECTION).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(pages, session, me, SECTION).await);
     page(
         pages,
         status,
@@ -296,14 +277,8 @@ async fn detail(
     uri: OriginalUri,
     Path(client_id): Path<String>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let client = match load(&pages, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let client = page_try!(load(&pages, &client_id).await);
     let form = AppForm::of(&client);
     detail_page(&pages, &session, &me, &client, form, FormErrors::default()).await
 }
@@ -316,14 +291,8 @@ async fn change(
     Path(client_id): Path<String>,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let client = match load(&pages, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let client = page_try!(load(&pages, &client_id).await);
     let (mut form, secret) = AppForm::parse(&body);
     form.client_id.clone_from(&client.client_id);
     let valid = match app_form::validate(
@@ -336,10 +305,7 @@ async fn change(
         Ok(v) => v,
         Err(errors) => return detail_page(&pages, &session, &me, &client, form, errors).await,
     };
-    let saved = match app_form::update(&pages, &client, valid).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let saved = page_try!(app_form::update(&pages, &client, valid).await);
     if saved.changes.is_empty() {
         return done(
             &pages,
@@ -373,14 +339,8 @@ async fn rotate(
     Path(client_id): Path<String>,
     _form: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let client = match load(&pages, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let client = page_try!(load(&pages, &client_id).await);
     match app_form::rotate(&pages, &client).await {
         Ok(Some((secret, revoked))) => {
             let outcome = Outcome {
@@ -426,18 +386,9 @@ async fn confirm_delete(
     uri: OriginalUri,
     Path(client_id): Path<String>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let client = match load(&pages, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let chrome = match chrome(&pages, &session, &me, SECTION).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let client = page_try!(load(&pages, &client_id).await);
+    let chrome = page_try!(chrome(&pages, &session, &me, SECTION).await);
     let back = detail_path(&client.client_id);
     page(
         &pages,
@@ -467,18 +418,9 @@ async fn delete(
     Path(client_id): Path<String>,
     _form: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let client = match load(&pages, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let revoked = match app_form::delete(&pages, &client).await {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let client = page_try!(load(&pages, &client_id).await);
+    let revoked = page_try!(app_form::delete(&pages, &client).await);
     let outcome = Outcome {
         action: "delete",
         client: &client,

@@ -2,6 +2,7 @@
 //! which staff user, what was done, to which object and which fields changed
 //! (Django admin's history).
 
+use crate::pages::page_try;
 use std::collections::HashMap;
 
 use askama::Template;
@@ -76,10 +77,7 @@ async fn list(
     uri: OriginalUri,
     Query(lq): Query<ListQuery>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     // The console's routes are served only with a log.
     let Some(log) = pages.admin_log.as_ref() else {
         return pages
@@ -91,10 +89,11 @@ async fn list(
             .await;
     };
     let page_no = lq.p.unwrap_or(1).max(1);
-    let found = match log.entries(Pager::offset(page_no), PAGE_SIZE).await {
-        Ok(f) => f,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let found = page_try!(
+        pages
+            .ok(log.entries(Pager::offset(page_no), PAGE_SIZE).await)
+            .await
+    );
     let mut users = Users {
         pages: &pages,
         seen: HashMap::new(),
@@ -102,10 +101,7 @@ async fn list(
     let mut entries = Vec::with_capacity(found.items.len());
     for item in found.items {
         let e = item.entry;
-        let actor = match users.email(e.actor_id).await {
-            Ok(a) => a,
-            Err(r) => return r,
-        };
+        let actor = page_try!(users.email(e.actor_id).await);
         let object_href = match e.object_id.parse::<UserId>() {
             Ok(id) if e.object_type == "user" => match users.email(id).await {
                 Ok(Some(_)) => Some(format!("/admin/users/{id}/")),
@@ -127,10 +123,7 @@ async fn list(
         });
     }
     let pager = Pager::new(page_no, found.total, |p| format!("/admin/log/?p={p}"));
-    let chrome = match chrome(&pages, &session, &me, "log").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(&pages, &session, &me, "log").await);
     page(
         &pages,
         StatusCode::OK,

@@ -5,6 +5,7 @@
 //! Only digests of tokens are stored, so no page can show a token; a token is
 //! named by the first characters of its digest.
 
+use crate::pages::page_try;
 use std::collections::HashMap;
 
 use askama::Template;
@@ -117,15 +118,9 @@ async fn list(
     uri: OriginalUri,
     Query(lq): Query<ListQuery>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     let mut errors = FormErrors::default();
-    let user = match filter_user(&pages, &lq, &mut errors).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = page_try!(filter_user(&pages, &lq, &mut errors).await);
     let client = lq.client.trim();
     let page_no = lq.p.unwrap_or(1).max(1);
     let user_param = user.as_ref().map(|(id, _)| id.to_string());
@@ -187,10 +182,7 @@ async fn list(
     } else {
         String::new()
     });
-    let chrome = match chrome(&pages, &session, &me, "tokens").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(&pages, &session, &me, "tokens").await);
     let email = match &user {
         Some((_, e)) => e.clone(),
         None => lq.email.trim().to_owned(),
@@ -247,29 +239,24 @@ async fn revoke(
     uri: OriginalUri,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     let next = admin_next(fields.get("next"));
     let field = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let now = pages.app.clock.unix();
     // (object type, object id, what it is called, log detail, message)
     let (object_type, object_id, repr, detail, message) = if let Some(hex) = field("hash") {
         let record = match parse_hash(hex) {
-            Some(hash) => match pages.app.tokens.token(&hash).await {
-                Ok(r) => r,
-                Err(e) => return pages.internal(&e).await,
-            },
+            Some(hash) => page_try!(pages.ok(pages.app.tokens.token(&hash).await).await),
             None => None,
         };
         let Some(record) = record else {
             return done(&pages, &session, "No such token.".into(), next).await;
         };
-        let revoked = match pages.app.tokens.revoke_family(&record.family, now).await {
-            Ok(n) => n,
-            Err(e) => return pages.internal(&e).await,
-        };
+        let revoked = page_try!(
+            pages
+                .ok(pages.app.tokens.revoke_family(&record.family, now).await)
+                .await
+        );
         let hex = record.hash.to_hex();
         let owner = match record.user_id {
             Some(id) => match pages.app.users.user_by_id(id).await {
@@ -296,19 +283,17 @@ async fn revoke(
         )
     } else if let Some(id) = field("user") {
         let user = match id.parse::<UserId>() {
-            Ok(id) => match pages.app.users.user_by_id(id).await {
-                Ok(u) => u,
-                Err(e) => return pages.internal(&e).await,
-            },
+            Ok(id) => page_try!(pages.ok(pages.app.users.user_by_id(id).await).await),
             Err(_) => None,
         };
         let Some(user) = user else {
             return done(&pages, &session, "No such user.".into(), next).await;
         };
-        let revoked = match pages.app.issuer.revoke_user_tokens(user.id, None).await {
-            Ok(n) => n,
-            Err(e) => return pages.internal(&e).await,
-        };
+        let revoked = page_try!(
+            pages
+                .ok(pages.app.issuer.revoke_user_tokens(user.id, None).await)
+                .await
+        );
         let email = user.email.as_str().to_owned();
         let message = format!("Every token of “{email}” was revoked: {revoked} tokens.");
         (
@@ -323,10 +308,11 @@ async fn revoke(
             Ok(Some(c)) => c.name,
             _ => client_id.to_owned(),
         };
-        let revoked = match pages.app.tokens.revoke_client_tokens(client_id, now).await {
-            Ok(n) => n,
-            Err(e) => return pages.internal(&e).await,
-        };
+        let revoked = page_try!(
+            pages
+                .ok(pages.app.tokens.revoke_client_tokens(client_id, now).await)
+                .await
+        );
         let message =
             format!("Every token of the client {client_id} was revoked: {revoked} tokens.");
         (

@@ -6,6 +6,7 @@
 //! at once; their browser sessions end at their next request (the pages check the
 //! account and its password on every request).
 
+use crate::pages::page_try;
 use askama::Template;
 use axum::Router;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -114,29 +115,26 @@ async fn list(
     uri: OriginalUri,
     Query(lq): Query<ListQuery>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     let order = UserOrder::parse(&lq.o);
     let page_no = lq.p.unwrap_or(1).max(1);
     let search = lq.q.trim();
-    let found = match pages
-        .app
-        .users
-        .search_users(&UserQuery {
-            search: (!search.is_empty()).then(|| search.to_owned()),
-            is_staff: flag(&lq.staff),
-            is_active: flag(&lq.active),
-            order,
-            offset: Pager::offset(page_no),
-            limit: PAGE_SIZE,
-        })
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let found = page_try!(
+        pages
+            .ok(pages
+                .app
+                .users
+                .search_users(&UserQuery {
+                    search: (!search.is_empty()).then(|| search.to_owned()),
+                    is_staff: flag(&lq.staff),
+                    is_active: flag(&lq.active),
+                    order,
+                    offset: Pager::offset(page_no),
+                    limit: PAGE_SIZE,
+                })
+                .await)
+            .await
+    );
     let link = |staff: &str, active: &str, o: &str, p: &str| {
         format!(
             "/admin/users/?{}",
@@ -188,10 +186,7 @@ async fn list(
     let pager = Pager::new(page_no, found.total, |p| {
         link(&lq.staff, &lq.active, o, &p.to_string())
     });
-    let chrome = match chrome(&pages, &session, &me, "users").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(&pages, &session, &me, "users").await);
     let users = found
         .items
         .into_iter()
@@ -233,14 +228,8 @@ struct AddPage<'a> {
 }
 
 async fn add_form(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let chrome = match chrome(&pages, &session, &me, "users").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let chrome = page_try!(chrome(&pages, &session, &me, "users").await);
     page(
         &pages,
         StatusCode::OK,
@@ -283,10 +272,7 @@ async fn add(
     uri: OriginalUri,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
     let get = |k: &str| fields.get(k).map_or("", String::as_str);
     let raw_email = get("email").trim();
     let is_staff = fields.contains_key("is_staff");
@@ -321,10 +307,7 @@ async fn add(
     let email = match email {
         Some(e) if errors.is_empty() => e,
         _ => {
-            let chrome = match chrome(&pages, &session, &me, "users").await {
-                Ok(c) => c,
-                Err(r) => return r,
-            };
+            let chrome = page_try!(chrome(&pages, &session, &me, "users").await);
             // Typed values come back, never the passwords.
             return page(
                 &pages,
@@ -339,10 +322,11 @@ async fn add(
             );
         }
     };
-    let hash = match pages.app.hasher.hash(&Password::new(get("password"))).await {
-        Ok(h) => h,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let hash = page_try!(
+        pages
+            .ok(pages.app.hasher.hash(&Password::new(get("password"))).await)
+            .await
+    );
     let mut new = NewUser::new(email, hash, pages.app.clock.now());
     new.is_staff = is_staff;
     new.is_active = is_active;
@@ -452,24 +436,21 @@ async fn detail_page(
     user: &User,
     errors: FormErrors,
 ) -> Response {
-    let tokens = match pages
-        .app
-        .tokens
-        .list_tokens(&TokenQuery {
-            user_id: Some(user.id),
-            limit: PAGE_SIZE,
-            ..TokenQuery::default()
-        })
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let tokens = page_try!(
+        pages
+            .ok(pages
+                .app
+                .tokens
+                .list_tokens(&TokenQuery {
+                    user_id: Some(user.id),
+                    limit: PAGE_SIZE,
+                    ..TokenQuery::default()
+                })
+                .await)
+            .await
+    );
     let consents: Vec<Consent> = match pages.app.grants.as_ref() {
-        Some(g) => match g.consents(user.id).await {
-            Ok(c) => c,
-            Err(e) => return pages.internal(&e).await,
-        },
+        Some(g) => page_try!(pages.ok(g.consents(user.id).await).await),
         None => vec![],
     };
     let mut apps = Vec::with_capacity(consents.len());
@@ -485,10 +466,7 @@ async fn detail_page(
             name,
         });
     }
-    let chrome = match chrome(pages, session, me, "users").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(pages, session, me, "users").await);
     let now = pages.app.clock.unix();
     let status = if errors.is_empty() {
         StatusCode::OK
@@ -518,14 +496,8 @@ async fn detail(
     uri: OriginalUri,
     Path(id): Path<i64>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let user = match load(&pages, id).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let user = page_try!(load(&pages, id).await);
     detail_page(&pages, &session, &me, &user, FormErrors::default()).await
 }
 
@@ -545,14 +517,8 @@ async fn change(
     Path(id): Path<i64>,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let user = match load(&pages, id).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let user = page_try!(load(&pages, id).await);
     let is_staff = fields.contains_key("is_staff");
     let is_active = fields.contains_key("is_active");
     if me.id == user.id && (!is_staff || !is_active) {
@@ -629,14 +595,8 @@ async fn set_password(
     Path(id): Path<i64>,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let user = match load(&pages, id).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let user = page_try!(load(&pages, id).await);
     let get = |k: &str| fields.get(k).map_or("", String::as_str);
     let mut errors = FormErrors::default();
     check_new_password(
@@ -649,17 +609,15 @@ async fn set_password(
     if !errors.is_empty() {
         return detail_page(&pages, &session, &me, &user, errors).await;
     }
-    let hash = match pages.app.hasher.hash(&Password::new(get("password"))).await {
-        Ok(h) => h,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let hash = page_try!(
+        pages
+            .ok(pages.app.hasher.hash(&Password::new(get("password"))).await)
+            .await
+    );
     if let Err(e) = pages.app.users.set_password_hash(user.id, &hash).await {
         return pages.internal(&e).await;
     }
-    let revoked = match revoke_all(&pages, user.id).await {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let revoked = page_try!(revoke_all(&pages, user.id).await);
     let warn = log_change(
         &pages,
         &me,
@@ -701,18 +659,9 @@ async fn confirm_delete(
     uri: OriginalUri,
     Path(id): Path<i64>,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let user = match load(&pages, id).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let chrome = match chrome(&pages, &session, &me, "users").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let user = page_try!(load(&pages, id).await);
+    let chrome = page_try!(chrome(&pages, &session, &me, "users").await);
     page(
         &pages,
         StatusCode::OK,
@@ -738,14 +687,8 @@ async fn delete(
     Path(id): Path<i64>,
     _form: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let user = match load(&pages, id).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let user = page_try!(load(&pages, id).await);
     if me.id == user.id {
         return done(
             &pages,
@@ -792,28 +735,22 @@ async fn revoke_application(
     Path(id): Path<i64>,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
-    let me = match staff(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let user = match load(&pages, id).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(staff(&pages, &session, &uri).await);
+    let user = page_try!(load(&pages, id).await);
     let back = format!("/admin/users/{id}/");
     let Some(client_id) = fields.get("client_id") else {
         return done(&pages, &session, "No application named.".into(), &back).await;
     };
     let now = pages.app.clock.unix();
-    let revoked = match pages
-        .app
-        .tokens
-        .revoke_user_client_tokens(user.id, client_id, now)
-        .await
-    {
-        Ok(n) => n,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let revoked = page_try!(
+        pages
+            .ok(pages
+                .app
+                .tokens
+                .revoke_user_client_tokens(user.id, client_id, now)
+                .await)
+            .await
+    );
     if let Some(g) = pages.app.grants.as_ref()
         && let Err(e) = g.forget_consent(user.id, client_id).await
     {

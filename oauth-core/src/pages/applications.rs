@@ -144,18 +144,12 @@ async fn mine(
 }
 
 async fn list(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
-    let me = match owner(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(owner(&pages, &session, &uri).await);
     let apps = match pages.app.client_auth.registry().clients_of(me.id).await {
         Ok(c) => c.iter().map(Facts::of).collect(),
         Err(e) => return pages.internal(&e).await,
     };
-    let chrome = match chrome(&pages, &session, &me, "").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(&pages, &session, &me, "").await);
     page(&pages, StatusCode::OK, &ListPage::new(&chrome, apps))
 }
 
@@ -180,10 +174,7 @@ async fn form_page(
         ),
         None => (REGISTER.to_owned(), LIST.to_owned()),
     };
-    let chrome = match chrome(pages, session, me, "").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let chrome = page_try!(chrome(pages, session, me, "").await);
     let f = FormView::new(pages, form, errors, existing, Audience::Owner);
     page(pages, status, &FormPage::new(&chrome, f, action, back))
 }
@@ -193,10 +184,7 @@ async fn register_form(
     session: Session,
     uri: OriginalUri,
 ) -> Response {
-    let me = match owner(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(owner(&pages, &session, &uri).await);
     form_page(
         &pages,
         &session,
@@ -214,10 +202,7 @@ async fn register(
     uri: OriginalUri,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
-    let me = match owner(&pages, &session, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let me = page_try!(owner(&pages, &session, &uri).await);
     let (form, secret) = AppForm::parse(&body);
     let valid =
         match app_form::validate(&form, &secret, None, &owner_scopes(&pages), Audience::Owner) {
@@ -246,18 +231,13 @@ async fn detail(
     uri: OriginalUri,
     Path(client_id): Path<String>,
 ) -> Response {
-    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    let new_secret = match take_secret(&session, &client.client_id).await {
-        Ok(s) => s,
-        Err(e) => return pages.internal(&e).await,
-    };
-    let chrome = match chrome(&pages, &session, &me, "").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
+    let new_secret = page_try!(
+        pages
+            .ok(take_secret(&session, &client.client_id).await)
+            .await
+    );
+    let chrome = page_try!(chrome(&pages, &session, &me, "").await);
     let confidential = client.kind == ClientKind::Confidential;
     page(
         &pages,
@@ -272,10 +252,7 @@ async fn update_form(
     uri: OriginalUri,
     Path(client_id): Path<String>,
 ) -> Response {
-    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+    let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
     let form = AppForm::of(&client);
     form_page(
         &pages,
@@ -295,10 +272,7 @@ async fn update(
     Path(client_id): Path<String>,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
-    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+    let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
     let (mut form, secret) = AppForm::parse(&body);
     form.client_id.clone_from(&client.client_id);
     let valid = match app_form::validate(
@@ -313,10 +287,7 @@ async fn update(
             return form_page(&pages, &session, &me, form, errors, Some(&client)).await;
         }
     };
-    let saved = match app_form::update(&pages, &client, valid).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let saved = page_try!(app_form::update(&pages, &client, valid).await);
     if saved.changes.is_empty() {
         return done(
             &pages,
@@ -348,10 +319,7 @@ async fn rotate(
     Path(client_id): Path<String>,
     _form: CheckedForm,
 ) -> Response {
-    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
+    let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
     match app_form::rotate(&pages, &client).await {
         Ok(Some((secret, revoked))) => {
             let outcome = Outcome {
@@ -386,14 +354,8 @@ async fn confirm_delete(
     uri: OriginalUri,
     Path(client_id): Path<String>,
 ) -> Response {
-    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    let chrome = match chrome(&pages, &session, &me, "").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
+    let chrome = page_try!(chrome(&pages, &session, &me, "").await);
     page(
         &pages,
         StatusCode::OK,
@@ -408,14 +370,8 @@ async fn delete(
     Path(client_id): Path<String>,
     _form: CheckedForm,
 ) -> Response {
-    let (me, client) = match mine(&pages, &session, &uri, &client_id).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    let revoked = match app_form::delete(&pages, &client).await {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
+    let revoked = page_try!(app_form::delete(&pages, &client).await);
     let outcome = Outcome {
         action: "delete",
         client: &client,

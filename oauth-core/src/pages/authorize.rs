@@ -82,10 +82,11 @@ pub(crate) async fn show(
     let Some(grants) = pages.app.grants.as_ref() else {
         return pages.internal(&"no grant store").await;
     };
-    let remembered = match grants.consent(user, &request.client.client_id).await {
-        Ok(c) => c,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let remembered = page_try!(
+        pages
+            .ok(grants.consent(user, &request.client.client_id).await)
+            .await
+    );
     if !authorization::needs_consent(&request, remembered.as_ref()) {
         return match authorization::grant(&pages.app, &request, user).await {
             Ok(url) => found(url.as_str()),

@@ -25,10 +25,7 @@ pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> R
     let Some(grants) = pages.app.grants.as_ref() else {
         return pages.internal(&"no grant store").await;
     };
-    let consents = match grants.consents(user).await {
-        Ok(c) => c,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let consents = page_try!(pages.ok(grants.consents(user).await).await);
     let mut apps = Vec::with_capacity(consents.len());
     for c in consents {
         let name = match pages.app.client_auth.client(&c.client_id).await {
@@ -45,10 +42,7 @@ pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> R
             name,
         });
     }
-    let message = match session.remove::<String>(FLASH).await {
-        Ok(m) => m,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let message = page_try!(pages.ok(session.remove::<String>(FLASH).await).await);
     let build = |csrf_token| AuthorizedPage {
         csrf_token,
         apps,

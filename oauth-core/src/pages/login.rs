@@ -35,10 +35,7 @@ async fn render(
     username: &str,
     error: Option<String>,
 ) -> Response {
-    let user = match pages.user(session).await {
-        Ok(u) => u,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let user = page_try!(pages.ok(pages.user(session).await).await);
     let build = |csrf_token| LoginPage {
         csrf_token,
         next: next.to_owned(),
@@ -99,10 +96,7 @@ pub(crate) async fn submit(
         .await;
     }
     let user = match Email::parse(&username) {
-        Ok(email) => match app.users.user_by_email(&email).await {
-            Ok(u) => u,
-            Err(e) => return pages.internal(&e).await,
-        },
+        Ok(email) => page_try!(pages.ok(app.users.user_by_email(&email).await).await),
         Err(_) => None,
     };
     let stored = user
@@ -110,14 +104,14 @@ pub(crate) async fn submit(
         .filter(|u| u.is_active)
         .and_then(|u| u.password_hash.clone());
     // An unknown or inactive account pays for one verification too.
-    let ok = match app
-        .hasher
-        .verify(&Password::new(password), stored.as_deref())
-        .await
-    {
-        Ok(ok) => ok,
-        Err(e) => return pages.internal(&e).await,
-    };
+    let ok = page_try!(
+        pages
+            .ok(app
+                .hasher
+                .verify(&Password::new(password), stored.as_deref())
+                .await)
+            .await
+    );
     let user = match user {
         Some(u) if ok => u,
         _ => {

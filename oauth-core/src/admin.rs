@@ -54,6 +54,22 @@ pub(crate) struct Chrome {
     pub(crate) section: &'static str,
 }
 
+/// The confirmation page before a deletion.
+#[derive(Template)]
+#[template(path = "admin/confirm_delete.html")]
+pub(crate) struct ConfirmPage<'a> {
+    pub(crate) chrome: &'a Chrome,
+    /// `user`, `application`.
+    pub(crate) kind: &'static str,
+    pub(crate) name: &'a str,
+    /// Where the form posts.
+    pub(crate) action: String,
+    /// Where "No" goes.
+    pub(crate) back: String,
+    /// What the deletion also does.
+    pub(crate) consequences: Vec<String>,
+}
+
 /// The staff user of a console request, or the answer for anyone else: the login
 /// page for anonymous visitors (with `next` back here), a 403 page for users who
 /// are not staff.

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{Chrome, FormErrors, PAGE_SIZE, Pager, chrome, done, page, query, staff};
+use super::{Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, done, page, query, staff};
 use crate::pages::app_form::{
     self, AppForm, Audience, Facts, FormView, Outcome, finish, path_segment, take_secret,
 };
@@ -341,43 +341,8 @@ async fn rotate(
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
     let client = page_try!(load(&pages, &client_id).await);
-    match app_form::rotate(&pages, &client).await {
-        Ok(Some((secret, revoked))) => {
-            let outcome = Outcome {
-                action: "rotate",
-                client: &client,
-                secret: Some(&secret),
-                detail: format!("secret rotated; {revoked} tokens revoked"),
-                message: format!(
-                    "The secret of “{}” was rotated: the old one no longer works, {revoked} tokens were revoked.",
-                    client.name
-                ),
-                to: detail_path(&client.client_id),
-            };
-            finish(&pages, &session, &me, outcome).await
-        }
-        Ok(None) => {
-            done(
-                &pages,
-                &session,
-                "A public client has no secret to rotate.".into(),
-                &detail_path(&client.client_id),
-            )
-            .await
-        }
-        Err(r) => r,
-    }
-}
-
-#[derive(Template)]
-#[template(path = "admin/confirm_delete.html")]
-struct ConfirmPage<'a> {
-    chrome: &'a Chrome,
-    kind: &'static str,
-    name: &'a str,
-    action: String,
-    back: String,
-    consequences: Vec<String>,
+    let to = detail_path(&client.client_id);
+    app_form::rotate_and_finish(&pages, &session, &me, &client, "", to).await
 }
 
 async fn confirm_delete(

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{
-    Chrome, FormErrors, PAGE_SIZE, Pager, chrome, done, log_change, page, query, staff, when,
-    when_unix,
+    Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, done, log_change, page, query,
+    staff, when, when_unix,
 };
 use crate::email::Email;
 use crate::pages::view::ScopeLine;
@@ -640,17 +640,6 @@ async fn set_password(
         &format!("/admin/users/{id}/"),
     )
     .await
-}
-
-#[derive(Template)]
-#[template(path = "admin/confirm_delete.html")]
-struct ConfirmPage<'a> {
-    chrome: &'a Chrome,
-    kind: &'static str,
-    name: &'a str,
-    action: String,
-    back: String,
-    consequences: Vec<String>,
 }
 
 async fn confirm_delete(

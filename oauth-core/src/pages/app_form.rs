@@ -16,7 +16,7 @@
 
 mod save;
 
-pub(crate) use save::{Outcome, delete, finish, register, rotate, take_secret, update};
+pub(crate) use save::{Outcome, delete, finish, register, rotate_and_finish, take_secret, update};
 
 use super::PagesState;
 use crate::admin::FormErrors;

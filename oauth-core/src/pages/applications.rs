@@ -320,32 +320,8 @@ async fn rotate(
     _form: CheckedForm,
 ) -> Response {
     let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
-    match app_form::rotate(&pages, &client).await {
-        Ok(Some((secret, revoked))) => {
-            let outcome = Outcome {
-                action: "rotate",
-                client: &client,
-                secret: Some(&secret),
-                detail: format!("by its owner: secret rotated; {revoked} tokens revoked"),
-                message: format!(
-                    "The secret of “{}” was rotated: the old one no longer works, {revoked} tokens were revoked.",
-                    client.name
-                ),
-                to: detail_path(&client.client_id),
-            };
-            finish(&pages, &session, &me, outcome).await
-        }
-        Ok(None) => {
-            done(
-                &pages,
-                &session,
-                "A public client has no secret to rotate.".into(),
-                &detail_path(&client.client_id),
-            )
-            .await
-        }
-        Err(r) => r,
-    }
+    let to = detail_path(&client.client_id);
+    app_form::rotate_and_finish(&pages, &session, &me, &client, "by its owner: ", to).await
 }
 
 async fn confirm_delete(

@@ -287,6 +287,44 @@ pub(crate) async fn rotate(
     Ok(Some((secret, revoked)))
 }
 
+/// `POST …/rotate/` of both the console and the owner's pages: rotates, then logs
+/// (`detail_prefix` says who), shows the new secret once on `to`.
+pub(crate) async fn rotate_and_finish(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    client: &Client,
+    detail_prefix: &str,
+    to: String,
+) -> Response {
+    match rotate(pages, client).await {
+        Ok(Some((secret, revoked))) => {
+            let outcome = Outcome {
+                action: "rotate",
+                client,
+                secret: Some(&secret),
+                detail: format!("{detail_prefix}secret rotated; {revoked} tokens revoked"),
+                message: format!(
+                    "The secret of “{}” was rotated: the old one no longer works, {revoked} tokens were revoked.",
+                    client.name
+                ),
+                to,
+            };
+            finish(pages, session, me, outcome).await
+        }
+        Ok(None) => {
+            done(
+                pages,
+                session,
+                "A public client has no secret to rotate.".into(),
+                &to,
+            )
+            .await
+        }
+        Err(r) => r,
+    }
+}
+
 /// Revokes the client's tokens, then deletes it (the SQL store deletes its
 /// tokens, codes and consents with it). The number of tokens revoked.
 pub(crate) async fn delete(pages: &PagesState, client: &Client) -> Result<u64, Response> {

@@ -502,7 +502,7 @@ async fn add_form_validates_like_signup(h: &Harness) {
         )
         .await;
         let case = format!("{email:?} {password:?} {password2:?}");
-        assert_eq!(p.status, StatusCode::OK, "{case}");
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{case}");
         assert!(
             p.body.contains(&format!(
                 r#"<p class="field-error" id="err_{field}">{}</p>"#,

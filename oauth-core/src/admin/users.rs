@@ -311,7 +311,7 @@ async fn add(
             // Typed values come back, never the passwords.
             return page(
                 &pages,
-                StatusCode::OK,
+                StatusCode::BAD_REQUEST,
                 &AddPage {
                     chrome: &chrome,
                     email: raw_email,

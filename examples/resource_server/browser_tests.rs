@@ -3,21 +3,16 @@
 //! the auth server's login, consent and authorized-applications pages, with the
 //! code exchanged over HTTP and the token used at this resource server.
 //!
-//! Without Chromium or chromedriver the test is skipped with a note on standard
-//! error, unless `CI` is set: then it fails. Screenshots of the pages go to
-//! `target/screenshots/`, and also to `docs/images/` with `UPDATE_SCREENSHOTS=1`.
+//! The browser, the skip rule (no Chromium and no `CI`: skipped) and the
+//! screenshots are [`crate::chromium`]'s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use fantoccini::{ClientBuilder, Locator};
 use oauth_core::{
     Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher, ScryptParams,
 };
@@ -25,14 +20,12 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::chromium::{Chromium, Web};
 use crate::tests::{PASSWORD, World, world};
 
 /// The whole browser flow must end within this, or the test fails.
 const FLOW_LIMIT: Duration = Duration::from_secs(120);
-/// One page to appear, one redirect to land.
-const STEP_LIMIT: Duration = Duration::from_secs(15);
 const DESKTOP: (u32, u32) = (1000, 800);
-const PHONE: (u32, u32) = (390, 844);
 
 const EMAIL: &str = "ann@example.com";
 const PUBLIC_ID: &str = "pocket-notes";
@@ -42,73 +35,6 @@ const CONFIDENTIAL_NAME: &str = "Ledger";
 const CONFIDENTIAL_SECRET: &str = "ledger-secret-for-tests";
 /// Registered redirect URI: a loopback one, which matches any port (RFC 8252).
 const REGISTERED_REDIRECT: &str = "http://127.0.0.1/callback";
-
-/// `program` on `PATH` (or in `/usr/bin`), or the path in the env var `over`.
-fn find_program(over: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(over) {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .collect();
-    names
-        .iter()
-        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// A chromedriver child process, killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn spawn(program: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", program.display()));
-        Self { child, port }
-    }
-
-    /// Waits (bounded) until the driver accepts connections.
-    async fn ready(&mut self) {
-        let deadline = Instant::now() + STEP_LIMIT;
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("chromedriver exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen on port {} within {STEP_LIMIT:?}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A PKCE verifier and its S256 challenge.
 fn pkce(label: &str) -> (String, String) {
@@ -153,88 +79,23 @@ async fn callback_server() -> String {
     format!("http://{addr}/callback")
 }
 
-fn save_screenshot(name: &str, png: &[u8]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut dirs = vec![root.join("target/screenshots")];
-    if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
-        dirs.push(root.join("docs/images"));
-    }
-    for dir in dirs {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
-    }
-}
-
 /// The browser and what the flow talks to.
 struct Flow {
-    browser: fantoccini::Client,
+    web: Web,
     w: World,
     issuer: String,
     callback: String,
 }
 
+impl std::ops::Deref for Flow {
+    type Target = Web;
+
+    fn deref(&self) -> &Web {
+        &self.web
+    }
+}
+
 impl Flow {
-    /// Polls (bounded) until the browser's URL starts with `prefix`.
-    async fn wait_url(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + STEP_LIMIT;
-        loop {
-            let url = self.browser.current_url().await.unwrap().to_string();
-            if url.starts_with(prefix) {
-                return url;
-            }
-            if Instant::now() >= deadline {
-                let body = self.text("body").await;
-                panic!("expected a page under {prefix}, still at {url}: {body}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        self.browser
-            .wait()
-            .at_most(STEP_LIMIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-    }
-
-    async fn text(&self, css: &str) -> String {
-        match self.browser.find(Locator::Css(css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(e) => format!("<no {css}: {e}>"),
-        }
-    }
-
-    async fn texts(&self, css: &str) -> Vec<String> {
-        let mut out = vec![];
-        for e in self.browser.find_all(Locator::Css(css)).await.unwrap() {
-            out.push(e.text().await.unwrap());
-        }
-        out
-    }
-
-    async fn click_button(&self, text: &str) {
-        let xpath = format!("//button[normalize-space()='{text}']");
-        self.browser
-            .wait()
-            .at_most(STEP_LIMIT)
-            .for_element(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|e| panic!("no button {text:?}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    }
-
-    async fn screenshot(&self, name: &str) {
-        save_screenshot(name, &self.browser.screenshot().await.unwrap());
-    }
-
-    async fn goto(&self, url: &str) {
-        self.browser.goto(url).await.unwrap();
-    }
-
     /// Expects the consent page for `client_name` with these scope lines.
     async fn expect_consent(&self, client_name: &str, scopes: &[&str]) {
         self.wait_url(&format!("{}/o/authorize/", self.issuer))
@@ -405,12 +266,9 @@ async fn flow(f: Flow) {
     )
     .await;
     f.screenshot("consent.png").await;
-    f.browser.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+    f.phone().await;
     f.screenshot("consent-phone.png").await;
-    f.browser
-        .set_window_size(DESKTOP.0, DESKTOP.1)
-        .await
-        .unwrap();
+    f.desktop().await;
     f.click_button("Allow").await;
     let query = f.at_callback(&r).await;
     assert_eq!(param(&query, "error"), None);
@@ -501,91 +359,23 @@ async fn flow(f: Flow) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_code_flow_in_chromium() {
     let started = Instant::now();
-    let chromium = find_program(
-        "CHROME_BIN",
-        &[
-            "chromium",
-            "chromium-browser",
-            "google-chrome",
-            "google-chrome-stable",
-        ],
-    );
-    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver"]);
-    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but chromium/chromedriver were not found: install the Debian packages \
-             chromium and chromium-driver (or set CHROME_BIN and CHROMEDRIVER)"
-        );
-        // Straight to the process's stderr: the test harness would capture eprintln!.
-        let _ = writeln!(
-            std::io::stderr(),
-            "browser tests skipped: chromium/chromedriver not found"
-        );
+    let Some(chromium) = Chromium::launch(DESKTOP).await else {
         return;
     };
-
     let w = world(Duration::from_secs(1), Duration::from_secs(3600)).await;
     w.user(EMAIL).await;
     register_clients(&w).await;
     let callback = callback_server().await;
     let issuer = w.auth.url();
-
-    let mut driver = Driver::spawn(&chromedriver);
-    driver.ready().await;
-    let profile = tempfile::tempdir().unwrap();
-    let args = [
-        "--headless".to_owned(),
-        "--no-sandbox".to_owned(),
-        "--disable-gpu".to_owned(),
-        "--disable-quic".to_owned(),
-        "--no-first-run".to_owned(),
-        "--disable-background-networking".to_owned(),
-        "--disable-component-update".to_owned(),
-        "--disable-sync".to_owned(),
-        "--hide-scrollbars".to_owned(),
-        format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
-        format!("--user-data-dir={}", profile.path().display()),
-    ];
-    let mut caps = fantoccini::wd::Capabilities::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({"binary": chromium, "args": args}),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let browser = tokio::time::timeout(
-        Duration::from_secs(30),
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port)),
-    )
-    .await
-    .expect("chromedriver did not open a session within 30 s")
-    .unwrap_or_else(|e| panic!("could not open a Chromium session: {e}"));
-    browser
-        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
-            Some(STEP_LIMIT),
-            Some(STEP_LIMIT),
-            Some(Duration::ZERO),
-        ))
-        .await
-        .unwrap();
-    browser.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
-
-    let f = Flow {
-        browser: browser.clone(),
-        w,
-        issuer,
-        callback,
-    };
-    // In a task of its own, so that a failed step still closes the browser.
-    let outcome = tokio::spawn(tokio::time::timeout(FLOW_LIMIT, flow(f))).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), browser.close()).await;
-    drop(driver);
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => panic!("the browser flow took longer than {FLOW_LIMIT:?}"),
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+    chromium
+        .run(FLOW_LIMIT, |web| {
+            flow(Flow {
+                web,
+                w,
+                issuer,
+                callback,
+            })
+        })
+        .await;
     eprintln!("browser flow took {:.1?}", started.elapsed());
 }

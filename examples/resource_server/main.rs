@@ -9,9 +9,13 @@
 
 mod admin;
 #[cfg(test)]
+mod admin_browser_tests;
+#[cfg(test)]
 mod admin_tests;
 #[cfg(test)]
 mod browser_tests;
+#[cfg(test)]
+mod chromium;
 mod config;
 mod db;
 #[path = "../common/env.rs"]

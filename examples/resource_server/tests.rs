@@ -28,8 +28,8 @@ use crate::items::Paging;
 pub(crate) const PASSWORD: &str = "plum-violet-anchor-92";
 
 /// The library's auth server on a loopback port, counting introspection calls.
-/// It serves the browser pages too, with its real address as the issuer URL (the
-/// pages' CSRF check compares a POST's `Origin` with it).
+/// It serves the browser pages and the admin console too, with its real address
+/// as the issuer URL (the pages' CSRF check compares a POST's `Origin` with it).
 pub(crate) struct AuthServerUnderTest {
     addr: SocketAddr,
     pub(crate) store: Arc<SeaOrmStore>,
@@ -40,11 +40,30 @@ pub(crate) struct AuthServerUnderTest {
 }
 
 impl AuthServerUnderTest {
-    async fn start(access_ttl: Duration) -> Self {
+    /// With `seed`, the resource server's client `rs-id` is registered as the demo
+    /// seed does; without, no client is (the example's `SEED_DEMO=false`).
+    async fn start(access_ttl: Duration, seed: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("as.db").display());
         let store = Arc::new(SeaOrmStore::connect(StoreConfig::new(url)).await.unwrap());
         store.migrate().await.unwrap();
+        if seed {
+            Self::seed(&store).await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut server = Self {
+            addr: listener.local_addr().unwrap(),
+            store,
+            introspections: Arc::new(AtomicUsize::new(0)),
+            access_ttl,
+            task: None,
+            _dir: dir,
+        };
+        server.serve(listener);
+        server
+    }
+
+    async fn seed(store: &SeaOrmStore) {
         let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
         store
             .register_client(Client {
@@ -70,17 +89,6 @@ impl AuthServerUnderTest {
             })
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut server = Self {
-            addr: listener.local_addr().unwrap(),
-            store,
-            introspections: Arc::new(AtomicUsize::new(0)),
-            access_ttl,
-            task: None,
-            _dir: dir,
-        };
-        server.serve(listener);
-        server
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
@@ -88,7 +96,9 @@ impl AuthServerUnderTest {
         let router = AuthServer::from_store(self.store.clone())
             .pages(
                 // The example auth server's default site name.
-                oauth_core::pages::Pages::new(self.store.as_ref().clone()).site_name("oauth-core"),
+                oauth_core::pages::Pages::new(self.store.as_ref().clone())
+                    .site_name("oauth-core")
+                    .admin(self.store.clone()),
             )
             .issuer_url(self.url())
             .scopes("read write introspection admin".parse().unwrap())
@@ -180,8 +190,13 @@ pub(crate) struct World {
 }
 
 pub(crate) async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
+    world_with(cache_cap, access_ttl, true).await
+}
+
+/// Both servers; the auth server has the demo seed's `rs-id` only with `seed`.
+pub(crate) async fn world_with(cache_cap: Duration, access_ttl: Duration, seed: bool) -> World {
     oauth_core::resource::ensure_crypto_provider();
-    let auth = AuthServerUnderTest::start(access_ttl).await;
+    let auth = AuthServerUnderTest::start(access_ttl, seed).await;
     let rs = ResourceServerUnderTest::start(&auth.url(), cache_cap).await;
     World {
         auth,
@@ -572,7 +587,7 @@ async fn proxy_and_items_end_to_end() {
 }
 
 impl World {
-    async fn user_token(&self, email: &str) -> String {
+    pub(crate) async fn user_token(&self, email: &str) -> String {
         let r = self
             .post(
                 "/users/token/",

@@ -243,7 +243,12 @@ pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(
         // First party: no consent page for its own console.
         skip_authorization: true,
         allowed_scope: config.scopes.clone(),
-        default_scope: config.scopes.clone(),
+        // Users' tokens carry read and write unless more is asked for by name
+        // (introspection belongs to the resource server's own credentials).
+        default_scope: ["read", "write"]
+            .into_iter()
+            .filter(|s| config.scopes.contains(s))
+            .collect(),
         owner: None,
         created_at: chrono::Utc::now(),
     };

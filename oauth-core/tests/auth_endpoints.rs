@@ -21,6 +21,7 @@ scenarios!(
     signup_errors,
     password_change_errors,
     password_change_revokes_other_sessions,
+    password_change_needs_the_write_scope,
 );
 
 const SHORT: &str = "This password is too short. It must contain at least 8 characters.";
@@ -36,7 +37,7 @@ async fn introspection_of_an_active_token(h: &Harness) {
         info,
         json!({
             "active": true,
-            "scope": "read write introspection",
+            "scope": "read write",
             "exp": now + 36000,
             "iat": now,
             "client_id": "rs-id",
@@ -139,6 +140,14 @@ async fn introspection_inactive_cases(h: &Harness) {
     assert_eq!(h.introspect(&live).await, inactive, "expired");
 }
 
+fn bearer_req(bearer: &str, token: &str) -> Request<Body> {
+    Request::post("/o/introspect/")
+        .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}")))
+        .unwrap()
+}
+
 async fn introspection_caller_authentication(h: &Harness) {
     h.user("ann@example.com").await;
     let token = h
@@ -166,14 +175,27 @@ async fn introspection_caller_authentication(h: &Harness) {
     )
     .await
     .expect(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
-    // A bearer token with the introspection scope may.
-    let bearer = |t: &str| {
-        Request::post("/o/introspect/")
-            .header(header::AUTHORIZATION, format!("Bearer {t}"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!("token={token}")))
-            .unwrap()
-    };
+    // A user's token gets the introspection scope only when it asks for it by
+    // name; then it may introspect.
+    let r = h.send(bearer_req(&token, &token)).await;
+    r.expect(
+        StatusCode::FORBIDDEN,
+        json!({"error": "insufficient_scope"}),
+    );
+    let token = h
+        .post_form(
+            "/o/token/",
+            Some(("rs-id", "rs-secret")),
+            &[
+                ("grant_type", "password"),
+                ("username", "ann@example.com"),
+                ("password", PASSWORD),
+                ("scope", "read introspection"),
+            ],
+        )
+        .await
+        .str("access_token");
+    let bearer = |t: &str| bearer_req(t, &token);
     let r = h.send(bearer(&token)).await;
     assert_eq!(
         (r.status, &r.json["active"]),
@@ -544,4 +566,35 @@ async fn password_change_revokes_other_sessions(h: &Harness) {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(h.login("ann@example.com", new).await.status, StatusCode::OK);
+}
+
+async fn password_change_needs_the_write_scope(h: &Harness) {
+    h.user("ann@example.com").await;
+    let read_only = h
+        .post_form(
+            "/o/token/",
+            Some(("rs-id", "rs-secret")),
+            &[
+                ("grant_type", "password"),
+                ("username", "ann@example.com"),
+                ("password", PASSWORD),
+                ("scope", "read"),
+            ],
+        )
+        .await
+        .str("access_token");
+    let new = "quartz-lantern-51";
+    h.json(
+        Method::PUT,
+        "/users/password/",
+        Some(&read_only),
+        json!({"old_password": PASSWORD, "password": new, "password2": new}),
+    )
+    .await
+    .expect(
+        StatusCode::FORBIDDEN,
+        json!({"detail": "You do not have permission to perform this action."}),
+    );
+    // Nothing changed: the old password still signs in.
+    assert_eq!(h.login("ann@example.com", PASSWORD).await.status, StatusCode::OK);
 }

@@ -43,7 +43,7 @@ async fn password_grant_with_basic_and_body_credentials(h: &Harness) {
     assert_eq!(keys.len(), 5, "{keys:?}");
     assert_eq!(r.json["token_type"], "Bearer");
     assert_eq!(r.json["expires_in"], 36000);
-    assert_eq!(r.json["scope"], "read write introspection");
+    assert_eq!(r.json["scope"], "read write");
     assert_eq!(r.str("access_token").len(), 43);
     assert_ne!(r.str("access_token"), r.str("refresh_token"));
 
@@ -336,7 +336,7 @@ async fn refresh_rotates_and_replay_revokes_the_family(h: &Harness) {
     assert_eq!(second.status, StatusCode::OK, "{:?}", second.json);
     assert_eq!(second.header("cache-control"), Some("no-store"));
     assert_eq!(second.json["token_type"], "Bearer");
-    assert_eq!(second.json["scope"], "read write introspection");
+    assert_eq!(second.json["scope"], "read write");
     assert!(
         !h.active(&first.str("access_token")).await,
         "old access token retired"

@@ -337,7 +337,7 @@ pub(crate) async fn validate(
             Output::Negotiate { bound_client, .. } => {
                 let (uri, _) = bound.as_ref().ok_or(Refusal::Internal)?;
                 let c = client.as_ref().ok_or(Refusal::Internal)?;
-                let negotiated = negotiate(state, c, params.unique_value("scope").as_deref())
+                let negotiated = negotiate(state, c, params.unique_value("scope").as_deref(), true)
                     .map_err(|_| {
                         error_redirect(
                             uri,

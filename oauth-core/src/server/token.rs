@@ -137,11 +137,14 @@ pub(super) async fn token(
 /// RFC 6749 §3.3: no scope asked → the client's default; otherwise a subset of what
 /// both the client and the server allow. A default never includes a staff-only
 /// scope (`AuthServer::staff_scopes`): those are given only to whoever asks for them
-/// by name, and only then checked against the user.
+/// by name, and only then checked against the user. Nor, for a token that acts for
+/// a user (`for_user`), the `introspection` scope: a user's token able to inspect
+/// every other token must be asked for by name.
 pub(super) fn negotiate(
     state: &AppState,
     client: &Client,
     requested: Option<&str>,
+    for_user: bool,
 ) -> Result<Scope, OAuthError> {
     let invalid = || OAuthError::new(OAuthErrorCode::InvalidScope);
     let requested: Scope = match requested {
@@ -154,7 +157,13 @@ pub(super) fn negotiate(
         } else {
             &client.default_scope
         };
-        let scope = without(default, &state.staff_scopes);
+        let mut scope = without(default, &state.staff_scopes);
+        if for_user {
+            scope = scope
+                .iter()
+                .filter(|t| *t != super::INTROSPECTION_SCOPE)
+                .collect();
+        }
         if scope.is_empty() && !default.is_empty() {
             return Err(invalid());
         }
@@ -201,7 +210,7 @@ async fn password_grant(
     let password = body
         .unique_value("password")
         .ok_or_else(|| missing("password"))?;
-    let scope = negotiate(state, client, body.unique_value("scope").as_deref())?;
+    let scope = negotiate(state, client, body.unique_value("scope").as_deref(), true)?;
     let keys = ip.with(Key::Account(&username));
     state.throttle.check(&keys).map_err(OAuthError::throttled)?;
 
@@ -503,6 +512,7 @@ async fn client_credentials_grant(
                     state,
                     client,
                     client_credentials::Request::scope(&request).as_deref(),
+                    false,
                 )?;
                 let pre_grant = PreGrant {
                     client_id: client.client_id.clone(),

@@ -119,6 +119,13 @@ pub(super) async fn change_password(
             invalid_token: true,
         });
     };
+    // Changing the password is a write: a read-only token may not do it.
+    if !token.scope.contains("write") {
+        return Err(ApiError::Detail(
+            StatusCode::FORBIDDEN,
+            "You do not have permission to perform this action.".into(),
+        ));
+    }
     let user = state
         .users
         .user_by_id(token_user.id)

@@ -57,7 +57,7 @@ macro_rules! on_each_backend {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(server) = super::Server::start(super::Backend::Postgres).await else {
-                    eprintln!("TEST_DATABASE_URL unset: PostgreSQL run skipped");
+                    $crate::common::postgres_skipped();
                     return;
                 };
                 super::$name(&server).await;

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -131,7 +133,7 @@ async fn sqlite_files_hold_no_secret_in_clear() {
 #[tokio::test]
 async fn postgres_rows_hold_no_secret_in_clear() {
     let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL unset: skipped");
+        common::postgres_skipped();
         return;
     };
     let schema = format!("test_plain_{}", std::process::id());

@@ -118,7 +118,7 @@ macro_rules! staff_scenarios {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(h) = super::harness(super::Backend::Postgres, super::Reads::Inline).await else {
-                    eprintln!("TEST_DATABASE_URL unset: PostgreSQL run skipped");
+                    $crate::common::postgres_skipped();
                     return;
                 };
                 super::$name(&h).await;

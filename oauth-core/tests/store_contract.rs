@@ -118,7 +118,7 @@ macro_rules! contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(b) = super::Backend::postgres().await else {
-                    eprintln!("TEST_DATABASE_URL unset: PostgreSQL contract skipped");
+                    $crate::common::postgres_skipped();
                     return;
                 };
                 super::$name(&b).await;

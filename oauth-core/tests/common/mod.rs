@@ -26,6 +26,21 @@ use tower::ServiceExt as _;
 
 pub const PASSWORD: &str = "plum-violet-anchor-92";
 
+/// Says, once per test binary and past the test harness's output capture, that
+/// the PostgreSQL variants did not run: a local `cargo test` without
+/// `TEST_DATABASE_URL` must not look like a PostgreSQL pass. (CI sets it and
+/// refuses to start without a server.)
+pub fn postgres_skipped() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: TEST_DATABASE_URL is unset: the PostgreSQL variants of these tests were skipped"
+        );
+    });
+}
+
 pub struct Harness {
     pub router: Router,
     pub store: Arc<SeaOrmStore>,
@@ -67,6 +82,15 @@ pub fn lenient() -> ThrottleConfig {
 impl Harness {
     /// `None` for PostgreSQL when `TEST_DATABASE_URL` is unset.
     pub async fn new(backend: Backend, throttle: ThrottleConfig) -> Option<Self> {
+        Self::build(backend, throttle, |server| server).await
+    }
+
+    /// As [`new`](Self::new), with more settings of the server.
+    pub async fn build(
+        backend: Backend,
+        throttle: ThrottleConfig,
+        configure: impl FnOnce(AuthServer) -> AuthServer,
+    ) -> Option<Self> {
         let (store, dir, pg) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -90,15 +114,17 @@ impl Harness {
         let store = Arc::new(store);
         let clock = ManualClock::at(chrono::Utc::now().timestamp());
         let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
-        let router = AuthServer::from_store(store.clone())
-            .pages(Pages::new(store.as_ref().clone()).admin(store.clone()))
-            .password_hasher(hasher.clone())
-            .clock(Arc::new(clock.clone()))
-            .throttle(throttle)
-            .body_limit(4096)
-            .issuer_url("https://auth.example.test")
-            .router()
-            .unwrap();
+        let router = configure(
+            AuthServer::from_store(store.clone())
+                .pages(Pages::new(store.as_ref().clone()).admin(store.clone()))
+                .password_hasher(hasher.clone())
+                .clock(Arc::new(clock.clone()))
+                .throttle(throttle)
+                .body_limit(4096)
+                .issuer_url("https://auth.example.test"),
+        )
+        .router()
+        .unwrap();
         let h = Self {
             router,
             store,
@@ -348,7 +374,7 @@ macro_rules! scenarios {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let Some(h) = $crate::common::Harness::new($crate::common::Backend::Postgres, $crate::common::lenient()).await else {
-                    eprintln!("TEST_DATABASE_URL unset: PostgreSQL run skipped");
+                    $crate::common::postgres_skipped();
                     return;
                 };
                 super::$name(&h).await;

@@ -99,3 +99,91 @@ async fn the_layer_protects_a_whole_router_and_hands_the_principal_on() {
     let (s, _, _) = status(&router, Some("down")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A stub introspection endpoint answering `answer` to every request.
+async fn stub(answer: axum::routing::MethodRouter) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/introspect", answer).route(
+        "/elsewhere",
+        axum::routing::post(|| async {
+            axum::Json(serde_json::json!({"active": true, "scope": "read", "username": "mallory"}))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/introspect")
+}
+
+async fn verdict(url: String) -> Result<Principal, AuthError> {
+    use oauth_core::resource::{IntrospectionCredentials, Introspector, IntrospectorConfig};
+    let introspector = Introspector::new(IntrospectorConfig::new(
+        url,
+        IntrospectionCredentials::Client {
+            id: "rs-id".into(),
+            secret: "rs-secret".into(),
+        },
+    ))
+    .unwrap();
+    introspector.authenticate("some-token").await
+}
+
+#[tokio::test]
+async fn the_introspector_follows_no_redirect_and_reads_no_huge_answer() {
+    // A redirect is not followed, even to an answer that would say "active".
+    let url = stub(axum::routing::post(|| async {
+        axum::response::Redirect::temporary("/elsewhere")
+    }))
+    .await;
+    assert!(matches!(verdict(url).await, Err(AuthError::Unavailable(_))));
+
+    // A declared huge answer is refused unread; a streamed one at the cap.
+    let url = stub(axum::routing::post(|| async {
+        let padding = "x".repeat(1 << 20);
+        axum::Json(serde_json::json!({"active": true, "scope": "read", "pad": padding}))
+    }))
+    .await;
+    assert!(matches!(verdict(url).await, Err(AuthError::Unavailable(_))));
+    let url = raw_stub_without_length().await;
+    assert!(matches!(verdict(url).await, Err(AuthError::Unavailable(_))));
+
+    // A normal answer still works.
+    let url = stub(axum::routing::post(|| async {
+        axum::Json(
+            serde_json::json!({"active": true, "scope": "read", "username": "ann@example.com"}),
+        )
+    }))
+    .await;
+    let p = verdict(url).await.unwrap();
+    assert_eq!(p.username.as_deref(), Some("ann@example.com"));
+}
+
+/// A raw HTTP server that answers 200 with no Content-Length and 256 KiB of JSON,
+/// read until the connection closes.
+async fn raw_stub_without_length() -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Valid JSON that says "active": only its size gives it away.
+                let _ = conn
+                    .write_all(br#"{"active":true,"scope":"read","pad":""#)
+                    .await;
+                for _ in 0..64 {
+                    if conn.write_all(&[b'x'; 4096]).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = conn.write_all(br#""}"#).await;
+            });
+        }
+    });
+    format!("http://{addr}/introspect")
+}

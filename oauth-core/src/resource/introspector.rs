@@ -182,13 +182,17 @@ pub fn ensure_crypto_provider() {
 }
 
 impl Introspector {
-    /// An introspector with a pooled HTTP client.
+    /// An introspector with a pooled HTTP client. It follows no redirect and reads
+    /// at most 64 KiB of an answer (an RFC 7662 answer is a few hundred bytes).
     ///
     /// # Errors
     /// [`AuthError::Unavailable`] when the HTTP client cannot be built.
     pub fn new(config: IntrospectorConfig) -> Result<Self, AuthError> {
         ensure_crypto_provider();
+        // No redirects: the answer must come from the configured endpoint itself,
+        // never from wherever a compromised or misconfigured one points.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -244,7 +248,8 @@ impl Introspector {
                 "introspection answered {status}"
             )));
         }
-        let answer: Answer = response.json().await.map_err(|_| {
+        let body = read_capped(response, MAX_ANSWER_BYTES).await?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
             AuthError::Unavailable("introspection answer is not RFC 7662 JSON".into())
         })?;
         let now = now_unix();
@@ -298,4 +303,27 @@ impl Authenticator for Introspector {
             None => Err(AuthError::InvalidToken),
         }
     }
+}
+
+/// The largest introspection answer read; a larger one is refused unread.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The body of `response`, refused past `cap` bytes — declared or streamed.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, AuthError> {
+    let too_large = || AuthError::Unavailable("introspection answer is too large".into());
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|_| AuthError::Unavailable("introspection answer broke off".into()))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -3,6 +3,7 @@
 //! `{"field": ["message"]}` / `{"detail": "…"}`. The auth server's account
 //! endpoints use them, and so can an application's own endpoints beside them.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,6 +29,25 @@ pub(crate) fn retry_secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
 
+/// The `Retry-After` of a failure that is load shedding or a transient outage — a
+/// full password-hashing queue, no database connection within the pool's wait —
+/// and `None` for a fault. The handlers' `internal(…)` calls ask it, so such causes
+/// are answered 503 instead of 500 wherever they surface.
+pub(crate) fn retry_after_of(cause: &dyn Any) -> Option<Duration> {
+    if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
+        return e.retry_after();
+    }
+    if let Some(e) = cause.downcast_ref::<crate::password::PasswordError>() {
+        return e.retry_after();
+    }
+    if let Some(crate::issuer::IssuerError::Store(e)) =
+        cause.downcast_ref::<crate::issuer::IssuerError>()
+    {
+        return e.retry_after();
+    }
+    None
+}
+
 /// An error answer of the JSON APIs (`/users/*`), shaped as Django REST framework's.
 #[derive(Debug, Clone)]
 pub enum ApiError {
@@ -42,14 +62,23 @@ pub enum ApiError {
     },
     /// 429 with `Retry-After`.
     Throttled(Duration),
+    /// 503 with `Retry-After`: shedding load (a full password-hashing queue) or a
+    /// dependency briefly out (no database connection in time).
+    Unavailable(Duration),
     /// 500; the cause has been logged.
     Internal,
 }
 
 impl ApiError {
-    /// A 500 whose cause is logged here and not sent.
+    /// A 500 whose cause is logged here and not sent — or a 503 with `Retry-After`
+    /// when the cause is load shedding or a transient outage (logged at debug: the
+    /// store and the hasher count those).
     #[must_use]
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+    pub fn internal<E: std::fmt::Display + Any>(cause: &E) -> Self {
+        if let Some(after) = retry_after_of(cause) {
+            tracing::debug!(%cause, "API unavailable");
+            return Self::Unavailable(after);
+        }
         tracing::error!(%cause, "API failure");
         Self::Internal
     }
@@ -141,6 +170,18 @@ impl IntoResponse for ApiError {
                 let mut r = (
                     StatusCode::TOO_MANY_REQUESTS,
                     Json(Detail { detail: &detail }),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
+                r
+            }
+            Self::Unavailable(after) => {
+                let mut r = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(Detail {
+                        detail: "Service temporarily unavailable, try again later.",
+                    }),
                 )
                     .into_response();
                 r.headers_mut()

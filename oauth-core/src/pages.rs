@@ -435,7 +435,7 @@ impl PagesInner {
     }
 
     /// `Ok` as it is; an error as the 500 page (logged, never shown).
-    pub(crate) async fn ok<T, E: std::fmt::Display + Sync>(
+    pub(crate) async fn ok<T, E: std::fmt::Display + Sync + 'static>(
         &self,
         result: Result<T, E>,
     ) -> Result<T, Response> {
@@ -445,8 +445,27 @@ impl PagesInner {
         }
     }
 
-    /// The 500 page; the cause is logged, never shown.
-    pub(crate) async fn internal(&self, cause: &(dyn std::fmt::Display + Sync)) -> Response {
+    /// The 500 page, its cause logged — or the 503 page with `Retry-After` when the
+    /// cause is load shedding or a transient outage.
+    pub(crate) async fn internal<E: std::fmt::Display + Sync + std::any::Any>(
+        &self,
+        cause: &E,
+    ) -> Response {
+        if let Some(after) = crate::api::retry_after_of(cause) {
+            tracing::debug!(%cause, "page unavailable");
+            let mut response = self
+                .error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy",
+                    "The server is busy right now. Please try again in a moment.",
+                )
+                .await;
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::api::retry_secs(after)),
+            );
+            return response;
+        }
         tracing::error!(%cause, "page failed");
         self.error(
             StatusCode::INTERNAL_SERVER_ERROR,

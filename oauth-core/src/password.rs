@@ -5,7 +5,11 @@
 //! Hashing runs on a pool of low-priority threads as wide as the machine has CPUs,
 //! never on the async runtime: each scrypt call holds `128·r·N` bytes for its whole
 //! run, so a burst of a hundred logins queues instead of allocating gigabytes, and
-//! the runtime keeps serving other requests first meanwhile.
+//! the runtime keeps serving other requests first meanwhile. The queue is bounded
+//! ([`PasswordHasher::with_limits`]; by default 8 waiting jobs per thread, at least
+//! 64): past it a call fails at once with [`PasswordError::Overloaded`], which the
+//! endpoints answer with 503 and `Retry-After` — load shedding instead of unbounded
+//! memory and latency.
 
 mod pool;
 mod validation;
@@ -90,6 +94,21 @@ pub enum PasswordError {
     /// The hasher produced something that is not a PHC string (a bug).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// Too many hashes are already waiting for a KDF thread; try again shortly.
+    #[error("password hashing queue is full")]
+    Overloaded,
+}
+
+impl PasswordError {
+    /// How long a client should wait before retrying, when the failure is load
+    /// shedding rather than a fault ([`Overloaded`](Self::Overloaded): 1 s).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Overloaded => Some(std::time::Duration::from_secs(1)),
+            _ => None,
+        }
+    }
 }
 
 /// Live figures of a [`PasswordHasher`], for monitoring and tests.
@@ -103,6 +122,10 @@ pub struct HasherStats {
     pub width: usize,
     /// KDF runs finished since the hasher was made (dummy runs included).
     pub completed: u64,
+    /// The most KDF runs that may wait for a thread.
+    pub queue_bound: usize,
+    /// Calls refused because that many were already waiting.
+    pub refused: u64,
 }
 
 /// Hashes and verifies passwords with scrypt, off the async runtime and with bounded
@@ -131,12 +154,14 @@ struct Inner {
     params: scrypt::Params,
     pool: pool::KdfPool,
     width: usize,
+    queue: usize,
     /// A PHC string with the configured parameters that no password matches; verified
     /// in place of a missing user's hash so both paths cost one KDF run.
     dummy: String,
     running: AtomicUsize,
     peak: AtomicUsize,
     completed: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -144,6 +169,7 @@ impl std::fmt::Debug for PasswordHasher {
         f.debug_struct("PasswordHasher")
             .field("params", &self.inner.config)
             .field("width", &self.inner.width)
+            .field("queue", &self.inner.queue)
             .finish_non_exhaustive()
     }
 }
@@ -158,11 +184,40 @@ impl PasswordHasher {
         Self::with_concurrency(params, width)
     }
 
-    /// A hasher running at most `width` (at least one) KDFs at a time.
+    /// A hasher running at most `width` (at least one) KDFs at a time, with the
+    /// default queue bound ([`default_queue`](Self::default_queue)).
     ///
     /// # Errors
     /// [`PasswordError::InvalidParams`] for out-of-range parameters.
     pub fn with_concurrency(params: ScryptParams, width: usize) -> Result<Self, PasswordError> {
+        Self::with_limits(params, width, Self::default_queue(width))
+    }
+
+    /// The default bound of the queue for `width` threads: 8 per thread, at least 64.
+    /// At about 0.2 s per production hash that is under two seconds of waiting.
+    #[must_use]
+    pub fn default_queue(width: usize) -> usize {
+        width.max(1).saturating_mul(8).max(64)
+    }
+
+    /// A hasher running at most `width` (at least one) KDFs at a time, with at most
+    /// `queue` more waiting for a thread; a call past that fails at once with
+    /// [`PasswordError::Overloaded`].
+    ///
+    /// ```
+    /// # use oauth_core::{PasswordHasher, ScryptParams};
+    /// let hasher = PasswordHasher::with_limits(ScryptParams::INSECURE_FAST, 2, 16)?;
+    /// assert_eq!(hasher.stats().queue_bound, 16);
+    /// # Ok::<(), oauth_core::PasswordError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PasswordError::InvalidParams`] for out-of-range parameters.
+    pub fn with_limits(
+        params: ScryptParams,
+        width: usize,
+        queue: usize,
+    ) -> Result<Self, PasswordError> {
         let width = width.max(1);
         let scrypt_params = params.to_scrypt()?;
         let dummy = dummy_hash(scrypt_params)?;
@@ -170,12 +225,14 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 config: params,
                 params: scrypt_params,
-                pool: pool::KdfPool::new(width).map_err(|_| PasswordError::TaskFailed)?,
+                pool: pool::KdfPool::new(width, queue).map_err(|_| PasswordError::TaskFailed)?,
                 width,
+                queue,
                 dummy,
                 running: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
                 completed: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
             }),
         })
     }
@@ -194,6 +251,8 @@ impl PasswordHasher {
             peak_running: self.inner.peak.load(Ordering::Relaxed),
             width: self.inner.width,
             completed: self.inner.completed.load(Ordering::Relaxed),
+            queue_bound: self.inner.queue,
+            refused: self.inner.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -279,6 +338,7 @@ impl PasswordHasher {
     /// Runs `f` on the KDF pool. A caller that gives up early (a dropped request)
     /// cannot push concurrency past the pool's width: the job runs on one of its
     /// threads, or is skipped if the caller is gone by the time a thread takes it.
+    /// A full queue refuses the job at once ([`PasswordError::Overloaded`]).
     async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
@@ -300,7 +360,13 @@ impl PasswordHasher {
                 inner.completed.fetch_add(1, Ordering::Relaxed);
                 let _ = tx.send(out);
             }))
-            .map_err(|()| PasswordError::TaskFailed)?;
+            .map_err(|refused| match refused {
+                pool::Refused::Full => {
+                    self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                    PasswordError::Overloaded
+                }
+                pool::Refused::Gone => PasswordError::TaskFailed,
+            })?;
         rx.await.map_err(|_| PasswordError::TaskFailed)
     }
 }

@@ -46,6 +46,22 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No database connection could be had within the pool's wait (the database is
+    /// down, unreachable or saturated): a transient failure, answered 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// How long a client should wait before retrying, when the failure is transient
+    /// ([`Unavailable`](Self::Unavailable): 5 s) rather than a fault.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Unavailable(_) => Some(std::time::Duration::from_secs(5)),
+            _ => None,
+        }
+    }
 }
 
 /// A user account. The email is the user name.

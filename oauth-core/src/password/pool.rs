@@ -6,7 +6,9 @@
 //! idle cycle — logins saturate the CPUs — but the moment the async runtime has a
 //! request to serve, the scheduler runs it first, so introspection latency does not
 //! grow by a scheduling quantum while logins run. Their count is also the bound on
-//! concurrent runs, and so on the memory the KDF holds.
+//! concurrent runs, and so on the memory the KDF holds. The queue in front of them
+//! is bounded too: past the bound a job is refused at once instead of waiting, so a
+//! login flood costs neither unbounded memory nor unbounded latency.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
@@ -16,12 +18,22 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Threads exit once the pool (its job sender) is dropped and the queue is empty.
 pub(super) struct KdfPool {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// `queue` jobs are already waiting.
+    Full,
+    /// Every thread has gone.
+    Gone,
 }
 
 impl KdfPool {
-    pub(super) fn new(width: usize) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// `width` threads, and at most `queue` jobs waiting for one of them.
+    pub(super) fn new(width: usize, queue: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..width {
             let queue = Arc::clone(&queue);
@@ -44,9 +56,13 @@ impl KdfPool {
         Ok(Self { jobs })
     }
 
-    /// Queues a job; `Err` only when every thread has gone.
-    pub(super) fn submit(&self, job: Job) -> Result<(), ()> {
-        self.jobs.send(job).map_err(|_| ())
+    /// Queues a job without waiting: refused when the queue is full or every thread
+    /// has gone.
+    pub(super) fn submit(&self, job: Job) -> Result<(), Refused> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Refused::Full,
+            mpsc::TrySendError::Disconnected(_) => Refused::Gone,
+        })
     }
 }
 

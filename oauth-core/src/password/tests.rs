@@ -201,3 +201,51 @@ async fn kdf_threads_run_at_the_lowest_priority() {
     assert!(nice.len() >= 2, "{nice:?}");
     assert!(nice.iter().all(|&n| n == 19), "{nice:?}");
 }
+
+/// Polls `fut` once, so whatever it does before its first await has happened.
+async fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) {
+    tokio::select! {
+        biased;
+        _ = fut => panic!("finished on its first poll"),
+        () = std::future::ready(()) => {}
+    }
+}
+
+/// With one thread and room for one waiting job, a third call is refused at once
+/// with `Overloaded` (and counted), while the running and the queued job finish; once
+/// the queue drains, calls are accepted again.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_queue_refuses_at_once() {
+    let h = PasswordHasher::with_limits(ScryptParams::INSECURE_FAST, 1, 1).unwrap();
+    // A "slow KDF": the one thread is held until the test lets go.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let mut running = Box::pin(h.run(move || held.recv().is_ok()));
+    poll_once(&mut running).await;
+    while h.stats().running == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let queued_password = Password::new("queued");
+    let mut queued = Box::pin(h.hash(&queued_password));
+    poll_once(&mut queued).await;
+
+    let started = std::time::Instant::now();
+    let refused = h.hash(&Password::new("one too many")).await;
+    assert!(
+        matches!(refused, Err(PasswordError::Overloaded)),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert_eq!(
+        refused.unwrap_err().retry_after(),
+        Some(Duration::from_secs(1))
+    );
+    let stats = h.stats();
+    assert_eq!((stats.queue_bound, stats.refused), (1, 1));
+
+    release.send(()).unwrap();
+    assert!(running.await.unwrap());
+    assert!(queued.await.is_ok());
+    assert!(h.hash(&Password::new("after the burst")).await.is_ok());
+    assert_eq!(PasswordHasher::default_queue(2), 64);
+    assert_eq!(PasswordHasher::default_queue(16), 128);
+}

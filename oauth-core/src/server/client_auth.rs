@@ -102,7 +102,8 @@ pub(crate) struct ClientAuthenticator {
 #[derive(Debug)]
 enum Check {
     Mismatch,
-    Failed(String),
+    /// Kept typed: a full KDF queue is answered 503, not 500.
+    Failed(crate::password::PasswordError),
 }
 
 impl std::fmt::Debug for ClientAuthenticator {
@@ -224,7 +225,7 @@ impl ClientAuthenticator {
                 {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(Check::Mismatch),
-                    Err(e) => Err(Check::Failed(e.to_string())),
+                    Err(e) => Err(Check::Failed(e)),
                 }
             })
             .await;

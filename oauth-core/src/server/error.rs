@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::api::retry_secs;
+use crate::api::{retry_after_of, retry_secs};
 
 /// RFC 6749 §5.2 error codes, plus the few other RFCs add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,8 @@ pub enum OAuthErrorCode {
     InvalidToken,
     /// RFC 6750 §3.1: the bearer token lacks a needed scope (403).
     InsufficientScope,
-    /// Too many failed attempts (429 with `Retry-After`).
+    /// Too many failed attempts (429 with `Retry-After`), or load shed / a
+    /// dependency briefly out (503 with `Retry-After`, RFC 6749 §4.1.2.1).
     TemporarilyUnavailable,
     /// An internal failure (500); the cause is logged, never sent.
     ServerError,
@@ -63,6 +64,8 @@ pub struct OAuthError {
     description: Option<Cow<'static, str>>,
     basic_challenge: bool,
     retry_after: Option<Duration>,
+    /// 503 rather than 429 for `temporarily_unavailable`.
+    overloaded: bool,
 }
 
 #[derive(Serialize)]
@@ -81,6 +84,7 @@ impl OAuthError {
             description: None,
             basic_challenge: false,
             retry_after: None,
+            overloaded: false,
         }
     }
 
@@ -124,9 +128,29 @@ impl OAuthError {
         }
     }
 
-    /// A 500 whose cause is logged here and not sent.
+    /// 503 `temporarily_unavailable` with `Retry-After`: load shed, or a dependency
+    /// briefly out.
     #[must_use]
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+    pub fn unavailable(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            overloaded: true,
+            ..Self::new(OAuthErrorCode::TemporarilyUnavailable).describe(format!(
+                "The server is busy. Retry in {} seconds.",
+                retry_secs(retry_after)
+            ))
+        }
+    }
+
+    /// A 500 whose cause is logged here and not sent — or a 503
+    /// ([`unavailable`](Self::unavailable)) when the cause is load shedding or a
+    /// transient outage (a full password-hashing queue, no database connection).
+    #[must_use]
+    pub fn internal<E: std::fmt::Display + std::any::Any>(cause: &E) -> Self {
+        if let Some(after) = retry_after_of(cause) {
+            tracing::debug!(%cause, "token endpoint unavailable");
+            return Self::unavailable(after);
+        }
         tracing::error!(%cause, "token endpoint failure");
         Self::new(OAuthErrorCode::ServerError)
     }
@@ -152,6 +176,9 @@ impl IntoResponse for OAuthError {
                 StatusCode::UNAUTHORIZED
             }
             OAuthErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            OAuthErrorCode::TemporarilyUnavailable if self.overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             OAuthErrorCode::TemporarilyUnavailable => StatusCode::TOO_MANY_REQUESTS,
             OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

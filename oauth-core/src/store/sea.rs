@@ -50,13 +50,15 @@ use crate::token::TokenHash;
 /// # use oauth_core::sea::StoreConfig;
 /// let config = StoreConfig::new("sqlite://oauth.db")
 ///     .max_connections(8)
-///     .busy_timeout(std::time::Duration::from_secs(5));
+///     .busy_timeout(std::time::Duration::from_secs(5))
+///     .acquire_timeout(std::time::Duration::from_secs(3));
 /// ```
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     url: String,
     max_connections: u32,
     busy_timeout: Duration,
+    acquire_timeout: Duration,
     schema: Option<String>,
     inline_reads: bool,
 }
@@ -69,6 +71,7 @@ impl StoreConfig {
             url: url.into(),
             max_connections: 8,
             busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(3),
             schema: None,
             inline_reads: true,
         }
@@ -86,6 +89,16 @@ impl StoreConfig {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Longest a query waits for a pooled connection, including connecting (default
+    /// 3 s). Past it the call fails with [`StoreError::Unavailable`], which the
+    /// endpoints answer with 503 and `Retry-After`: an unreachable database costs a
+    /// client this long, not a hung request.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
         self
     }
 
@@ -156,7 +169,7 @@ impl SeaOrmStore {
         let mut opts = ConnectOptions::new(config.url.clone());
         opts.sqlx_logging(false)
             .max_connections(if in_memory { 1 } else { config.max_connections })
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(config.acquire_timeout);
         if in_memory {
             // The database lives as long as its one connection: never let it idle out.
             opts.min_connections(1)
@@ -244,7 +257,20 @@ async fn create_schema(url: &str, schema: &str) -> Result<(), StoreError> {
 pub(super) fn backend(e: DbErr) -> StoreError {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
+        _ if pool_timed_out(&e) => StoreError::Unavailable(Box::new(e)),
         _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+/// No connection within the pool's acquire timeout: from a query
+/// (`ConnectionAcquire`) or from connecting (`Conn` wrapping sqlx's `PoolTimedOut`).
+fn pool_timed_out(e: &DbErr) -> bool {
+    match e {
+        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => true,
+        DbErr::Conn(sea_orm::RuntimeErr::SqlxError(inner)) => {
+            matches!(**inner, sea_orm::sqlx::Error::PoolTimedOut)
+        }
+        _ => false,
     }
 }
 

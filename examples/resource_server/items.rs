@@ -101,7 +101,12 @@ async fn caller(db: &DatabaseConnection, p: &Principal) -> Result<user::Model, A
 }
 
 async fn find(db: &DatabaseConnection, id: &str) -> Result<item::Model, ApiError> {
-    let Ok(id) = id.parse::<i64>() else {
+    // Only the canonical form of an id names an item: `+1`, `01` or ` 1` do not
+    // (Django's `<int:pk>` converter takes digits only).
+    let canonical = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    let Some(id) = canonical.then(|| id.parse::<i64>().ok()).flatten() else {
         return Err(detail(StatusCode::NOT_FOUND, NOT_FOUND));
     };
     item::Entity::find_by_id(id)

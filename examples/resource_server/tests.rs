@@ -240,6 +240,27 @@ impl World {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        self.reply(req).await
+    }
+
+    /// A request with a form body sent as raw bytes (which may not be UTF-8).
+    async fn raw_form(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &'static str,
+    ) -> Reply {
+        let req = self
+            .http
+            .request(method, format!("{}{path}", self.rs.url))
+            .bearer_auth(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.reply(req).await
+    }
+
+    async fn reply(&self, req: reqwest::RequestBuilder) -> Reply {
         let res = req.send().await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -533,6 +554,35 @@ async fn proxy_and_items_end_to_end() {
     w.get("/items/abc/", &ann)
         .await
         .expect(StatusCode::NOT_FOUND, missing.clone());
+    // Only canonical ids: not `+1` nor `01` for item 1.
+    for alias in [format!("+{id}"), format!("0{id}"), format!("%20{id}")] {
+        w.get(&format!("/items/{alias}/"), &ann)
+            .await
+            .expect(StatusCode::NOT_FOUND, missing.clone());
+    }
+    // Bytes that are not UTF-8 are refused, not stored as U+FFFD; null
+    // characters too, with DRF's message.
+    let r = w
+        .raw_form(
+            reqwest::Method::PATCH,
+            &format!("/items/{id}/"),
+            &ann,
+            "name=%FF",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    let r = w
+        .raw_form(
+            reqwest::Method::PATCH,
+            &format!("/items/{id}/"),
+            &ann,
+            "name=a%00b",
+        )
+        .await;
+    r.expect(
+        StatusCode::BAD_REQUEST,
+        json!({"name": ["Null characters are not allowed."]}),
+    );
 
     // Delete, then it is gone.
     let r = w

@@ -253,14 +253,63 @@ pub fn parse_body(
                 )),
             }
         }
-        "application/x-www-form-urlencoded" | "" => Ok(form_urlencoded::parse(&body)
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        "application/x-www-form-urlencoded" | "" => Ok(strict_form(&body)
+            .ok_or_else(|| {
+                ApiError::Detail(
+                    StatusCode::BAD_REQUEST,
+                    "The form body is not valid UTF-8.".into(),
+                )
+            })?
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
             .collect()),
         other => Err(ApiError::Detail(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Unsupported media type \"{other}\" in request.").into(),
         )),
     }
+}
+
+/// Decodes `application/x-www-form-urlencoded` as the URL standard does, but
+/// refuses (`None`) a name or value whose bytes are not UTF-8 instead of putting
+/// U+FFFD in their place: what is stored is what was sent, or nothing.
+fn strict_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        out.push((percent_decode(name)?, percent_decode(value)?));
+    }
+    Some(out)
+}
+
+/// `+` → space, `%XX` → the byte (a `%` not followed by two hex digits stays), then
+/// strict UTF-8.
+fn percent_decode(part: &[u8]) -> Option<String> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut bytes = Vec::with_capacity(part.len());
+    let mut i = 0;
+    while i < part.len() {
+        let b = part[i];
+        if b == b'+' {
+            bytes.push(b' ');
+        } else if b == b'%'
+            && let (Some(h), Some(l)) = (
+                part.get(i + 1).copied().and_then(hex),
+                part.get(i + 2).copied().and_then(hex),
+            )
+        {
+            // Two hex digits: at most 255.
+            bytes.push(u8::try_from(h * 16 + l).unwrap_or(u8::MAX));
+            i += 2;
+        } else {
+            bytes.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// DRF's `CharField`: required, not null, not blank, optionally trimmed and with a
@@ -339,6 +388,10 @@ impl<'a> CharField<'a> {
             errors.add(name, BLANK);
             return None;
         }
+        if value.contains('\0') {
+            errors.add(name, "Null characters are not allowed.");
+            return None;
+        }
         if let Some(max) = self.max_length
             && value.chars().count() > max
         {
@@ -349,5 +402,30 @@ impl<'a> CharField<'a> {
             return None;
         }
         Some(value)
+    }
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::strict_form;
+
+    #[test]
+    fn form_bodies_are_decoded_strictly() {
+        let pairs = |s: &str| strict_form(s.as_bytes());
+        assert_eq!(
+            pairs("a=1&b=x+y%21&c&&d=%E2%82%AC&e=100%").unwrap(),
+            [("a", "1"), ("b", "x y!"), ("c", ""), ("d", "€"), ("e", "100%")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        // The same as form_urlencoded where the bytes are UTF-8.
+        let body = "name=caf%C3%A9&x=%2B%26%3D&k%20=v+w";
+        let expected: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(pairs(body).unwrap(), expected);
+        // Invalid UTF-8 is refused, not replaced.
+        assert_eq!(pairs("name=%FF"), None);
+        assert_eq!(pairs("%C3=x"), None);
+        assert_eq!(strict_form(b"name=\xff"), None);
     }
 }

@@ -174,6 +174,32 @@ pub trait UserStore: Send + Sync {
     /// [`StoreError::NotFound`] for an unknown id.
     async fn set_password_hash(&self, id: UserId, password_hash: &str) -> Result<(), StoreError>;
 
+    /// A password change: replaces the user's password hash and revokes every active
+    /// token of the user in `tokens` except those of `keep` (the session that made
+    /// the change), so that a stolen session ends with the old password (their
+    /// families revoked as in RFC 7009 §2.1). Returns how many tokens were revoked.
+    ///
+    /// A store that also holds the tokens does both in one transaction, and orders
+    /// it against refresh rotations as [`TokenStore::revoke_user_tokens`] does. The
+    /// default revokes first, then stores the hash: a failure in between leaves the
+    /// old password with the other sessions ended, never the new password with them
+    /// still alive.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn set_password_hash_and_revoke(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        tokens: &dyn TokenStore,
+        keep: Option<&TokenFamily>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let revoked = tokens.revoke_user_tokens(id, keep, now).await?;
+        self.set_password_hash(id, password_hash).await?;
+        Ok(revoked)
+    }
+
     /// Records a successful sign-in.
     ///
     /// # Errors
@@ -590,6 +616,10 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<Rotation, StoreError>;
 
     /// Revokes every active token of a family (RFC 7009 §2.1); returns how many changed.
+    ///
+    /// Every revocation below holds against a concurrent [`rotate_refresh`](Self::rotate_refresh)
+    /// of the same tokens: the rotation happens entirely before it (and its new
+    /// tokens are revoked too) or fails as [`Rotation::Replayed`].
     async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError>;
 
     /// Revokes every active token of a user except those of `keep` (after a password

@@ -176,14 +176,16 @@ pub(super) async fn change_password(
         .hash(&Password::new(password))
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    state
-        .users
-        .set_password_hash(user.id, &hash)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    // The new hash and the end of the other sessions, in one transaction.
     let revoked = state
-        .issuer
-        .revoke_user_tokens(user.id, Some(&token.family))
+        .users
+        .set_password_hash_and_revoke(
+            user.id,
+            &hash,
+            state.tokens.as_ref(),
+            Some(&token.family),
+            state.clock.unix(),
+        )
         .await
         .map_err(|e| ApiError::internal(&e))?;
     tracing::info!(user_id = user.id, revoked, "password changed");

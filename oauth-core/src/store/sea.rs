@@ -8,6 +8,7 @@ mod admin;
 pub mod entity;
 mod grants;
 pub mod migration;
+mod ordering;
 #[cfg(feature = "pages")]
 mod sessions;
 mod sqlite_reader;
@@ -34,6 +35,7 @@ use sea_orm_migration::MigratorTrait;
 
 use self::entity::{client, token, user};
 use self::migration::Migrator;
+use self::ordering::{Key, lock, retry};
 use self::sqlite_reader::{SqliteReader, TokenRow};
 use super::{
     Client, ClientRegistry, GrantType, NewUser, Page, RotatedToken, Rotation, StoreError,
@@ -438,6 +440,40 @@ impl UserStore for SeaOrmStore {
         found(res.rows_affected)
     }
 
+    /// One transaction: the user row and the tokens live in this database (`tokens`
+    /// is expected to be this store; the foreign keys say so), so either both
+    /// change or neither does.
+    async fn set_password_hash_and_revoke(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        _tokens: &dyn TokenStore,
+        keep: Option<&TokenFamily>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let once = async {
+                let txn = self.db.begin().await.map_err(backend)?;
+                lock(&txn, &[], &[Key::User(id)]).await?;
+                let res = user::Entity::update_many()
+                    .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
+                    .filter(user::Column::Id.eq(id))
+                    .exec(&txn)
+                    .await
+                    .map_err(backend)?;
+                found(res.rows_affected)?;
+                let n = revoke_where(&txn, now, user_filter(id, keep)).await?;
+                txn.commit().await.map_err(backend)?;
+                Ok(n)
+            };
+            match once.await {
+                Err(e) if retry(&e, &mut attempt).await => {}
+                outcome => return outcome,
+            }
+        }
+    }
+
     async fn record_login(&self, id: UserId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let res = user::Entity::update_many()
             .col_expr(user::Column::LastLogin, Expr::value(at))
@@ -572,6 +608,15 @@ pub(super) fn family_is(family: &TokenFamily) -> sea_orm::Condition {
     sea_orm::Condition::all().add(token::Column::Family.eq(family.as_bytes().to_vec()))
 }
 
+/// The tokens of a user, but for the family `keep`.
+fn user_filter(user_id: UserId, keep: Option<&TokenFamily>) -> sea_orm::Condition {
+    let mut filter = sea_orm::Condition::all().add(token::Column::UserId.eq(user_id));
+    if let Some(keep) = keep {
+        filter = filter.add(token::Column::Family.ne(keep.as_bytes().to_vec()));
+    }
+    filter
+}
+
 #[async_trait]
 impl TokenStore for SeaOrmStore {
     async fn insert_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StoreError> {
@@ -636,15 +681,102 @@ impl TokenStore for SeaOrmStore {
         now: UnixTime,
         new: &[RotatedToken],
     ) -> Result<Rotation, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.rotate_once(old, client_id, now, new).await {
+                Err(e) if retry(&e, &mut attempt).await => {}
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {
+        self.revoke_under(Key::Family(family), now, family_is(family))
+            .await
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        user_id: UserId,
+        keep: Option<&TokenFamily>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        self.revoke_under(Key::User(user_id), now, user_filter(user_id, keep))
+            .await
+    }
+
+    async fn revoke_user_client_tokens(
+        &self,
+        user_id: UserId,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let filter = sea_orm::Condition::all()
+            .add(token::Column::UserId.eq(user_id))
+            .add(token::Column::ClientId.eq(client_id));
+        self.revoke_under(Key::User(user_id), now, filter).await
+    }
+
+    async fn revoke_client_tokens(
+        &self,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let filter = sea_orm::Condition::all().add(token::Column::ClientId.eq(client_id));
+        self.revoke_under(Key::Client(client_id), now, filter).await
+    }
+
+    async fn list_tokens(&self, query: &TokenQuery) -> Result<Page<TokenRecord>, StoreError> {
+        self.list_tokens_sql(query).await
+    }
+
+    async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let res = token::Entity::delete_many()
+            .filter(token::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(res.rows_affected)
+    }
+}
+
+impl SeaOrmStore {
+    /// One attempt at [`TokenStore::rotate_refresh`], in one transaction.
+    async fn rotate_once(
+        &self,
+        old: &TokenHash,
+        client_id: &str,
+        now: UnixTime,
+        new: &[RotatedToken],
+    ) -> Result<Rotation, StoreError> {
         let txn = self.db.begin().await.map_err(backend)?;
         let old_hash = old.as_bytes().to_vec();
         let is_old = sea_orm::Condition::all()
             .add(token::Column::Hash.eq(old_hash.clone()))
             .add(token::Column::Kind.eq(token::REFRESH))
             .add(token::Column::ClientId.eq(client_id));
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // The order every rotation and revocation agrees on (`ordering`): the
+            // family, user and client of a token never change, so reading them
+            // before the locks is safe; every statement after the locks sees what
+            // a revocation that held them committed.
+            let Some(row) = token::Entity::find()
+                .filter(is_old.clone())
+                .one(&txn)
+                .await
+                .map_err(backend)?
+            else {
+                txn.rollback().await.map_err(backend)?;
+                return Ok(Rotation::Invalid);
+            };
+            let record = TokenRecord::try_from(row)?;
+            let mut shared = vec![Key::Client(client_id)];
+            shared.extend(record.user_id.map(Key::User));
+            lock(&txn, &shared, &[Key::Family(&record.family)]).await?;
+        }
         // The conditional write that decides the race: it changes one row for exactly
-        // one caller. Being the transaction's first statement, it also takes SQLite's
-        // write lock at once, so concurrent rotations queue behind the busy timeout
+        // one caller. Being the transaction's first statement on SQLite, it also takes
+        // the write lock at once, so concurrent rotations queue behind the busy timeout
         // instead of failing on a stale read snapshot.
         let won = revoke_where(
             &txn,
@@ -697,54 +829,31 @@ impl TokenStore for SeaOrmStore {
         Ok(outcome)
     }
 
-    async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {
-        revoke_where(&self.db, now, family_is(family)).await
-    }
-
-    async fn revoke_user_tokens(
+    /// Revokes the active tokens matching `filter` while holding `key` exclusive,
+    /// so that a rotation of one of them happens entirely before or after
+    /// (`ordering`). A deadlock with another revocation is retried.
+    async fn revoke_under(
         &self,
-        user_id: UserId,
-        keep: Option<&TokenFamily>,
+        key: Key<'_>,
         now: UnixTime,
+        filter: sea_orm::Condition,
     ) -> Result<u64, StoreError> {
-        let mut filter = sea_orm::Condition::all().add(token::Column::UserId.eq(user_id));
-        if let Some(keep) = keep {
-            filter = filter.add(token::Column::Family.ne(keep.as_bytes().to_vec()));
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return revoke_where(&self.db, now, filter).await;
         }
-        revoke_where(&self.db, now, filter).await
-    }
-
-    async fn revoke_user_client_tokens(
-        &self,
-        user_id: UserId,
-        client_id: &str,
-        now: UnixTime,
-    ) -> Result<u64, StoreError> {
-        let filter = sea_orm::Condition::all()
-            .add(token::Column::UserId.eq(user_id))
-            .add(token::Column::ClientId.eq(client_id));
-        revoke_where(&self.db, now, filter).await
-    }
-
-    async fn revoke_client_tokens(
-        &self,
-        client_id: &str,
-        now: UnixTime,
-    ) -> Result<u64, StoreError> {
-        let filter = sea_orm::Condition::all().add(token::Column::ClientId.eq(client_id));
-        revoke_where(&self.db, now, filter).await
-    }
-
-    async fn list_tokens(&self, query: &TokenQuery) -> Result<Page<TokenRecord>, StoreError> {
-        self.list_tokens_sql(query).await
-    }
-
-    async fn purge_tokens(&self, before: UnixTime) -> Result<u64, StoreError> {
-        let res = token::Entity::delete_many()
-            .filter(token::Column::ExpiresAt.lt(before))
-            .exec(&self.db)
-            .await
-            .map_err(backend)?;
-        Ok(res.rows_affected)
+        let mut attempt = 0;
+        loop {
+            let once = async {
+                let txn = self.db.begin().await.map_err(backend)?;
+                lock(&txn, &[], &[key]).await?;
+                let n = revoke_where(&txn, now, filter.clone()).await?;
+                txn.commit().await.map_err(backend)?;
+                Ok(n)
+            };
+            match once.await {
+                Err(e) if retry(&e, &mut attempt).await => {}
+                outcome => return outcome,
+            }
+        }
     }
 }

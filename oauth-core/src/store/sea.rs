@@ -55,7 +55,7 @@ use crate::token::TokenHash;
 ///     .busy_timeout(std::time::Duration::from_secs(5))
 ///     .acquire_timeout(std::time::Duration::from_secs(3));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     url: String,
     max_connections: u32,
@@ -855,5 +855,52 @@ impl SeaOrmStore {
                 outcome => return outcome,
             }
         }
+    }
+}
+
+/// The URL without its password: `postgres://app:[redacted]@db/oauth`.
+fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:[redacted]@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Prints the database URL without its password, so a logged configuration does
+/// not leak it.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
+            .field("inline_reads", &self.inline_reads)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::{StoreConfig, redacted_url};
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let c = StoreConfig::new("postgres://app:s3cr%40t@db.internal:5432/oauth?sslmode=require");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr"), "{shown}");
+        assert!(shown.contains("postgres://app:[redacted]@db.internal:5432/oauth?sslmode=require"));
+        assert_eq!(redacted_url("sqlite://oauth.db"), "sqlite://oauth.db");
+        assert_eq!(redacted_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            redacted_url("postgres://a:b@c@d/x"),
+            "postgres://a:[redacted]@d/x"
+        );
     }
 }

@@ -11,6 +11,7 @@ use crate::env::{parsed, var};
 pub struct Config {
     pub database_url: String,
     pub pool_size: u32,
+    pub pool_timeout: Duration,
     pub inline_reads: bool,
     pub addr: SocketAddr,
     pub issuer_url: String,
@@ -19,6 +20,8 @@ pub struct Config {
     pub refresh_ttl: Duration,
     pub scrypt: ScryptParams,
     pub kdf_threads: usize,
+    /// `None`: the hasher's default (8 per thread, at least 64).
+    pub kdf_queue: Option<usize>,
     pub throttle: ThrottleConfig,
     pub body_limit: usize,
     pub bench_ceiling: bool,
@@ -37,6 +40,7 @@ impl Config {
         Ok(Self {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://auth_server.db".into()),
             pool_size: parsed("DATABASE_POOL_SIZE", 8)?,
+            pool_timeout: Duration::from_secs(parsed("DATABASE_POOL_TIMEOUT_SECONDS", 3)?),
             inline_reads: parsed("SQLITE_INLINE_READS", true)?,
             issuer_url: var("ISSUER_URL").unwrap_or_else(|| format!("http://{addr}")),
             addr,
@@ -58,6 +62,10 @@ impl Config {
                 "KDF_THREADS",
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )?,
+            kdf_queue: var("KDF_QUEUE")
+                .map(|v| v.trim().parse())
+                .transpose()
+                .map_err(|e| format!("KDF_QUEUE: {e}"))?,
             throttle: ThrottleConfig {
                 per_account: parsed("LOGIN_FAILURES_PER_ACCOUNT", throttle.per_account)?,
                 per_client: parsed("AUTH_FAILURES_PER_CLIENT", throttle.per_client)?,

@@ -17,8 +17,9 @@ mod commands;
 mod config;
 #[path = "../common/env.rs"]
 mod env;
+#[path = "../common/serve.rs"]
+mod serve;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use oauth_core::pages::Pages;
@@ -37,6 +38,7 @@ async fn main() -> Result<(), Error> {
     let store = SeaOrmStore::connect(
         StoreConfig::new(&config.database_url)
             .max_connections(config.pool_size)
+            .acquire_timeout(config.pool_timeout)
             .inline_reads(config.inline_reads),
     )
     .await?;
@@ -59,14 +61,10 @@ async fn main() -> Result<(), Error> {
     }
     tokio::spawn(housekeeping(store.clone()));
     let app = app(store, &config)?;
+    let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!("auth server listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(env::shutdown())
-    .await?;
+    serve::serve(listener, app, timeouts, env::shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -85,9 +83,12 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .scopes(config.scopes.clone())
         .access_token_ttl(config.access_ttl)
         .refresh_token_ttl(config.refresh_ttl)
-        .password_hasher(PasswordHasher::with_concurrency(
+        .password_hasher(PasswordHasher::with_limits(
             config.scrypt,
             config.kdf_threads,
+            config
+                .kdf_queue
+                .unwrap_or_else(|| PasswordHasher::default_queue(config.kdf_threads)),
         )?)
         .throttle(config.throttle)
         .body_limit(config.body_limit)

@@ -22,13 +22,28 @@ where
     }
 }
 
-/// Logs to standard error, filtered by `RUST_LOG` (default `info`).
+/// Logs to standard error — standard output stays free for what a command prints
+/// (`createclient`'s id and secret) — filtered by `RUST_LOG` (default `info`).
+/// `LOG_FORMAT=json` writes one JSON object per line; otherwise text, coloured only
+/// when standard error is a terminal (no escape codes in log files).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    use std::io::IsTerminal as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match var("LOG_FORMAT").as_deref().map(str::trim) {
+        Some("json") => builder.json().with_current_span(false).init(),
+        Some("text") | None => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        Some(other) => {
+            builder.with_ansi(false).init();
+            tracing::warn!(
+                LOG_FORMAT = other,
+                "unknown LOG_FORMAT (text or json); logging text"
+            );
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -24,10 +24,10 @@ mod items;
 mod migration;
 mod price;
 mod proxy;
+#[path = "../common/serve.rs"]
+mod serve;
 #[cfg(test)]
 mod tests;
-
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -62,18 +62,14 @@ async fn main() -> Result<(), Error> {
     let db = db::open(&config.database_url).await?;
     tokio::spawn(housekeeping(db.clone()));
     let app = app(db, &config)?.layer(oauth_core::server::trace_layer());
+    let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(
         "resource server listening on http://{}, introspecting at {}",
         listener.local_addr()?,
         config.introspection_url
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(env::shutdown())
-    .await?;
+    serve::serve(listener, app, timeouts, env::shutdown()).await?;
     Ok(())
 }
 

@@ -201,8 +201,10 @@ impl PasswordHasher {
     }
 
     /// A hasher running at most `width` (at least one) KDFs at a time, with at most
-    /// `queue` more waiting for a thread; a call past that fails at once with
-    /// [`PasswordError::Overloaded`].
+    /// `queue` (at least one) more waiting for a thread; a call past that fails at
+    /// once with [`PasswordError::Overloaded`]. (With no room at all, a login's second
+    /// KDF run could be refused in the instant its thread takes to come back from
+    /// the first.)
     ///
     /// ```
     /// # use oauth_core::{PasswordHasher, ScryptParams};
@@ -219,6 +221,7 @@ impl PasswordHasher {
         queue: usize,
     ) -> Result<Self, PasswordError> {
         let width = width.max(1);
+        let queue = queue.max(1);
         let scrypt_params = params.to_scrypt()?;
         let dummy = dummy_hash(scrypt_params)?;
         Ok(Self {

@@ -66,7 +66,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{MakeSpan, TraceLayer};
+use tower_http::classify::ServerErrorsFailureClass;
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, MakeSpan, OnFailure,
+    TraceLayer,
+};
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use introspect::INTROSPECTION_SCOPE;
@@ -414,8 +418,31 @@ impl<B> MakeSpan<B> for PathOnlySpan {
     }
 }
 
+/// Logs a failed request (5xx) at ERROR — except 503, which is load shed or a
+/// dependency out: those are logged where the condition starts and ends (once per
+/// outage, e.g. the introspector's "auth server unreachable"), not once per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietUnavailable;
+
+impl OnFailure<ServerErrorsFailureClass> for QuietUnavailable {
+    fn on_failure(
+        &mut self,
+        class: ServerErrorsFailureClass,
+        latency: std::time::Duration,
+        _span: &tracing::Span,
+    ) {
+        let latency = format!("{} ms", latency.as_millis());
+        match class {
+            ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+                tracing::debug!(%latency, "response failed: 503");
+            }
+            other => tracing::error!(classification = %other, %latency, "response failed"),
+        }
+    }
+}
+
 /// `tower_http`'s `TraceLayer` with [`PathOnlySpan`]: request logging that is safe for
-/// an OAuth server.
+/// an OAuth server, and quiet about 503s ([`QuietUnavailable`]).
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -431,8 +458,18 @@ impl<B> MakeSpan<B> for PathOnlySpan {
 /// # let _ = app; Ok(()) }
 /// ```
 #[must_use]
-pub fn trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, PathOnlySpan> {
-    TraceLayer::new_for_http().make_span_with(PathOnlySpan)
+pub fn trace_layer() -> TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    PathOnlySpan,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    QuietUnavailable,
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(PathOnlySpan)
+        .on_failure(QuietUnavailable)
 }
 
 /// Routes `path` with and without its trailing slash.

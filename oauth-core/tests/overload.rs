@@ -25,12 +25,12 @@ const SLOW: ScryptParams = ScryptParams {
     p: 16,
 };
 
-/// One KDF thread and no room to wait: while a slow hash holds the thread, the
-/// password grant answers RFC 6749 JSON 503 `temporarily_unavailable` and sign-up DRF
+/// One KDF thread and room for one waiting run: while a slow hash holds the thread
+/// and another waits, the password grant answers RFC 6749 JSON 503 `temporarily_unavailable` and sign-up DRF
 /// `{"detail"}` 503, both with `Retry-After`, at once; afterwards both work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_kdf_queue_is_answered_503_with_retry_after() {
-    let slow = PasswordHasher::with_limits(SLOW, 1, 0).unwrap();
+    let slow = PasswordHasher::with_limits(SLOW, 1, 1).unwrap();
     let h = Harness::build(Backend::Sqlite, common::lenient(), |server| {
         server.password_hasher(slow.clone())
     })
@@ -38,13 +38,16 @@ async fn a_full_kdf_queue_is_answered_503_with_retry_after() {
     .unwrap();
     h.user("ann@example.com").await;
 
-    let busy = {
+    let hold = |what: &'static str| {
         let slow = slow.clone();
-        tokio::spawn(async move { slow.hash(&Password::new("holds the thread")).await })
+        tokio::spawn(async move { slow.hash(&Password::new(what)).await })
     };
+    let busy = hold("holds the thread");
     while slow.stats().running == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let waiting = hold("fills the queue");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 
     let started = Instant::now();
     let token = h.login("ann@example.com", PASSWORD).await;
@@ -80,6 +83,7 @@ async fn a_full_kdf_queue_is_answered_503_with_retry_after() {
     assert!(!busy.is_finished(), "the slow hash was still running");
 
     busy.await.unwrap().unwrap();
+    waiting.await.unwrap().unwrap();
     assert_eq!(
         h.login("ann@example.com", PASSWORD).await.status,
         StatusCode::OK
@@ -98,7 +102,7 @@ async fn an_unreachable_database_fails_fast_as_unavailable() {
     )
     .await;
     let elapsed = started.elapsed();
-    let err = result.err().expect("nothing listens on port 1");
+    let err = result.expect_err("nothing listens on port 1");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
     assert!(
@@ -123,4 +127,51 @@ fn an_unavailable_store_is_503_on_both_error_shapes() {
         ApiError::internal(&broken).into_response().status(),
         StatusCode::INTERNAL_SERVER_ERROR
     );
+}
+
+/// A `MakeWriter` into a shared buffer, to read what was logged.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An unreachable auth server is logged once (ERROR "auth server unreachable") for
+/// three failed calls, which are counted.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unreachable_auth_server_is_logged_once_and_counted() {
+    use oauth_core::resource::{
+        AuthError, Authenticator as _, IntrospectionCredentials, Introspector, IntrospectorConfig,
+    };
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let introspector = Introspector::new(IntrospectorConfig::new(
+        "http://127.0.0.1:1/o/introspect/",
+        IntrospectionCredentials::Client {
+            id: "rs-id".into(),
+            secret: "rs-secret".into(),
+        },
+    ))
+    .unwrap();
+    for token in ["a", "b", "c"] {
+        let e = introspector.authenticate(token).await.unwrap_err();
+        assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+    }
+    assert_eq!(introspector.unreachable_calls(), 3);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("auth server unreachable").count(), 1, "{text}");
+    assert_eq!(text.matches("ERROR").count(), 1, "{text}");
 }

@@ -162,6 +162,39 @@ pub struct Introspector {
     http: reqwest::Client,
     config: Arc<IntrospectorConfig>,
     cache: moka::future::Cache<TokenHash, Verdict>,
+    reach: Arc<Reachability>,
+}
+
+/// Whether the auth server answered the last call, so that an outage is logged when
+/// it starts and when it ends — not once per request — and the failed calls between
+/// are counted.
+#[derive(Default)]
+struct Reachability {
+    down: std::sync::atomic::AtomicBool,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl Reachability {
+    fn failed(&self, why: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.failures.fetch_add(1, Relaxed);
+        if !self.down.swap(true, Relaxed) {
+            tracing::error!(
+                reason = why,
+                "auth server unreachable: uncached tokens get 503 until it answers again"
+            );
+        }
+    }
+
+    fn answered(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.down.swap(false, Relaxed) {
+            tracing::info!(
+                failed_calls = self.failures.load(Relaxed),
+                "auth server reachable again"
+            );
+        }
+    }
 }
 
 impl fmt::Debug for Introspector {
@@ -206,7 +239,18 @@ impl Introspector {
             http,
             config: Arc::new(config),
             cache,
+            reach: Arc::default(),
         })
+    }
+
+    /// Calls that found the auth server unreachable, timed out or failing (5xx),
+    /// since this introspector was made. The outage itself is logged once when it
+    /// starts and once when it ends.
+    #[must_use]
+    pub fn unreachable_calls(&self) -> u64 {
+        self.reach
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Cached answers right now (approximate).
@@ -237,9 +281,15 @@ impl Introspector {
             } else {
                 "unreachable"
             };
+            self.reach.failed(kind);
             AuthError::Unavailable(format!("introspection endpoint {kind}"))
         })?;
         let status = response.status();
+        if status.is_server_error() {
+            self.reach.failed(status.as_str());
+        } else {
+            self.reach.answered();
+        }
         if !status.is_success() {
             if status.is_client_error() {
                 tracing::error!(%status, "the introspection endpoint refused this resource server's request; check its credentials");

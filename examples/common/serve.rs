@@ -1,0 +1,316 @@
+//! Serving a router over HTTP/1.1 with the timeouts `axum::serve` does not expose:
+//! a header-read timeout (slowloris), an idle-connection timeout, and a whole-request
+//! timeout layer.
+//!
+//! `axum::serve` (0.8) builds hyper's connection builder itself and sets no timer, so
+//! a client that trickles its headers or sits idle keeps a connection (and a task)
+//! forever. Here hyper's HTTP/1 builder gets a Tokio timer and
+//! `header_read_timeout`, and every connection's socket is wrapped so that no byte
+//! either way for the idle timeout closes it.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
+use tower::{Layer as _, ServiceExt as _};
+use tower_http::timeout::TimeoutLayer;
+
+/// The timeouts of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A request's whole handling, body included (answered 503).
+    pub request: Duration,
+    /// Receiving a request's headers once its connection is waiting for one.
+    pub header_read: Duration,
+    /// No byte in either direction.
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// From `REQUEST_TIMEOUT_SECONDS` (30), `HEADER_READ_TIMEOUT_SECONDS` (10) and
+    /// `IDLE_TIMEOUT_SECONDS` (60).
+    pub fn from_env() -> Result<Self, crate::Error> {
+        use crate::env::parsed;
+        Ok(Self {
+            request: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECONDS", 30)?),
+            header_read: Duration::from_secs(parsed("HEADER_READ_TIMEOUT_SECONDS", 10)?),
+            idle: Duration::from_secs(parsed("IDLE_TIMEOUT_SECONDS", 60)?),
+        })
+    }
+}
+
+/// The request-timeout layer: a request not answered within `timeout` gets 503
+/// (the client may retry; 408 would blame it for a slow server).
+pub fn request_timeout(timeout: Duration) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)
+}
+
+/// Serves `router` (with [`ConnectInfo<SocketAddr>`]) until `shutdown` resolves, then
+/// lets open connections finish their current request.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let router = router.layer(request_timeout(timeouts.request));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (socket, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let service = axum::Extension(ConnectInfo(remote))
+            .layer(router.clone())
+            .map_request(|req: axum::http::Request<hyper::body::Incoming>| {
+                req.map(axum::body::Body::new)
+            });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.header_read);
+            let io = TokioIo::new(IdleTimeout::new(socket, timeouts.idle));
+            let conn = builder.serve_connection(io, TowerToHyperService::new(service));
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => log_end(result, remote),
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    log_end(conn.await, remote);
+                }
+            }
+        });
+    }
+    drop(stop_rx);
+    stop_tx.send_replace(());
+    // Every connection task holds a receiver: wait until the last has finished.
+    stop_tx.closed().await;
+    Ok(())
+}
+
+fn log_end(result: Result<(), hyper::Error>, remote: SocketAddr) {
+    if let Err(e) = result {
+        tracing::debug!(%remote, error = %e, "connection closed");
+    }
+}
+
+/// A socket that fails with `TimedOut` once nothing has been read or written for
+/// `idle` while hyper waits on it.
+struct IdleTimeout<T> {
+    inner: T,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleTimeout<T> {
+    fn new(inner: T, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.idle);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connection idle")
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    async fn start(timeouts: Timeouts) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            );
+        tokio::spawn(serve(listener, router, timeouts, std::future::pending()));
+        addr
+    }
+
+    const SMALL: Timeouts = Timeouts {
+        request: Duration::from_millis(400),
+        header_read: Duration::from_millis(300),
+        idle: Duration::from_millis(600),
+    };
+
+    /// Reads until the server closes; the time that took.
+    async fn closed_after(stream: &mut tokio::net::TcpStream) -> (Duration, String) {
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got));
+        match read.await {
+            Ok(_) => (
+                started.elapsed(),
+                String::from_utf8_lossy(&got).into_owned(),
+            ),
+            Err(_) => panic!("the connection was still open after 5 s"),
+        }
+    }
+
+    /// Slowloris: half a header, then nothing — closed at the header-read timeout
+    /// (the idle timeout is long here, so it is not what closes it).
+    #[tokio::test]
+    async fn half_a_header_is_closed_at_the_header_read_timeout() {
+        let addr = start(Timeouts {
+            idle: Duration::from_secs(30),
+            ..SMALL
+        })
+        .await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let (took, _) = closed_after(&mut s).await;
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    /// A connection that never sends a byte, and a kept-alive one after its answer,
+    /// are closed at the idle timeout (the header-read timeout is long here); a
+    /// normal request is unaffected.
+    #[tokio::test]
+    async fn idle_connections_are_closed() {
+        let addr = start(Timeouts {
+            header_read: Duration::from_secs(30),
+            ..SMALL
+        })
+        .await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (took, _) = closed_after(&mut silent).await;
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (took, answer) = closed_after(&mut kept).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("ok"), "{answer}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    /// A handler slower than the request timeout is answered 503 at the timeout.
+    #[tokio::test]
+    async fn a_slow_request_gets_503_at_the_request_timeout() {
+        let addr = start(SMALL).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (_, answer) = closed_after(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+}

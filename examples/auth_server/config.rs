@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use oauth_core::{Scope, ScryptParams, ThrottleConfig};
+use oauth_core::{IpNet, Scope, ScryptParams, ThrottleConfig};
 
 use crate::Error;
 use crate::env::{parsed, var};
@@ -23,6 +23,7 @@ pub struct Config {
     /// `None`: the hasher's default (8 per thread, at least 64).
     pub kdf_queue: Option<usize>,
     pub throttle: ThrottleConfig,
+    pub trusted_proxies: Vec<IpNet>,
     pub body_limit: usize,
     pub bench_ceiling: bool,
     pub code_ttl: Duration,
@@ -67,14 +68,20 @@ impl Config {
                 .transpose()
                 .map_err(|e| format!("KDF_QUEUE: {e}"))?,
             throttle: ThrottleConfig {
+                per_account_source: parsed(
+                    "LOGIN_FAILURES_PER_SOURCE",
+                    throttle.per_account_source,
+                )?,
                 per_account: parsed("LOGIN_FAILURES_PER_ACCOUNT", throttle.per_account)?,
                 per_client: parsed("AUTH_FAILURES_PER_CLIENT", throttle.per_client)?,
                 per_ip: parsed("AUTH_FAILURES_PER_IP", throttle.per_ip)?,
-                window: Duration::from_secs(parsed(
-                    "AUTH_FAILURE_WINDOW_SECONDS",
-                    throttle.window.as_secs(),
-                )?),
+                wait_increment: seconds("AUTH_FAILURE_WAIT_SECONDS", throttle.wait_increment)?,
+                max_wait: seconds("AUTH_FAILURE_MAX_WAIT_SECONDS", throttle.max_wait)?,
+                failure_reset: seconds("AUTH_FAILURE_RESET_SECONDS", throttle.failure_reset)?,
+                signups_per_ip: parsed("SIGNUPS_PER_IP", throttle.signups_per_ip)?,
+                signup_window: seconds("SIGNUP_WINDOW_SECONDS", throttle.signup_window)?,
             },
+            trusted_proxies: trusted_proxies()?,
             body_limit: parsed("MAX_BODY_BYTES", 64 * 1024)?,
             bench_ceiling: parsed("BENCH_CEILING", false)?,
             code_ttl: Duration::from_secs(parsed("AUTHORIZATION_CODE_EXPIRE_SECONDS", 60)?),
@@ -84,4 +91,24 @@ impl Config {
             seed_demo: parsed("SEED_DEMO", true)?,
         })
     }
+}
+
+fn seconds(name: &str, default: Duration) -> Result<Duration, Error> {
+    Ok(Duration::from_secs(parsed(name, default.as_secs())?))
+}
+
+/// `TRUSTED_PROXIES`: networks (`10.0.0.0/8`) or addresses, separated by commas or
+/// blanks; empty by default.
+fn trusted_proxies() -> Result<Vec<IpNet>, Error> {
+    let Some(list) = var("TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    list.split([',', ' ', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("TRUSTED_PROXIES: {s:?} is no address or CIDR network").into())
+        })
+        .collect()
 }

@@ -91,6 +91,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
                 .unwrap_or_else(|| PasswordHasher::default_queue(config.kdf_threads)),
         )?)
         .throttle(config.throttle)
+        .trusted_proxies(config.trusted_proxies.clone())
         .body_limit(config.body_limit)
         .router()?;
     if config.bench_ceiling {

@@ -55,7 +55,7 @@ pub use password::{
 pub use scope::{InvalidScope, Scope};
 pub use secret::{AccessToken, ClientSecret, Password, RefreshToken};
 #[cfg(feature = "server")]
-pub use server::{AuthServer, AuthServerError, ThrottleConfig};
+pub use server::{AuthServer, AuthServerError, IpNet, ThrottleConfig};
 #[cfg(feature = "sea-orm")]
 pub use store::sea;
 pub use store::{

@@ -41,6 +41,7 @@
 pub mod authorization;
 mod bearer;
 mod client_auth;
+mod client_ip;
 mod code_grant;
 mod cors;
 mod error;
@@ -51,16 +52,12 @@ pub(crate) mod throttle;
 pub(crate) mod token;
 mod users;
 
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -74,10 +71,12 @@ use tower_http::trace::{
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use introspect::INTROSPECTION_SCOPE;
+pub use ipnet::IpNet;
 pub use throttle::ThrottleConfig;
 
 use self::client_auth::ClientAuthenticator;
-use self::throttle::{Key, Throttle};
+pub(crate) use self::client_ip::ClientIp;
+use self::throttle::Throttle;
 use crate::api::ApiError;
 use crate::clock::{Clock, SystemClock};
 use crate::issuer::{OpaqueTokenIssuer, STAFF_SCOPE, TokenIssuer, TokenLifetimes};
@@ -116,6 +115,7 @@ pub struct AuthServer {
     scrypt: ScryptParams,
     policy: PasswordPolicy,
     throttle: ThrottleConfig,
+    trusted_proxies: Vec<IpNet>,
     lifetimes: TokenLifetimes,
     scopes: Scope,
     staff_scopes: Scope,
@@ -134,6 +134,7 @@ impl std::fmt::Debug for AuthServer {
             .field("staff_scopes", &self.staff_scopes)
             .field("lifetimes", &self.lifetimes)
             .field("throttle", &self.throttle)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +163,7 @@ impl AuthServer {
             scrypt: ScryptParams::PRODUCTION,
             policy: PasswordPolicy::default(),
             throttle: ThrottleConfig::default(),
+            trusted_proxies: Vec::new(),
             lifetimes: TokenLifetimes::default(),
             scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
             staff_scopes: [STAFF_SCOPE].into_iter().collect(),
@@ -263,9 +265,35 @@ impl AuthServer {
         self
     }
 
-    /// Brute-force limits.
+    /// Brute-force limits and the sign-up rate limit.
     pub fn throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = config;
+        self
+    }
+
+    /// Reverse proxies whose word on the caller's address is believed (default: none).
+    ///
+    /// Throttling counts per caller address. A request whose peer is in one of these
+    /// networks is counted under the address the proxy forwarded — the rightmost
+    /// address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a
+    /// trusted proxy; from any other peer those headers are ignored, so a caller
+    /// cannot pick the address it is counted under.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use oauth_core::{AuthServer, IpNet, memory::*};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let app = AuthServer::new(
+    ///     Arc::new(MemoryUserStore::default()),
+    ///     Arc::new(MemoryClientRegistry::default()),
+    ///     Arc::new(MemoryTokenStore::default()),
+    /// )
+    /// .trusted_proxies(vec!["10.0.0.0/8".parse::<IpNet>()?, "::1/128".parse()?])
+    /// .router()?;
+    /// # let _ = app; Ok(()) }
+    /// ```
+    pub fn trusted_proxies(mut self, networks: Vec<IpNet>) -> Self {
+        self.trusted_proxies = networks;
         self
     }
 
@@ -302,8 +330,9 @@ impl AuthServer {
     }
 
     /// Builds the router. Serve it with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so that failed logins are
-    /// also counted per client IP address.
+    /// `into_make_service_with_connect_info::<SocketAddr>()`: failures are counted per
+    /// caller address, and without connect info every caller is one and the same
+    /// source (see [`trusted_proxies`](Self::trusted_proxies) behind a proxy).
     ///
     /// # Errors
     /// [`AuthServerError::Password`] for invalid scrypt parameters.
@@ -354,7 +383,7 @@ impl AuthServer {
             issuer,
             hasher,
             policy: self.policy,
-            throttle: Throttle::new(self.throttle),
+            throttle: Throttle::new(self.throttle, self.clock.clone()),
             clock: self.clock,
             scopes: self.scopes,
             staff_scopes: self.staff_scopes,
@@ -395,7 +424,11 @@ impl AuthServer {
             Some(pages) => router.merge(pages),
             None => router,
         };
+        let trusted: Arc<[IpNet]> = self.trusted_proxies.into();
         Ok(router
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                client_ip::resolve(req, next, trusted.clone())
+            }))
             .route(
                 "/healthz",
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -528,30 +561,4 @@ pub(crate) struct ServerState {
     pub(crate) staff_scopes: Scope,
     /// Without a trailing slash.
     pub(crate) issuer_url: String,
-}
-
-/// The peer address, when the server was started with connect info.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientIp(pub(crate) Option<IpAddr>);
-
-impl ClientIp {
-    /// `key` plus, when known, the IP address: the throttle keys of one attempt.
-    pub(crate) fn with<'a>(&self, key: Key<'a>) -> Vec<Key<'a>> {
-        let mut keys = vec![key];
-        keys.extend(self.0.map(Key::Ip));
-        keys
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
 }

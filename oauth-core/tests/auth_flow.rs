@@ -145,43 +145,117 @@ fn login_request(ip: [u8; 4], user: &str, password: &str) -> Request<Body> {
     )
 }
 
+fn form_request(
+    ip: [u8; 4],
+    path: &str,
+    basic: (&str, &str),
+    form: &[(&str, &str)],
+) -> Request<Body> {
+    from(
+        ip,
+        Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                header::AUTHORIZATION,
+                common::basic_header(basic.0, basic.1),
+            )
+            .body(Body::from(common::encode(form)))
+            .unwrap(),
+    )
+}
+
+fn retry_after(r: &common::Reply) -> u64 {
+    r.header("retry-after").unwrap().parse().unwrap()
+}
+
+/// Per (account, source): the guessing source waits, the wait doubles with each
+/// failure past the threshold up to the ceiling, and the owner signs in from
+/// another source meanwhile. Per account, from all sources: a higher ceiling.
 #[tokio::test]
-async fn failed_logins_are_throttled_per_account_and_per_ip() {
+async fn a_guessing_source_waits_longer_each_time_and_the_owner_still_signs_in() {
     let throttle = ThrottleConfig {
-        per_account: 3,
-        per_client: 1000,
+        per_account_source: 3,
+        per_account: 8,
+        wait_increment: Duration::from_secs(60),
+        max_wait: Duration::from_secs(200),
+        ..common::lenient()
+    };
+    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    h.user("ann@example.com").await;
+    let (guesser, owner) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    for _ in 0..3 {
+        let r = h
+            .send(login_request(guesser, "ann@example.com", "wrong"))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    // The guessing source waits, even with the right password, and is told how long.
+    let r = h
+        .send(login_request(guesser, "ann@example.com", PASSWORD))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.json);
+    assert_eq!(r.str("error"), "temporarily_unavailable");
+    assert_eq!(retry_after(&r), 60);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // The owner, from elsewhere, is not held back.
+    let r = h
+        .send(login_request(owner, "ann@example.com", PASSWORD))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    // One more try after the wait; a failure doubles it, up to the ceiling.
+    let mut wait = 60;
+    for expected in [120, 200] {
+        h.clock.advance(wait);
+        let r = h
+            .send(login_request(guesser, "ann@example.com", "wrong"))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let r = h
+            .send(login_request(guesser, "ann@example.com", "wrong"))
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_after(&r), expected);
+        wait = i64::try_from(expected).unwrap();
+    }
+    // Guessing spread over sources: 5 failures so far, 3 more reach the account's
+    // ceiling of 8, and then every source waits, the owner's too.
+    for last in 3..6 {
+        let r = h
+            .send(login_request([10, 0, 1, last], "ann@example.com", "wrong"))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    let r = h
+        .send(login_request(owner, "ann@example.com", PASSWORD))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&r), 60);
+    h.clock.advance(60);
+    let r = h
+        .send(login_request(owner, "ann@example.com", PASSWORD))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    h.cleanup().await;
+}
+
+/// Failures for many accounts from one source add up per source.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_source() {
+    let throttle = ThrottleConfig {
         per_ip: 5,
-        window: Duration::from_secs(600),
+        ..common::lenient()
     };
     let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
     h.user("ann@example.com").await;
     h.user("bob@example.com").await;
     let ip = [10, 0, 0, 1];
-    for _ in 0..3 {
-        let r = h.send(login_request(ip, "ann@example.com", "wrong")).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    }
-    // The account is locked, even for the right password, and says for how long.
-    let r = h
-        .send(login_request([10, 0, 0, 2], "ann@example.com", PASSWORD))
-        .await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.json);
-    assert_eq!(r.str("error"), "temporarily_unavailable");
-    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-    assert!((590..=600).contains(&retry), "{retry}");
-    assert_eq!(r.header("cache-control"), Some("no-store"));
-    // Another account from the same IP still works until the IP's own limit.
-    assert_eq!(
-        h.send(login_request(ip, "bob@example.com", PASSWORD))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    for _ in 0..2 {
-        h.send(login_request(ip, "bob@example.com", "wrong")).await;
+    for user in ["ann@example.com", "bob@example.com", "cat@example.com"] {
+        for _ in 0..2 {
+            h.send(login_request(ip, user, "wrong")).await;
+        }
     }
     let r = h.send(login_request(ip, "bob@example.com", PASSWORD)).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "per-IP limit");
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "per-source limit");
     assert_eq!(
         h.send(login_request([10, 0, 0, 3], "bob@example.com", PASSWORD))
             .await
@@ -191,55 +265,99 @@ async fn failed_logins_are_throttled_per_account_and_per_ip() {
     h.cleanup().await;
 }
 
+/// Spellings of one account (blanks, case) share one counter: the counter cannot be
+/// walked around by typing the address differently.
 #[tokio::test]
-async fn failed_client_authentication_is_throttled() {
+async fn every_spelling_of_an_account_counts_against_one_counter() {
     let throttle = ThrottleConfig {
-        per_account: 1000,
-        per_client: 3,
-        per_ip: 1000,
-        window: Duration::from_secs(600),
+        per_account_source: 2,
+        ..common::lenient()
     };
     let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    h.user("ann@x.com").await;
+    let ip = [10, 0, 0, 1];
+    for spelling in [" ann@x.com", "ANN@x.com "] {
+        let r = h.send(login_request(ip, spelling, "wrong")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    for spelling in ["ann@x.com", " ann@x.com", "Ann@X.com\t"] {
+        let r = h.send(login_request(ip, spelling, PASSWORD)).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{spelling:?}");
+    }
+    // Names that are no email address are normalized alike.
+    for spelling in [" Not-An-Email", "not-an-email "] {
+        h.send(login_request(ip, spelling, "wrong")).await;
+    }
+    let r = h.send(login_request(ip, "NOT-AN-EMAIL", "wrong")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    h.cleanup().await;
+}
+
+/// A stranger guessing `rs-id`'s secret slows down only itself: the real resource
+/// server, from another address, keeps working, and a secret already verified is
+/// never refused, whatever its source.
+#[tokio::test]
+async fn a_client_secret_guesser_does_not_lock_the_client_out() {
+    let throttle = ThrottleConfig {
+        per_client: 3,
+        ..common::lenient()
+    };
+    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let (guesser, rs) = ([203, 0, 113, 9], [10, 0, 0, 2]);
+    let introspect =
+        |ip, secret| form_request(ip, "/o/introspect/", ("rs-id", secret), &[("token", "x")]);
+    // The resource server introspects before and during the guessing.
+    assert_eq!(
+        h.send(introspect(rs, "rs-secret")).await.status,
+        StatusCode::OK
+    );
     for _ in 0..3 {
-        let r = h
-            .post_form(
-                "/o/introspect/",
-                Some(("rs-id", "guess")),
-                &[("token", "x")],
-            )
-            .await;
+        let r = h.send(introspect(guesser, "guess")).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    for basic in [("rs-id", "guess"), ("rs-id", "rs-secret")] {
-        let r = h
-            .post_form(
-                "/o/token/",
-                Some(basic),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-        assert!(r.header("retry-after").is_some());
+    let r = h.send(introspect(guesser, "guess")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&r), 60);
+    for _ in 0..3 {
+        assert_eq!(
+            h.send(introspect(rs, "rs-secret")).await.status,
+            StatusCode::OK
+        );
     }
-    // Other clients are unaffected.
-    let r = h
-        .post_form(
+    // A known-good secret passes even from the guessing source.
+    assert_eq!(
+        h.send(introspect(guesser, "rs-secret")).await.status,
+        StatusCode::OK
+    );
+    // A correct secret not verified yet does not, from the waiting source; from
+    // another source it is counted apart and works.
+    let cc = |ip, secret| {
+        form_request(
+            ip,
             "/o/token/",
-            Some(("svc", "svc-secret")),
+            ("svc", secret),
             &[("grant_type", "client_credentials")],
         )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            h.send(cc(guesser, "guess")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        h.send(cc(guesser, "svc-secret")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(h.send(cc(rs, "svc-secret")).await.status, StatusCode::OK);
     h.cleanup().await;
 }
 
 #[tokio::test]
 async fn password_guesses_through_password_change_are_throttled() {
     let throttle = ThrottleConfig {
-        per_account: 2,
-        per_client: 1000,
-        per_ip: 1000,
-        window: Duration::from_secs(600),
+        per_account_source: 2,
+        ..common::lenient()
     };
     let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
     h.user("ann@example.com").await;
@@ -264,6 +382,128 @@ async fn password_guesses_through_password_change_are_throttled() {
             .unwrap()
             .starts_with("Request was throttled.")
     );
+    h.cleanup().await;
+}
+
+/// Sign-ups are rate-limited per source, in DRF's shape.
+#[tokio::test]
+async fn signups_are_rate_limited_per_source() {
+    let throttle = ThrottleConfig {
+        signups_per_ip: 2,
+        signup_window: Duration::from_secs(600),
+        ..common::lenient()
+    };
+    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let signup = |ip, email: &str| {
+        from(
+            ip,
+            Request::post("/users/signup/")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    json!({"email": email, "password": PASSWORD, "password2": PASSWORD})
+                        .to_string(),
+                ))
+                .unwrap(),
+        )
+    };
+    let ip = [10, 0, 0, 1];
+    assert_eq!(
+        h.send(signup(ip, "a@example.com")).await.status,
+        StatusCode::CREATED
+    );
+    // A refused sign-up counts too: it ran the same checks.
+    assert_eq!(
+        h.send(signup(ip, "not-an-email")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = h.send(signup(ip, "b@example.com")).await;
+    r.expect(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"detail": "Request was throttled. Expected available in 600 seconds."}),
+    );
+    assert_eq!(retry_after(&r), 600);
+    assert_eq!(
+        h.send(signup([10, 0, 0, 2], "b@example.com")).await.status,
+        StatusCode::CREATED
+    );
+    h.clock.advance(600);
+    assert_eq!(
+        h.send(signup(ip, "c@example.com")).await.status,
+        StatusCode::CREATED
+    );
+    h.cleanup().await;
+}
+
+/// `X-Forwarded-For` and `Forwarded` are believed from trusted proxies only.
+#[tokio::test]
+async fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
+    let throttle = ThrottleConfig {
+        per_account_source: 2,
+        ..common::lenient()
+    };
+    let h = Harness::build(Backend::Sqlite, throttle, |s| {
+        s.trusted_proxies(vec!["10.9.0.0/16".parse().unwrap()])
+    })
+    .await
+    .unwrap();
+    h.user("ann@example.com").await;
+    let via = |peer, header: (&str, &str), password| {
+        let mut req = login_request(peer, "ann@example.com", password);
+        req.headers_mut().insert(
+            header::HeaderName::from_bytes(header.0.as_bytes()).unwrap(),
+            header.1.parse().unwrap(),
+        );
+        req
+    };
+    // An untrusted peer cannot pick the address it is counted under.
+    let stranger = [192, 0, 2, 1];
+    for n in 0..2 {
+        let spoof = format!("198.51.100.{n}");
+        let r = h
+            .send(via(stranger, ("x-forwarded-for", &spoof), "wrong"))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    let r = h
+        .send(via(
+            stranger,
+            ("x-forwarded-for", "198.51.100.77"),
+            PASSWORD,
+        ))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "spoofed header ignored"
+    );
+    // Through a trusted proxy each forwarded caller counts on its own.
+    let proxy = [10, 9, 0, 1];
+    for _ in 0..2 {
+        let r = h
+            .send(via(
+                proxy,
+                ("x-forwarded-for", "6.6.6.6, 198.51.100.5"),
+                "wrong",
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    let r = h
+        .send(via(proxy, ("x-forwarded-for", "198.51.100.5"), PASSWORD))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "the guesser waits");
+    let r = h
+        .send(via(
+            proxy,
+            ("forwarded", "for=\"198.51.100.6:4711\""),
+            PASSWORD,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "another caller behind the proxy");
+    let r = h
+        .send(via(proxy, ("x-forwarded-for", "198.51.100.7"), PASSWORD))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "another caller behind the proxy");
     h.cleanup().await;
 }
 

@@ -819,11 +819,12 @@ async fn login_page_checks_credentials_without_telling_which(h: &Harness) {
         .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
 
-    // Throttling: the same limits as the password grant, per account and IP.
+    // Throttling: the same limits as the password grant, per account and source;
+    // a guesser waits while the owner signs in from elsewhere.
     let strict = Harness::new(
         common::Backend::Sqlite,
         oauth_core::ThrottleConfig {
-            per_account: 3,
+            per_account_source: 3,
             ..common::lenient()
         },
     )
@@ -831,6 +832,7 @@ async fn login_page_checks_credentials_without_telling_which(h: &Harness) {
     .unwrap();
     strict.user("ann@example.com").await;
     let mut b = Browser::new(&strict);
+    b.peer = Some(([203, 0, 113, 9], 40000).into());
     let csrf = b.get("/accounts/login/").await.field("csrfmiddlewaretoken");
     let attempt = |pw: &'static str| {
         pairs(&[
@@ -850,6 +852,9 @@ async fn login_page_checks_credentials_without_telling_which(h: &Harness) {
     let p = b.post("/accounts/login/", &attempt(PASSWORD)).await;
     assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(p.body.contains("Too many failed attempts"), "{}", p.body);
+    let mut owner = Browser::new(&strict);
+    owner.peer = Some(([10, 0, 0, 2], 40000).into());
+    owner.sign_in("ann@example.com").await;
     strict.cleanup().await;
 }
 

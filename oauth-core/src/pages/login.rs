@@ -1,7 +1,7 @@
 //! `GET`/`POST /accounts/login/` and `POST /accounts/logout/`.
 //!
 //! Sign-in is the password grant's check behind a form: the same throttle (per
-//! account and per IP address), one KDF run whether or not the email exists,
+//! account and source address, per account, per source address), one KDF run whether or not the email exists,
 //! inactive users refused with the same message. Success rotates the session id
 //! and answers 303 to a same-site `next` (RFC 9700 §4.12).
 
@@ -17,7 +17,7 @@ use super::{CheckedForm, PagesState, safe_next};
 use crate::email::Email;
 use crate::secret::Password;
 use crate::server::ClientIp;
-use crate::server::throttle::Key;
+use crate::server::throttle::{Key, account_key};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct NextQuery {
@@ -79,7 +79,8 @@ pub(crate) async fn submit(
     }
 
     let app = &pages.app;
-    let keys = ip.with(Key::Account(&username));
+    let account = account_key(&username);
+    let keys = ip.account_keys(&account);
     if let Err(wait) = app.throttle.check(&keys) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return render(
@@ -127,7 +128,7 @@ pub(crate) async fn submit(
             .await;
         }
     };
-    app.throttle.clear(Key::Account(&username));
+    app.throttle.clear(Key::AccountFrom(&account, ip.0));
     // An old-format hash is replaced before the session is made, so the session's
     // credential fingerprint is the new hash's.
     let mut password_hash = user.password_hash.clone();

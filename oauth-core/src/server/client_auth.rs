@@ -189,6 +189,19 @@ impl ClientAuthenticator {
         h.finalize().into()
     }
 
+    /// Whether these credentials were verified a moment ago (the remembered-success
+    /// cache): no KDF run, one registration lookup (usually cached).
+    pub(crate) async fn known_good(&self, p: &Presented) -> bool {
+        let (Some(secret), Ok(Some(client))) = (&p.secret, self.client(&p.client_id).await) else {
+            return false;
+        };
+        let Some(stored) = client.secret_hash.as_deref() else {
+            return false;
+        };
+        let key = Self::cache_key(&client.client_id, secret, stored);
+        self.verified.contains_key(&key)
+    }
+
     /// The authenticated client, or `invalid_client`. Unknown client and wrong secret
     /// are answered alike, and both pay one KDF run.
     pub(crate) async fn authenticate(&self, p: &Presented) -> Result<Client, OAuthError> {

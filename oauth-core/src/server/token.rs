@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::client_auth::{self, Presented};
 use super::error::{OAuthError, OAuthErrorCode, no_store};
-use super::throttle::Key;
+use super::throttle::{Key, account_key};
 use super::{AppState, ClientIp};
 use crate::email::Email;
 use crate::issuer::{GrantRequest, IssuedTokens, IssuerError, has_any, without};
@@ -75,15 +75,21 @@ pub(super) fn form_body(
     Ok((req, body))
 }
 
-/// Authenticates the client of an `/o/*` request, counting failures.
+/// Authenticates the client of an `/o/*` request, counting failures per (client,
+/// source address). A source that is waiting is refused unless it presents a secret
+/// already verified: a stranger guessing a client's secret never locks the client out.
 pub(super) async fn authenticate_client(
     state: &AppState,
     ip: &ClientIp,
     presented: Option<Presented>,
 ) -> Result<(Client, Presented), OAuthError> {
     let presented = presented.ok_or_else(|| OAuthError::invalid_client(true))?;
-    let keys = ip.with(Key::Client(&presented.client_id));
-    state.throttle.check(&keys).map_err(OAuthError::throttled)?;
+    let keys = ip.client_keys(&presented.client_id);
+    if let Err(wait) = state.throttle.check(&keys)
+        && !state.client_auth.known_good(&presented).await
+    {
+        return Err(OAuthError::throttled(wait));
+    }
     match state.client_auth.authenticate(&presented).await {
         Ok(client) => Ok((client, presented)),
         Err(e) => {
@@ -211,7 +217,8 @@ async fn password_grant(
         .unique_value("password")
         .ok_or_else(|| missing("password"))?;
     let scope = negotiate(state, client, body.unique_value("scope").as_deref(), true)?;
-    let keys = ip.with(Key::Account(&username));
+    let account = account_key(&username);
+    let keys = ip.account_keys(&account);
     state.throttle.check(&keys).map_err(OAuthError::throttled)?;
 
     let user = match Email::parse(&username) {
@@ -241,7 +248,7 @@ async fn password_grant(
                 .describe("Invalid credentials given."));
         }
     };
-    state.throttle.clear(Key::Account(&username));
+    state.throttle.clear(Key::AccountFrom(&account, ip.0));
     // Checked once the password is: a wrong password answers invalid_grant alike.
     if wants_staff_scope(state, &scope) && !user.is_staff {
         return Err(staff_only());

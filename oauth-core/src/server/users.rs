@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::ClientIp;
 use super::bearer::UserToken;
-use super::throttle::Key;
 use crate::api::{ApiError, CharField, FieldErrors, parse_body};
 use crate::email::Email;
 use crate::secret::Password;
@@ -33,12 +32,19 @@ fn check_password(
     }
 }
 
-/// `POST /users/signup/` → 201 `{"email"}`.
+/// `POST /users/signup/` → 201 `{"email"}`. Rate-limited per source address
+/// ([`ThrottleConfig::signups_per_ip`](super::ThrottleConfig::signups_per_ip)), each
+/// request counted before any work, as DRF's throttles run before the view.
 pub(super) async fn signup(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    state
+        .throttle
+        .take_signup(ip.0)
+        .map_err(ApiError::Throttled)?;
     let fields = parse_body(&headers, body)?;
     let mut errors = FieldErrors::default();
     // Field validation first, object validation (the passwords match) only after.
@@ -134,7 +140,8 @@ pub(super) async fn change_password(
         .ok_or(ApiError::Unauthenticated {
             invalid_token: true,
         })?;
-    let keys = ip.with(Key::Account(user.email.as_str()));
+    let account = user.email.key();
+    let keys = ip.account_keys(&account);
     state.throttle.check(&keys).map_err(ApiError::Throttled)?;
 
     let mut errors = FieldErrors::default();

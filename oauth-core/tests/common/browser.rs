@@ -98,16 +98,26 @@ pub fn unescape(s: &str) -> String {
 pub struct Browser<'h> {
     pub h: &'h Harness,
     pub cookie: Option<String>,
+    /// The socket address the server sees the browser at (none: no connect info).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl<'h> Browser<'h> {
     pub fn new(h: &'h Harness) -> Self {
-        Self { h, cookie: None }
+        Self {
+            h,
+            cookie: None,
+            peer: None,
+        }
     }
 
     pub async fn send(&mut self, mut req: Request<Body>) -> Page {
         if let Some(c) = &self.cookie {
             req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        }
+        if let Some(peer) = self.peer {
+            req.extensions_mut()
+                .insert(axum::extract::connect_info::ConnectInfo(peer));
         }
         let res = self.h.router.clone().oneshot(req).await.unwrap();
         let status = res.status();

@@ -72,9 +72,11 @@ pub fn unique_schema() -> String {
 /// Throttle limits high enough that no test but the throttling ones reaches them.
 pub fn lenient() -> ThrottleConfig {
     ThrottleConfig {
+        per_account_source: 1000,
         per_account: 1000,
         per_client: 1000,
         per_ip: 1000,
+        signups_per_ip: 1000,
         ..ThrottleConfig::default()
     }
 }

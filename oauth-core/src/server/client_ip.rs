@@ -1,0 +1,186 @@
+//! The caller's address, for throttling: the socket's peer, or — only when that peer
+//! is a configured trusted proxy — the address the proxy forwarded in
+//! `X-Forwarded-For` or `Forwarded: for=` (RFC 7239), read from the right: the first
+//! address that is not itself a trusted proxy is the caller's.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
+
+use super::throttle::Key;
+
+/// The caller's address, when the server was started with connect info.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) Option<IpAddr>);
+
+impl ClientIp {
+    /// The throttle keys of one password check for `account` (an
+    /// [`account_key`](super::throttle::account_key)).
+    pub(crate) fn account_keys<'a>(&self, account: &'a str) -> Vec<Key<'a>> {
+        let mut keys = vec![Key::AccountFrom(account, self.0), Key::Account(account)];
+        keys.extend(self.0.map(Key::Ip));
+        keys
+    }
+
+    /// The throttle keys of one client authentication.
+    pub(crate) fn client_keys<'a>(&self, client_id: &'a str) -> Vec<Key<'a>> {
+        let mut keys = vec![Key::ClientFrom(client_id, self.0)];
+        keys.extend(self.0.map(Key::Ip));
+        keys
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
+        Ok(Self(peer(&parts.extensions)))
+    }
+}
+
+fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical())
+}
+
+/// Middleware: resolves the caller's address once per request.
+pub(crate) async fn resolve(mut req: Request, next: Next, trusted: Arc<[IpNet]>) -> Response {
+    let ip = peer(req.extensions()).map(|peer| caller(peer, req.headers(), &trusted));
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
+/// The caller behind `peer`: `peer` itself unless it is trusted.
+pub(crate) fn caller(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = forwarded_for(headers);
+    let mut nearest = peer;
+    // Rightmost first: each hop was added by the proxy on its right.
+    for hop in hops.iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => nearest = *ip,
+            Some(ip) => return *ip,
+            // An obfuscated or malformed hop: nothing further left can be believed.
+            None => return nearest,
+        }
+    }
+    nearest
+}
+
+/// The hops listed in `X-Forwarded-For`, or else in `Forwarded`'s `for=`, left to
+/// right; `None` for one that is no address.
+fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let values = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or(","))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let xff = values("x-forwarded-for");
+    if !xff.trim().is_empty() {
+        return xff.split(',').map(|h| parse_node(h.trim())).collect();
+    }
+    values("forwarded")
+        .split(',')
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| parse_node(v.trim().trim_matches('"')))
+            })
+        })
+        .collect()
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:4711`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        let (ip, _) = rest.split_once(']')?;
+        return ip.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    }
+    node.parse::<SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            caller(ip("203.0.113.9"), &spoof, &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(caller(ip("10.1.2.3"), &spoof, &trusted), ip("1.2.3.4"));
+        // Rightmost untrusted: a client-supplied left part is skipped.
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(caller(ip("10.1.2.3"), &chain, &trusted), ip("198.51.100.7"));
+        let split = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(caller(ip("::1"), &split, &trusted), ip("198.51.100.7"));
+        let fwd = headers(&[(
+            "forwarded",
+            "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https",
+        )]);
+        assert_eq!(
+            caller(ip("10.0.0.1"), &fwd, &trusted),
+            ip("2001:db8:cafe::17")
+        );
+        let hidden = headers(&[("forwarded", "for=6.6.6.6, for=_hidden, for=10.0.0.9")]);
+        assert_eq!(caller(ip("10.0.0.1"), &hidden, &trusted), ip("10.0.0.9"));
+        let none = headers(&[]);
+        assert_eq!(caller(ip("10.0.0.1"), &none, &trusted), ip("10.0.0.1"));
+        let port = headers(&[("x-forwarded-for", "198.51.100.7:5000")]);
+        assert_eq!(caller(ip("10.0.0.1"), &port, &trusted), ip("198.51.100.7"));
+        // No trusted proxies: the peer, always.
+        assert_eq!(caller(ip("10.1.2.3"), &spoof, &[]), ip("10.1.2.3"));
+        // An IPv4 peer seen through an IPv6 socket is still trusted.
+        assert_eq!(
+            caller(ip("::ffff:10.0.0.1").to_canonical(), &spoof, &trusted),
+            ip("1.2.3.4")
+        );
+    }
+}

@@ -27,6 +27,8 @@ mod proxy;
 #[path = "../common/serve.rs"]
 mod serve;
 #[cfg(test)]
+mod proxy_tests;
+#[cfg(test)]
 mod tests;
 
 use axum::Router;

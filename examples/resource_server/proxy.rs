@@ -2,13 +2,22 @@
 //! credentials, so clients never hold the secret. Each answers with the auth
 //! server's real status and body; a missing field is a 400 here, an unreachable
 //! auth server a 503.
+//!
+//! Each request names its caller in `X-Forwarded-For` — set to this server's own
+//! peer address, never appended to what the caller sent (this server trusts no
+//! proxy in front of it) — so that an auth server that lists this server in its
+//! `TRUSTED_PROXIES` throttles each caller on its own instead of all as one.
 
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +26,34 @@ use oauth_core::api::{self, ApiError, CharField, FieldErrors};
 
 use crate::config::Config;
 use crate::{AppState, Error};
+
+/// The address of the caller of this server (its socket's peer), when the server
+/// runs with connect info.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_canonical()),
+        ))
+    }
+}
+
+impl Caller {
+    /// `request` naming the caller in `X-Forwarded-For`.
+    fn forward(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.0 {
+            Some(ip) => request.header("x-forwarded-for", ip.to_string()),
+            None => request,
+        }
+    }
+}
 
 /// An HTTP client bound to the auth server.
 #[derive(Clone)]
@@ -86,8 +123,8 @@ impl Proxy {
     }
 
     /// A token request (RFC 6749 §3.2) with this server's client credentials.
-    async fn token(&self, form: &[(&str, &str)]) -> Response {
-        let mut request = self.http.post(self.url("/o/token/")).form(form);
+    async fn token(&self, caller: Caller, form: &[(&str, &str)]) -> Response {
+        let mut request = caller.forward(self.http.post(self.url("/o/token/")).form(form));
         if let Some((id, secret)) = &self.client {
             let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             request = request.basic_auth(enc(id), Some(enc(secret.secret())));
@@ -117,19 +154,21 @@ pub fn routes() -> Router<AppState> {
 /// `POST /users/signup/` → the auth server's `/users/signup/`.
 async fn signup(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let fields = api::parse_body(&headers, body)?;
     let proxy = &state.proxy;
     Ok(proxy
-        .relay(proxy.http.post(proxy.url("/users/signup/")).json(&fields))
+        .relay(caller.forward(proxy.http.post(proxy.url("/users/signup/")).json(&fields)))
         .await)
 }
 
 /// `POST /users/token/` `{email, password}` → the password grant.
 async fn token(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -145,17 +184,21 @@ async fn token(
     };
     Ok(state
         .proxy
-        .token(&[
-            ("grant_type", "password"),
-            ("username", &email),
-            ("password", &password),
-        ])
+        .token(
+            caller,
+            &[
+                ("grant_type", "password"),
+                ("username", &email),
+                ("password", &password),
+            ],
+        )
         .await)
 }
 
 /// `POST /users/token/refresh/` `{refresh}` → the refresh grant.
 async fn refresh(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -170,19 +213,23 @@ async fn refresh(
     };
     Ok(state
         .proxy
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+        .token(
+            caller,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
         .await)
 }
 
 /// `PUT|PATCH /users/password/` → the auth server's, with the caller's own token.
 async fn password(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let fields = api::parse_body(&headers, body)?;
     let proxy = &state.proxy;
-    let mut request = proxy.http.put(proxy.url("/users/password/")).json(&fields);
+    let mut request = caller.forward(proxy.http.put(proxy.url("/users/password/")).json(&fields));
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         request = request.header(header::AUTHORIZATION, auth.clone());
     }

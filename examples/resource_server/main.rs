@@ -24,10 +24,10 @@ mod items;
 mod migration;
 mod price;
 mod proxy;
-#[path = "../common/serve.rs"]
-mod serve;
 #[cfg(test)]
 mod proxy_tests;
+#[path = "../common/serve.rs"]
+mod serve;
 #[cfg(test)]
 mod tests;
 

@@ -414,8 +414,14 @@ mod form_tests {
         let pairs = |s: &str| strict_form(s.as_bytes());
         assert_eq!(
             pairs("a=1&b=x+y%21&c&&d=%E2%82%AC&e=100%").unwrap(),
-            [("a", "1"), ("b", "x y!"), ("c", ""), ("d", "€"), ("e", "100%")]
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            [
+                ("a", "1"),
+                ("b", "x y!"),
+                ("c", ""),
+                ("d", "€"),
+                ("e", "100%")
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
         // The same as form_urlencoded where the bytes are UTF-8.
         let body = "name=caf%C3%A9&x=%2B%26%3D&k%20=v+w";

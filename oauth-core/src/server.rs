@@ -62,8 +62,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::classify::ServerErrorsFailureClass;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, MakeSpan, OnFailure,
     TraceLayer,

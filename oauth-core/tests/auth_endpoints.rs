@@ -596,5 +596,8 @@ async fn password_change_needs_the_write_scope(h: &Harness) {
         json!({"detail": "You do not have permission to perform this action."}),
     );
     // Nothing changed: the old password still signs in.
-    assert_eq!(h.login("ann@example.com", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(
+        h.login("ann@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
 }

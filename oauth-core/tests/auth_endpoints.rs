@@ -140,6 +140,22 @@ async fn introspection_inactive_cases(h: &Harness) {
     assert_eq!(h.introspect(&live).await, inactive, "expired");
 }
 
+/// A password-grant access token of `email` through rs-id with exactly `scope`.
+async fn scoped_token(h: &Harness, email: &str, scope: &str) -> String {
+    h.post_form(
+        "/o/token/",
+        Some(("rs-id", "rs-secret")),
+        &[
+            ("grant_type", "password"),
+            ("username", email),
+            ("password", PASSWORD),
+            ("scope", scope),
+        ],
+    )
+    .await
+    .str("access_token")
+}
+
 fn bearer_req(bearer: &str, token: &str) -> Request<Body> {
     Request::post("/o/introspect/")
         .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
@@ -182,38 +198,14 @@ async fn introspection_caller_authentication(h: &Harness) {
         StatusCode::FORBIDDEN,
         json!({"error": "insufficient_scope"}),
     );
-    let token = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "password"),
-                ("username", "ann@example.com"),
-                ("password", PASSWORD),
-                ("scope", "read introspection"),
-            ],
-        )
-        .await
-        .str("access_token");
+    let token = scoped_token(h, "ann@example.com", "read introspection").await;
     let bearer = |t: &str| bearer_req(t, &token);
     let r = h.send(bearer(&token)).await;
     assert_eq!(
         (r.status, &r.json["active"]),
         (StatusCode::OK, &Value::Bool(true))
     );
-    let read_only = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "password"),
-                ("username", "ann@example.com"),
-                ("password", PASSWORD),
-                ("scope", "read"),
-            ],
-        )
-        .await
-        .str("access_token");
+    let read_only = scoped_token(h, "ann@example.com", "read").await;
     let r = h.send(bearer(&read_only)).await;
     r.expect(
         StatusCode::FORBIDDEN,
@@ -570,19 +562,7 @@ async fn password_change_revokes_other_sessions(h: &Harness) {
 
 async fn password_change_needs_the_write_scope(h: &Harness) {
     h.user("ann@example.com").await;
-    let read_only = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "password"),
-                ("username", "ann@example.com"),
-                ("password", PASSWORD),
-                ("scope", "read"),
-            ],
-        )
-        .await
-        .str("access_token");
+    let read_only = scoped_token(h, "ann@example.com", "read").await;
     let new = "quartz-lantern-51";
     h.json(
         Method::PUT,

@@ -435,3 +435,51 @@ mod form_tests {
         assert_eq!(strict_form(b"name=\xff"), None);
     }
 }
+
+#[cfg(test)]
+mod form_properties {
+    use proptest::prelude::*;
+
+    use super::{percent_decode, strict_form};
+    use crate::test_inputs::{CASES, nasty_bytes, nasty_string};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        /// Never a panic; what is accepted is what `form_urlencoded` reads, and what is
+        /// refused is what it would have repaired with U+FFFD.
+        #[test]
+        fn strict_form_agrees_with_form_urlencoded(body in nasty_bytes()) {
+            let lenient: Vec<(String, String)> =
+                form_urlencoded::parse(&body).into_owned().collect();
+            match strict_form(&body) {
+                Some(pairs) => prop_assert_eq!(pairs, lenient),
+                None => {
+                    let repaired = lenient
+                        .iter()
+                        .any(|(k, v)| k.contains('\u{fffd}') || v.contains('\u{fffd}'));
+                    prop_assert!(repaired);
+                }
+            }
+        }
+
+        /// A form encoded by `form_urlencoded::Serializer` decodes to the same pairs.
+        #[test]
+        fn serialized_forms_round_trip(
+            pairs in prop::collection::vec((nasty_string(), nasty_string()), 0..8),
+        ) {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            // Every pair is written with its `=`, so even an empty one comes back.
+            prop_assert_eq!(strict_form(body.as_bytes()), Some(pairs));
+        }
+
+        /// Percent-encoding every byte of a string decodes to the string.
+        #[test]
+        fn percent_decode_inverts_encoding(s in nasty_string()) {
+            let encoded: String = s.bytes().map(|b| format!("%{b:02X}")).collect();
+            prop_assert_eq!(percent_decode(encoded.as_bytes()), Some(s));
+        }
+    }
+}

@@ -41,6 +41,8 @@ mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_inputs;
 mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -579,3 +579,30 @@ mod tests {
         assert_eq!(safe_next(None), "/o/authorized_tokens/");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::safe_next;
+    use crate::test_inputs::{CASES, nasty_string};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        /// Whatever `next` says, the redirect stays on this site: one leading `/`,
+        /// no backslash, no control character; a `next` is kept whole or not at all.
+        #[test]
+        fn next_is_always_a_local_path(
+            next in proptest::option::of(prop_oneof![
+                nasty_string(),
+                nasty_string().prop_map(|s| format!("/{s}")),
+            ]),
+        ) {
+            let out = safe_next(next.as_deref());
+            prop_assert!(out.starts_with('/') && !out.starts_with("//"), "{out:?}");
+            prop_assert!(!out.contains('\\') && !out.chars().any(char::is_control), "{out:?}");
+            prop_assert!(Some(out) == next.as_deref() || out == "/o/authorized_tokens/");
+        }
+    }
+}

@@ -290,3 +290,54 @@ mod tests {
         assert_eq!(body.method, Method::Body);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    use super::{Method, presented};
+    use crate::test_inputs::{CASES, nasty_string};
+
+    fn form_encode(s: &str) -> String {
+        form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        /// Any `Authorization` header and body fields: an answer, never a panic.
+        #[test]
+        fn any_header_is_answered(
+            header in prop_oneof![
+                nasty_string(),
+                nasty_string().prop_map(|s| format!("Basic {s}")),
+                prop::collection::vec(any::<u8>(), 0..256)
+                    .prop_map(|b| format!("basic  {} ", STANDARD.encode(b))),
+            ],
+            body_id in proptest::option::of(nasty_string()),
+            body_secret in proptest::option::of(nasty_string()),
+        ) {
+            let _ = presented(Some(&header), body_id.as_deref(), body_secret.as_deref());
+        }
+
+        /// RFC 6749 §2.3.1: id and secret form-encoded, joined by `:`, base64 — decoded
+        /// back to the same id and secret.
+        #[test]
+        fn basic_credentials_round_trip(id in nasty_string(), secret in nasty_string()) {
+            let header = format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{}", form_encode(&id), form_encode(&secret)))
+            );
+            let p = presented(Some(&header), None, None)
+                .expect("well-formed Basic credentials")
+                .expect("credentials present");
+            prop_assert_eq!(p.method, Method::Basic);
+            prop_assert_eq!(&p.client_id, &id);
+            prop_assert_eq!(p.secret.as_ref().map(|s| s.secret()), Some(secret.as_str()));
+            // The same id in the body as well is allowed.
+            prop_assert!(presented(Some(&header), Some(&id), None).is_ok());
+        }
+    }
+}

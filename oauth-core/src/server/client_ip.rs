@@ -184,3 +184,77 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::net::{IpAddr, SocketAddr};
+
+    use axum::http::{HeaderMap, HeaderValue};
+    use ipnet::IpNet;
+    use proptest::prelude::*;
+
+    use super::{caller, forwarded_for, parse_node};
+    use crate::test_inputs::{CASES, nasty_bytes};
+
+    /// Header values as a proxy or an attacker may send them, with real addresses
+    /// among the noise.
+    fn header_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            nasty_bytes(),
+            prop::collection::vec(
+                prop_oneof![
+                    any::<IpAddr>().prop_map(|ip| ip.to_string()),
+                    any::<SocketAddr>().prop_map(|s| s.to_string()),
+                    any::<IpAddr>().prop_map(|ip| format!("for=\"{ip}\";proto=https")),
+                    Just("for=_hidden".to_owned()),
+                    Just("unknown".to_owned()),
+                ],
+                0..6,
+            )
+            .prop_map(|hops| hops.join(", ").into_bytes()),
+        ]
+    }
+
+    fn headers(xff: &[Vec<u8>], fwd: &[Vec<u8>]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, values) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
+            for v in values {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(name, v);
+                }
+            }
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        /// Any forwarding headers: no panic; an untrusted peer is the caller whatever
+        /// it claims; a trusted one yields itself or an address the headers name.
+        #[test]
+        fn forwarded_headers_never_panic(
+            xff in prop::collection::vec(header_value(), 0..3),
+            fwd in prop::collection::vec(header_value(), 0..3),
+            peer in any::<IpAddr>(),
+        ) {
+            let h = headers(&xff, &fwd);
+            let peer = peer.to_canonical();
+            prop_assert_eq!(caller(peer, &h, &[]), peer);
+            let everyone: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+            let found = caller(peer, &h, &everyone);
+            prop_assert!(found == peer || forwarded_for(&h).contains(&Some(found)));
+        }
+
+        /// Every way a proxy writes an address reads back as that address.
+        #[test]
+        fn nodes_round_trip(ip in any::<IpAddr>(), port in any::<u16>()) {
+            let want = Some(ip.to_canonical());
+            prop_assert_eq!(parse_node(&ip.to_string()), want);
+            prop_assert_eq!(parse_node(&SocketAddr::new(ip, port).to_string()), want);
+            if ip.is_ipv6() {
+                prop_assert_eq!(parse_node(&format!("[{ip}]")), want);
+            }
+        }
+    }
+}

@@ -100,13 +100,17 @@ async fn caller(db: &DatabaseConnection, p: &Principal) -> Result<user::Model, A
         .ok_or_else(|| detail(StatusCode::FORBIDDEN, FORBIDDEN))
 }
 
-async fn find(db: &DatabaseConnection, id: &str) -> Result<item::Model, ApiError> {
-    // Only the canonical form of an id names an item: `+1`, `01` or ` 1` do not
-    // (Django's `<int:pk>` converter takes digits only).
+/// The item id a path segment names: only the canonical form of an id does, so
+/// `+1`, `01` or ` 1` do not (Django's `<int:pk>` converter takes digits only).
+fn canonical_id(id: &str) -> Option<i64> {
     let canonical = !id.is_empty()
         && id.bytes().all(|b| b.is_ascii_digit())
         && (id == "0" || !id.starts_with('0'));
-    let Some(id) = canonical.then(|| id.parse::<i64>().ok()).flatten() else {
+    canonical.then(|| id.parse::<i64>().ok()).flatten()
+}
+
+async fn find(db: &DatabaseConnection, id: &str) -> Result<item::Model, ApiError> {
+    let Some(id) = canonical_id(id) else {
         return Err(detail(StatusCode::NOT_FOUND, NOT_FOUND));
     };
     item::Entity::find_by_id(id)
@@ -385,4 +389,38 @@ async fn destroy(
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod id_properties {
+    use proptest::prelude::*;
+
+    use super::canonical_id;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every non-negative i64 is named by its decimal rendering.
+        #[test]
+        fn renderings_are_accepted(n in 0..=i64::MAX) {
+            prop_assert_eq!(canonical_id(&n.to_string()), Some(n));
+        }
+
+        /// Nothing else is accepted: an accepted id is the rendering of what it names
+        /// (so no sign, leading zero, blank, or value past i64::MAX).
+        #[test]
+        fn only_renderings_are_accepted(
+            id in prop_oneof![
+                any::<String>(),
+                "[-+ 0]{0,2}[0-9]{0,21}[ \\t.]{0,1}",
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+            ],
+        ) {
+            if let Some(n) = canonical_id(&id) {
+                prop_assert!(n >= 0);
+                prop_assert_eq!(n.to_string(), id);
+            }
+        }
+    }
 }

@@ -174,3 +174,53 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::Price;
+
+    /// The largest price: 12 digits before the point, 2 after.
+    const MAX_CENTS: i64 = 99_999_999_999_999;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Printing a valid price and parsing the text gives the price back, from a
+        /// JSON string and, where a double holds it exactly, from a JSON number too.
+        #[test]
+        fn print_then_parse_is_identity(cents in 0..=MAX_CENTS) {
+            let price = Price(cents);
+            let text = price.to_text();
+            prop_assert_eq!(Price::parse(&Value::String(text.clone())), Ok(price));
+            prop_assert_eq!(Price::parse(&json!(format!(" {text} "))), Ok(price));
+            if cents % 100 == 0 {
+                prop_assert_eq!(Price::parse(&json!(cents / 100)), Ok(price));
+            }
+        }
+
+        /// Any string or number: a price within bounds that prints back to a text
+        /// that parses to itself, or one of DRF's messages — never a panic.
+        #[test]
+        fn anything_parses_or_is_refused(
+            value in prop_oneof![
+                any::<String>().prop_map(Value::String),
+                "[ +-]?[0-9]{0,16}(\\.[0-9]{0,4})?([eE][+-]?[0-9]{1,5})? ?".prop_map(Value::String),
+                "[0-9.eE+-]{0,2048}".prop_map(Value::String),
+                any::<f64>().prop_map(|f| json!(f)),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<u64>().prop_map(|n| json!(n)),
+            ],
+        ) {
+            match Price::parse(&value) {
+                Ok(price) => {
+                    prop_assert!((0..=MAX_CENTS).contains(&price.0), "{value}: {price:?}");
+                    prop_assert_eq!(Price::parse(&json!(price.to_text())), Ok(price));
+                }
+                Err(message) => prop_assert!(!message.is_empty()),
+            }
+        }
+    }
+}

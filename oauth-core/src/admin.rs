@@ -143,34 +143,48 @@ pub(crate) fn page(pages: &PagesState, status: StatusCode, template: &impl Templ
     pages.html(status, template.render().map_err(Into::into))
 }
 
-/// Records a change in the admin log; a failure is logged, never hidden from the
-/// operator (the page says so).
-pub(crate) async fn log_change(
+/// One change made through the console, as the admin log records it.
+#[derive(Debug)]
+pub(crate) struct Change<'a> {
+    /// `create`, `change`, `delete`, `revoke`, `rotate`.
+    pub(crate) action: &'a str,
+    /// `user`, `application`, `token`, `client`.
+    pub(crate) object_type: &'a str,
+    pub(crate) object_id: &'a str,
+    /// What the object is called now.
+    pub(crate) object_repr: &'a str,
+    /// Which fields changed; never a secret.
+    pub(crate) detail: String,
+}
+
+/// The end of every console action: records `change` in the admin log, then sets
+/// `message` as the next page's flash and answers 303 to `to`. A failure to write
+/// the log is logged and said on the page, never hidden from the operator.
+pub(crate) async fn log_and_done(
     pages: &PagesState,
+    session: &Session,
     actor: &User,
-    action: &str,
-    object_type: &str,
-    object_id: &str,
-    object_repr: &str,
-    detail: impl Into<String>,
-) -> Option<String> {
-    let log = pages.admin_log.as_ref()?;
-    let entry = NewLogEntry {
-        at: pages.app.clock.now(),
-        actor_id: actor.id,
-        action: action.to_owned(),
-        object_type: object_type.to_owned(),
-        object_id: object_id.to_owned(),
-        object_repr: object_repr.to_owned(),
-        detail: detail.into(),
-    };
-    match log.record(entry).await {
-        Ok(()) => None,
-        Err(e) => {
+    change: Change<'_>,
+    message: String,
+    to: &str,
+) -> Response {
+    let mut message = message;
+    if let Some(log) = pages.admin_log.as_ref() {
+        let entry = NewLogEntry {
+            at: pages.app.clock.now(),
+            actor_id: actor.id,
+            action: change.action.to_owned(),
+            object_type: change.object_type.to_owned(),
+            object_id: change.object_id.to_owned(),
+            object_repr: change.object_repr.to_owned(),
+            detail: change.detail,
+        };
+        if let Err(e) = log.record(entry).await {
             tracing::error!(error = %e, "could not write the admin log");
-            Some(" (The change could not be written to the log.)".to_owned())
+            message.push_str(" (The change could not be written to the log.)");
         }
     }
+    done(pages, session, message, to).await
 }
 
 /// Field errors of a form: field name → messages, shown beside each field.

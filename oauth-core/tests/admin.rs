@@ -14,8 +14,8 @@ use chrono::Duration;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
 use oauth_core::{
-    AdminLog, Email, NewLogEntry, NewUser, Password, TokenHash, TokenQuery, TokenStore, UserFlags,
-    UserQuery, UserStore,
+    AdminLog, Email, NewLogEntry, NewUser, Password, TokenHash, TokenQuery, TokenStore, UserQuery,
+    UserStore,
 };
 
 scenarios!(
@@ -38,25 +38,9 @@ scenarios!(
 const STAFF: &str = "boss@example.com";
 const NEW_PASSWORD: &str = "lantern-quartz-meadow-57";
 
-/// A user with [`PASSWORD`], made staff.
-async fn staff_user(h: &Harness, email: &str) -> i64 {
-    let id = h.user(email).await;
-    h.store
-        .set_user_flags(
-            id,
-            UserFlags {
-                is_staff: Some(true),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
-    id
-}
-
 /// A browser signed in as the staff user [`STAFF`], and that user's id.
 async fn admin(h: &Harness) -> (Browser<'_>, i64) {
-    let id = staff_user(h, STAFF).await;
+    let id = h.staff_user(STAFF).await;
     let mut b = Browser::new(h);
     b.sign_in(STAFF).await;
     (b, id)
@@ -1098,7 +1082,7 @@ async fn every_change_is_logged_with_its_actor(h: &Harness) {
     let (access, _) = tokens_of(h, "ann@example.com", PASSWORD).await;
     tokens_of(h, "ann@example.com", PASSWORD).await;
     let (mut b, me) = admin(h).await;
-    let deputy = staff_user(h, "deputy@example.com").await;
+    let deputy = h.staff_user("deputy@example.com").await;
     let mut d = Browser::new(h);
     d.sign_in("deputy@example.com").await;
 

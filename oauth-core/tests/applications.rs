@@ -12,7 +12,7 @@ mod common;
 use axum::http::StatusCode;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
-use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType, UserFlags, UserStore};
+use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType};
 
 scenarios!(
     admin_pages_are_for_staff_only,
@@ -35,17 +35,7 @@ const BOB: &str = "bob@example.com";
 
 /// A browser signed in as a new staff user.
 async fn admin(h: &Harness) -> Browser<'_> {
-    let id = h.user(STAFF).await;
-    h.store
-        .set_user_flags(
-            id,
-            UserFlags {
-                is_staff: Some(true),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    h.staff_user(STAFF).await;
     let mut b = Browser::new(h);
     b.sign_in(STAFF).await;
     b

@@ -136,21 +136,6 @@ staff_scenarios!(
     demoted_user_loses_admin_at_once,
 );
 
-async fn staff(h: &Harness, email: &str) -> i64 {
-    let id = h.user(email).await;
-    h.store
-        .set_user_flags(
-            id,
-            UserFlags {
-                is_staff: Some(true),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
-    id
-}
-
 fn authorize_query(scope: &str) -> String {
     let challenge =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(VERIFIER));
@@ -195,7 +180,7 @@ async fn password_grant(h: &Harness, email: &str, scope: Option<&str>) -> common
 }
 
 async fn staff_user_gets_admin_by_code_and_by_password(h: &Harness) {
-    staff(h, "boss@example.com").await;
+    h.staff_user("boss@example.com").await;
     let params = authorize(h, "boss@example.com", "admin read write").await;
     assert_eq!(params.get("state").map(String::as_str), Some("st-9"));
     let code = params.get("code").expect("a code").clone();
@@ -269,7 +254,7 @@ async fn non_staff_user_is_refused_admin(h: &Harness) {
 }
 
 async fn defaults_never_include_admin(h: &Harness) {
-    staff(h, "boss@example.com").await;
+    h.staff_user("boss@example.com").await;
     h.user("ann@example.com").await;
     for email in ["boss@example.com", "ann@example.com"] {
         let r = password_grant(h, email, None).await;
@@ -305,7 +290,7 @@ async fn client_credentials_never_get_admin(h: &Harness) {
 }
 
 async fn demoted_user_loses_admin_at_once(h: &Harness) {
-    let id = staff(h, "boss@example.com").await;
+    let id = h.staff_user("boss@example.com").await;
     let r = password_grant(h, "boss@example.com", Some("read admin")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let access = r.str("access_token");

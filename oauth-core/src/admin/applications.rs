@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, done, page, query, staff};
+use super::{Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, page, query, staff};
 use crate::pages::app_form::{
     self, AppForm, Audience, Facts, FormView, Outcome, finish, path_segment, take_secret,
 };
@@ -305,29 +305,7 @@ async fn change(
         Ok(v) => v,
         Err(errors) => return detail_page(&pages, &session, &me, &client, form, errors).await,
     };
-    let saved = page_try!(app_form::update(&pages, &client, valid).await);
-    if saved.changes.is_empty() {
-        return done(
-            &pages,
-            &session,
-            "No fields changed.".into(),
-            &detail_path(&client.client_id),
-        )
-        .await;
-    }
-    let mut message = format!("The application “{}” was changed.", saved.client.name);
-    if saved.revoked > 0 {
-        message.push_str(&format!(" Its {} tokens were revoked.", saved.revoked));
-    }
-    let outcome = Outcome {
-        action: "change",
-        client: &saved.client,
-        secret: saved.generated.as_ref(),
-        detail: saved.changes.join("; "),
-        message,
-        to: detail_path(&saved.client.client_id),
-    };
-    finish(&pages, &session, &me, outcome).await
+    app_form::update_and_finish(&pages, &session, &me, &client, valid, "", detail_path).await
 }
 
 /// `POST /admin/applications/{client_id}/rotate/`: a new generated secret, shown
@@ -385,14 +363,5 @@ async fn delete(
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
     let client = page_try!(load(&pages, &client_id).await);
-    let revoked = page_try!(app_form::delete(&pages, &client).await);
-    let outcome = Outcome {
-        action: "delete",
-        client: &client,
-        secret: None,
-        detail: format!("{revoked} tokens revoked"),
-        message: format!("The application “{}” was deleted.", client.name),
-        to: LIST.to_owned(),
-    };
-    finish(&pages, &session, &me, outcome).await
+    app_form::delete_and_finish(&pages, &session, &me, &client, "", LIST).await
 }

@@ -18,7 +18,9 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::users::TokenRow;
-use super::{Chrome, FormErrors, PAGE_SIZE, Pager, chrome, done, log_change, page, query, staff};
+use super::{
+    Change, Chrome, FormErrors, PAGE_SIZE, Pager, chrome, done, log_and_done, page, query, staff,
+};
 use crate::email::Email;
 use crate::pages::{CheckedForm, PagesState};
 use crate::store::{TokenQuery, UserId};
@@ -331,18 +333,21 @@ async fn revoke(
         )
         .await;
     };
-    let warn = log_change(
+    log_and_done(
         &pages,
+        &session,
         &me,
-        "revoke",
-        object_type,
-        &object_id,
-        &repr,
-        detail,
+        Change {
+            action: "revoke",
+            object_type,
+            object_id: &object_id,
+            object_repr: &repr,
+            detail,
+        },
+        message,
+        next,
     )
     .await
-    .unwrap_or_default();
-    done(&pages, &session, format!("{message}{warn}"), next).await
 }
 
 #[cfg(test)]

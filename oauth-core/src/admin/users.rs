@@ -17,8 +17,8 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{
-    Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, done, log_change, page, query,
-    staff, when, when_unix,
+    Change, Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, done, log_and_done, page,
+    query, staff, when, when_unix,
 };
 use crate::email::Email;
 use crate::pages::view::ScopeLine;
@@ -344,21 +344,18 @@ async fn add(
         Err(e) => return pages.internal(&e).await,
     };
     let flags = format!("staff: {is_staff}, active: {is_active}");
-    let warn = log_change(
-        &pages,
-        &me,
-        "create",
-        "user",
-        &user.id.to_string(),
-        user.email.as_str(),
-        flags,
-    )
-    .await
-    .unwrap_or_default();
-    done(
+    log_and_done(
         &pages,
         &session,
-        format!("The user “{}” was added.{warn}", user.email.as_str()),
+        &me,
+        Change {
+            action: "create",
+            object_type: "user",
+            object_id: &user.id.to_string(),
+            object_repr: user.email.as_str(),
+            detail: flags,
+        },
+        format!("The user “{}” was added.", user.email.as_str()),
         &format!("/admin/users/{}/", user.id),
     )
     .await
@@ -566,21 +563,18 @@ async fn change(
         )
         .await;
     }
-    let warn = log_change(
-        &pages,
-        &me,
-        "change",
-        "user",
-        &id.to_string(),
-        user.email.as_str(),
-        changed.join(", "),
-    )
-    .await
-    .unwrap_or_default();
-    done(
+    log_and_done(
         &pages,
         &session,
-        format!("{message}{warn}"),
+        &me,
+        Change {
+            action: "change",
+            object_type: "user",
+            object_id: &id.to_string(),
+            object_repr: user.email.as_str(),
+            detail: changed.join(", "),
+        },
+        message,
         &format!("/admin/users/{id}/"),
     )
     .await
@@ -614,27 +608,37 @@ async fn set_password(
             .ok(pages.app.hasher.hash(&Password::new(get("password"))).await)
             .await
     );
-    if let Err(e) = pages.app.users.set_password_hash(user.id, &hash).await {
-        return pages.internal(&e).await;
-    }
-    let revoked = page_try!(revoke_all(&pages, user.id).await);
-    let warn = log_change(
-        &pages,
-        &me,
-        "change",
-        "user",
-        &id.to_string(),
-        user.email.as_str(),
-        format!("password set; {revoked} tokens revoked"),
-    )
-    .await
-    .unwrap_or_default();
+    // The new hash and the revocation of every token, in one transaction where the
+    // store can, as for the password-change API.
+    let revoked = page_try!(
+        pages
+            .ok(pages
+                .app
+                .users
+                .set_password_hash_and_revoke(
+                    user.id,
+                    &hash,
+                    pages.app.tokens.as_ref(),
+                    None,
+                    pages.app.clock.unix(),
+                )
+                .await)
+            .await
+    );
     // Setting one's own password ends one's own session too: sign in again.
-    done(
+    log_and_done(
         &pages,
         &session,
+        &me,
+        Change {
+            action: "change",
+            object_type: "user",
+            object_id: &id.to_string(),
+            object_repr: user.email.as_str(),
+            detail: format!("password set; {revoked} tokens revoked"),
+        },
         format!(
-            "The password of “{}” was set: {revoked} tokens revoked, their sessions ended.{warn}",
+            "The password of “{}” was set: {revoked} tokens revoked, their sessions ended.",
             user.email.as_str()
         ),
         &format!("/admin/users/{id}/"),
@@ -695,21 +699,18 @@ async fn delete(
         Ok(_) => {}
         Err(e) => return pages.internal(&e).await,
     }
-    let warn = log_change(
-        &pages,
-        &me,
-        "delete",
-        "user",
-        &id.to_string(),
-        user.email.as_str(),
-        "",
-    )
-    .await
-    .unwrap_or_default();
-    done(
+    log_and_done(
         &pages,
         &session,
-        format!("The user “{}” was deleted.{warn}", user.email.as_str()),
+        &me,
+        Change {
+            action: "delete",
+            object_type: "user",
+            object_id: &id.to_string(),
+            object_repr: user.email.as_str(),
+            detail: String::new(),
+        },
+        format!("The user “{}” was deleted.", user.email.as_str()),
         "/admin/users/",
     )
     .await
@@ -745,22 +746,19 @@ async fn revoke_application(
     {
         return pages.internal(&e).await;
     }
-    let warn = log_change(
-        &pages,
-        &me,
-        "revoke",
-        "user",
-        &id.to_string(),
-        user.email.as_str(),
-        format!("application {client_id}: {revoked} tokens revoked, consent forgotten"),
-    )
-    .await
-    .unwrap_or_default();
-    done(
+    log_and_done(
         &pages,
         &session,
+        &me,
+        Change {
+            action: "revoke",
+            object_type: "user",
+            object_id: &id.to_string(),
+            object_repr: user.email.as_str(),
+            detail: format!("application {client_id}: {revoked} tokens revoked, consent forgotten"),
+        },
         format!(
-            "Access of {client_id} for “{}” was revoked.{warn}",
+            "Access of {client_id} for “{}” was revoked.",
             user.email.as_str()
         ),
         &back,

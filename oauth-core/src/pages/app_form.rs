@@ -16,7 +16,9 @@
 
 mod save;
 
-pub(crate) use save::{Outcome, delete, finish, register, rotate_and_finish, take_secret, update};
+pub(crate) use save::{
+    Outcome, delete_and_finish, finish, register, rotate_and_finish, take_secret, update_and_finish,
+};
 
 use super::PagesState;
 use crate::admin::FormErrors;

@@ -31,7 +31,7 @@ use super::app_form::{
     self, AppForm, Audience, Facts, FormView, Outcome, finish, path_segment, take_secret,
 };
 use super::{CheckedForm, PagesState, to_login};
-use crate::admin::{Chrome, FormErrors, chrome, done, page};
+use crate::admin::{Chrome, FormErrors, chrome, page};
 use crate::secret::ClientSecret;
 use crate::store::{Client, ClientKind, User};
 
@@ -287,29 +287,16 @@ async fn update(
             return form_page(&pages, &session, &me, form, errors, Some(&client)).await;
         }
     };
-    let saved = page_try!(app_form::update(&pages, &client, valid).await);
-    if saved.changes.is_empty() {
-        return done(
-            &pages,
-            &session,
-            "No fields changed.".into(),
-            &detail_path(&client.client_id),
-        )
-        .await;
-    }
-    let mut message = format!("The application “{}” was changed.", saved.client.name);
-    if saved.revoked > 0 {
-        message.push_str(&format!(" Its {} tokens were revoked.", saved.revoked));
-    }
-    let outcome = Outcome {
-        action: "change",
-        client: &saved.client,
-        secret: saved.generated.as_ref(),
-        detail: format!("by its owner: {}", saved.changes.join("; ")),
-        message,
-        to: detail_path(&saved.client.client_id),
-    };
-    finish(&pages, &session, &me, outcome).await
+    app_form::update_and_finish(
+        &pages,
+        &session,
+        &me,
+        &client,
+        valid,
+        "by its owner: ",
+        detail_path,
+    )
+    .await
 }
 
 async fn rotate(
@@ -347,16 +334,7 @@ async fn delete(
     _form: CheckedForm,
 ) -> Response {
     let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
-    let revoked = page_try!(app_form::delete(&pages, &client).await);
-    let outcome = Outcome {
-        action: "delete",
-        client: &client,
-        secret: None,
-        detail: format!("by its owner: {revoked} tokens revoked"),
-        message: format!("The application “{}” was deleted.", client.name),
-        to: LIST.to_owned(),
-    };
-    finish(&pages, &session, &me, outcome).await
+    app_form::delete_and_finish(&pages, &session, &me, &client, "by its owner: ", LIST).await
 }
 
 /// The scopes an owner may give their own application: every scope of the server

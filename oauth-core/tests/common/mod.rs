@@ -171,6 +171,22 @@ impl Harness {
         self.store.register_client(client).await.unwrap();
     }
 
+    /// A staff user with [`PASSWORD`], created directly in the store.
+    pub async fn staff_user(&self, email: &str) -> i64 {
+        let id = self.user(email).await;
+        self.store
+            .set_user_flags(
+                id,
+                oauth_core::UserFlags {
+                    is_staff: Some(true),
+                    ..oauth_core::UserFlags::default()
+                },
+            )
+            .await
+            .unwrap();
+        id
+    }
+
     /// A user with [`PASSWORD`], created directly in the store.
     pub async fn user(&self, email: &str) -> i64 {
         let hash = self.hasher.hash(&Password::new(PASSWORD)).await.unwrap();

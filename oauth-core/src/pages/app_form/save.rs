@@ -6,7 +6,7 @@ use axum::response::Response;
 use tower_sessions::Session;
 
 use super::{SecretChange, Valid};
-use crate::admin::{FormErrors, done, log_change};
+use crate::admin::{Change, FormErrors, done, log_and_done};
 use crate::pages::PagesState;
 use crate::pages::session::SessionError;
 use crate::scope::Scope;
@@ -287,6 +287,66 @@ pub(crate) async fn rotate(
     Ok(Some((secret, revoked)))
 }
 
+/// The end of a change form's POST on both the console and the owner's pages:
+/// saves, then logs (`detail_prefix` says who) and goes to `detail_path` of the
+/// client, showing a newly generated secret there once.
+pub(crate) async fn update_and_finish(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    client: &Client,
+    valid: Valid,
+    detail_prefix: &str,
+    detail_path: fn(&str) -> String,
+) -> Response {
+    let saved = match update(pages, client, valid).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if saved.changes.is_empty() {
+        let to = detail_path(&client.client_id);
+        return done(pages, session, "No fields changed.".into(), &to).await;
+    }
+    let mut message = format!("The application “{}” was changed.", saved.client.name);
+    if saved.revoked > 0 {
+        message.push_str(&format!(" Its {} tokens were revoked.", saved.revoked));
+    }
+    let outcome = Outcome {
+        action: "change",
+        client: &saved.client,
+        secret: saved.generated.as_ref(),
+        detail: format!("{detail_prefix}{}", saved.changes.join("; ")),
+        message,
+        to: detail_path(&saved.client.client_id),
+    };
+    finish(pages, session, me, outcome).await
+}
+
+/// The end of a delete confirmation on both the console and the owner's pages:
+/// deletes, logs (`detail_prefix` says who), then goes to `to`.
+pub(crate) async fn delete_and_finish(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    client: &Client,
+    detail_prefix: &str,
+    to: &str,
+) -> Response {
+    let revoked = match delete(pages, client).await {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let outcome = Outcome {
+        action: "delete",
+        client,
+        secret: None,
+        detail: format!("{detail_prefix}{revoked} tokens revoked"),
+        message: format!("The application “{}” was deleted.", client.name),
+        to: to.to_owned(),
+    };
+    finish(pages, session, me, outcome).await
+}
+
 /// `POST …/rotate/` of both the console and the owner's pages: rotates, then logs
 /// (`detail_prefix` says who), shows the new secret once on `to`.
 pub(crate) async fn rotate_and_finish(
@@ -374,21 +434,18 @@ pub(crate) async fn finish(
     {
         return pages.internal(&e).await;
     }
-    let warn = log_change(
-        pages,
-        actor,
-        outcome.action,
-        "application",
-        &client.client_id,
-        &client.name,
-        outcome.detail,
-    )
-    .await
-    .unwrap_or_default();
-    done(
+    log_and_done(
         pages,
         session,
-        format!("{}{warn}", outcome.message),
+        actor,
+        Change {
+            action: outcome.action,
+            object_type: "application",
+            object_id: &client.client_id,
+            object_repr: &client.name,
+            detail: outcome.detail,
+        },
+        outcome.message,
         &outcome.to,
     )
     .await

@@ -78,7 +78,7 @@ pub(crate) async fn staff(
     session: &Session,
     uri: &OriginalUri,
 ) -> Result<User, Response> {
-    match pages.current_user(session).await {
+    match pages.user(session).await {
         Ok(Some(u)) if u.is_staff => Ok(u),
         Ok(Some(_)) => Err(pages
             .error(

@@ -291,25 +291,12 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 impl PagesInner {
-    /// The signed-in user's id, when the session has one that is within its
-    /// absolute lifetime, the account still exists and is active, and its password
-    /// is the one the session was made with; otherwise the session is ended and
-    /// `None` returned (a deactivated user, or one whose password changed, is
-    /// signed out at their next request).
+    /// The signed-in user, when the session has one that is within its absolute
+    /// lifetime, the account still exists and is active, and its password is the
+    /// one the session was made with; otherwise the session is ended and `None`
+    /// returned (a deactivated user, or one whose password changed, is signed out
+    /// at their next request).
     pub(crate) async fn user(
-        &self,
-        session: &tower_sessions::Session,
-    ) -> Result<Option<i64>, session::SessionError> {
-        let now = self.app.clock.unix();
-        let Some(id) = session::signed_in(session, now, self.absolute).await? else {
-            return Ok(None);
-        };
-        Ok(self.user_record(session, id).await?.map(|u| u.id))
-    }
-
-    /// The signed-in user's record, checked as in [`user`](Self::user).
-    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
-    pub(crate) async fn current_user(
         &self,
         session: &tower_sessions::Session,
     ) -> Result<Option<crate::store::User>, session::SessionError> {
@@ -349,22 +336,11 @@ impl PagesInner {
     }
 
     /// The frame of a page: site name, stylesheet, who is signed in.
-    pub(crate) async fn frame(&self, user: Option<i64>, csrf_token: &str) -> Frame {
-        let signed_in = match user {
-            Some(id) => self
-                .app
-                .users
-                .user_by_id(id)
-                .await
-                .ok()
-                .flatten()
-                .map(|u| u.email.as_str().to_owned()),
-            None => None,
-        };
+    pub(crate) fn frame(&self, user: Option<&crate::store::User>, csrf_token: &str) -> Frame {
         Frame {
             site_name: self.site_name.clone(),
             stylesheet: STYLESHEET_PATH.to_owned(),
-            signed_in,
+            signed_in: user.map(|u| u.email.as_str().to_owned()),
             csrf_token: csrf_token.to_owned(),
         }
     }
@@ -385,7 +361,7 @@ impl PagesInner {
     pub(crate) async fn render<P>(
         &self,
         session: &tower_sessions::Session,
-        user: Option<i64>,
+        user: Option<&crate::store::User>,
         status: StatusCode,
         build: impl FnOnce(String) -> P,
         render: impl FnOnce(&dyn Renderer, &Frame, &P) -> Result<String, view::RenderError>,
@@ -394,7 +370,7 @@ impl PagesInner {
             Ok(t) => t,
             Err(e) => return self.internal(&e).await,
         };
-        let frame = self.frame(user, &csrf_token).await;
+        let frame = self.frame(user, &csrf_token);
         let page = build(csrf_token);
         self.html(status, render(self.renderer.as_ref(), &frame, &page))
     }
@@ -426,7 +402,7 @@ impl PagesInner {
         title: &str,
         message: impl Into<String>,
     ) -> Response {
-        let frame = self.frame(None, "").await;
+        let frame = self.frame(None, "");
         let page = ErrorPage {
             title: title.to_owned(),
             message: message.into(),

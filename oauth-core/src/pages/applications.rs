@@ -102,7 +102,7 @@ plain_page!(ConfirmPage, "oauth/application_delete.html", facts: Facts);
 
 /// The signed-in user, or the login page (coming back to this page).
 async fn owner(pages: &PagesState, session: &Session, uri: &OriginalUri) -> Result<User, Response> {
-    match pages.current_user(session).await {
+    match pages.user(session).await {
         Ok(Some(u)) => Ok(u),
         Ok(None) => {
             let next = match uri.0.query() {

@@ -16,6 +16,7 @@ use tower_sessions::Session;
 use super::view::ConsentPage;
 use super::{CheckedForm, PagesState, found, to_login};
 use crate::server::authorization::{self, Refusal, ValidRequest};
+use crate::store::User;
 
 /// A query or form body as oxide-auth's parameters; a repeated key is poisoned
 /// (it then reads as absent, and the request is refused as malformed).
@@ -76,7 +77,7 @@ pub(crate) async fn show(
         }
         Err(e) => return pages.internal(&e).await,
     };
-    if let Err(r) = authorization::check_staff(&pages.app, &request, user).await {
+    if let Err(r) = authorization::check_staff(&pages.app, &request, &user) {
         return refusal(&pages, r, false).await;
     }
     let Some(grants) = pages.app.grants.as_ref() else {
@@ -84,22 +85,22 @@ pub(crate) async fn show(
     };
     let remembered = page_try!(
         pages
-            .ok(grants.consent(user, &request.client.client_id).await)
+            .ok(grants.consent(user.id, &request.client.client_id).await)
             .await
     );
     if !authorization::needs_consent(&request, remembered.as_ref()) {
-        return match authorization::grant(&pages.app, &request, user).await {
+        return match authorization::grant(&pages.app, &request, &user).await {
             Ok(url) => found(url.as_str()),
             Err(r) => refusal(&pages, r, false).await,
         };
     }
-    consent_page(&pages, &session, user, &request).await
+    consent_page(&pages, &session, &user, &request).await
 }
 
 async fn consent_page(
     pages: &PagesState,
     session: &Session,
-    user: i64,
+    user: &User,
     request: &ValidRequest,
 ) -> Response {
     let mut hidden = vec![
@@ -149,7 +150,7 @@ pub(crate) async fn decide(
     if !fields.contains_key("allow") {
         return refusal(&pages, authorization::deny(&pages.app, &request), true).await;
     }
-    match authorization::grant(&pages.app, &request, user).await {
+    match authorization::grant(&pages.app, &request, &user).await {
         Ok(url) => Redirect::to(url.as_str()).into_response(),
         Err(r) => refusal(&pages, r, true).await,
     }

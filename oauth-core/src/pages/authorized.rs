@@ -25,7 +25,7 @@ pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> R
     let Some(grants) = pages.app.grants.as_ref() else {
         return pages.internal(&"no grant store").await;
     };
-    let consents = page_try!(pages.ok(grants.consents(user).await).await);
+    let consents = page_try!(pages.ok(grants.consents(user.id).await).await);
     let mut apps = Vec::with_capacity(consents.len());
     for c in consents {
         let name = match pages.app.client_auth.client(&c.client_id).await {
@@ -49,7 +49,7 @@ pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> R
         message,
     };
     pages
-        .render(&session, Some(user), StatusCode::OK, build, |r, f, p| {
+        .render(&session, Some(&user), StatusCode::OK, build, |r, f, p| {
             r.authorized(f, p)
         })
         .await
@@ -76,12 +76,12 @@ pub(crate) async fn revoke(
     // nothing they asked to stop keeps working meanwhile.
     if let Err(e) = app
         .tokens
-        .revoke_user_client_tokens(user, client_id, app.clock.unix())
+        .revoke_user_client_tokens(user.id, client_id, app.clock.unix())
         .await
     {
         return pages.internal(&e).await;
     }
-    if let Err(e) = grants.forget_consent(user, client_id).await {
+    if let Err(e) = grants.forget_consent(user.id, client_id).await {
         return pages.internal(&e).await;
     }
     let name = match app.client_auth.client(client_id).await {

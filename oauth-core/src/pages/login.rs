@@ -43,7 +43,9 @@ async fn render(
         error,
     };
     pages
-        .render(session, user, status, build, |r, f, p| r.login(f, p))
+        .render(session, user.as_ref(), status, build, |r, f, p| {
+            r.login(f, p)
+        })
         .await
 }
 

@@ -22,7 +22,7 @@ use oxide_auth::primitives::registrar::{BoundClient, ExactUrl, PreGrant, Registe
 use super::AppState;
 use super::token::{negotiate, wants_staff_scope};
 use crate::scope::Scope;
-use crate::store::{AuthorizationCode, Client, Consent, GrantType, TokenFamily, UserId};
+use crate::store::{AuthorizationCode, Client, Consent, GrantType, TokenFamily, User};
 use crate::token::{TokenHash, generate_token};
 
 /// An authorization request that passed every check.
@@ -402,31 +402,22 @@ pub(crate) fn needs_consent(request: &ValidRequest, remembered: Option<&Consent>
 /// A request for a staff-only scope (`AuthServer::staff_scopes`) by a user who is
 /// not staff is answered `access_denied` (RFC 6749 §4.1.2.1). Checked before the
 /// consent page (so nobody is asked to allow what they cannot get) and again when
-/// the code is issued.
-pub(crate) async fn check_staff(
+/// the code is issued, on the user record the request's session check just read.
+pub(crate) fn check_staff(
     state: &AppState,
     request: &ValidRequest,
-    user_id: UserId,
+    user: &User,
 ) -> Result<(), Refusal> {
-    if !wants_staff_scope(state, &request.scope) {
+    if !wants_staff_scope(state, &request.scope) || (user.is_staff && user.is_active) {
         return Ok(());
     }
-    let user = state
-        .users
-        .user_by_id(user_id)
-        .await
-        .map_err(|e| internal(&e))?;
-    if user.is_some_and(|u| u.is_staff && u.is_active) {
-        Ok(())
-    } else {
-        Err(error_redirect(
-            &request.redirect_uri,
-            request.state.as_deref(),
-            AuthorizationErrorType::AccessDenied,
-            "The requested scope is for staff users only.",
-            &state.issuer_url,
-        ))
-    }
+    Err(error_redirect(
+        &request.redirect_uri,
+        request.state.as_deref(),
+        AuthorizationErrorType::AccessDenied,
+        "The requested scope is for staff users only.",
+        &state.issuer_url,
+    ))
 }
 
 /// Issues a code for the request and returns where to send the browser: the
@@ -435,10 +426,11 @@ pub(crate) async fn check_staff(
 pub(crate) async fn grant(
     state: &AppState,
     request: &ValidRequest,
-    user_id: UserId,
+    user: &User,
 ) -> Result<Url, Refusal> {
     let grants = state.grants.as_ref().ok_or(Refusal::Internal)?;
-    check_staff(state, request, user_id).await?;
+    check_staff(state, request, user)?;
+    let user_id = user.id;
     let code = generate_token().map_err(|e| internal(&e))?;
     let now = state.clock.unix();
     let ttl = i64::try_from(state.code_ttl.as_secs()).unwrap_or(i64::MAX);

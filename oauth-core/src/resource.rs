@@ -12,6 +12,7 @@
 //! authorization server unreachable → 503 with `Retry-After`, never 401 or 500.
 
 mod extract;
+mod follow;
 mod introspector;
 
 use std::fmt;

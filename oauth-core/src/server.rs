@@ -47,6 +47,7 @@ mod cors;
 mod error;
 mod introspect;
 mod metadata;
+mod revocations;
 mod revoke;
 pub(crate) mod throttle;
 pub(crate) mod token;
@@ -82,7 +83,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::issuer::{OpaqueTokenIssuer, STAFF_SCOPE, TokenIssuer, TokenLifetimes};
 use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};
 use crate::scope::Scope;
-use crate::store::{ClientRegistry, GrantStore, TokenStore, UserStore};
+use crate::store::{ClientRegistry, GrantStore, RevocationLog, TokenStore, UserStore};
 
 /// Why an [`AuthServer`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,7 @@ pub struct AuthServer {
     clients: Arc<dyn ClientRegistry>,
     tokens: Arc<dyn TokenStore>,
     grants: Option<Arc<dyn GrantStore>>,
+    revocations: Option<Arc<dyn RevocationLog>>,
     code_ttl: Duration,
     #[cfg(feature = "pages")]
     pages: Option<crate::pages::Pages>,
@@ -155,6 +157,7 @@ impl AuthServer {
             clients,
             tokens,
             grants: None,
+            revocations: None,
             code_ttl: Duration::from_secs(60),
             #[cfg(feature = "pages")]
             pages: None,
@@ -175,13 +178,25 @@ impl AuthServer {
         }
     }
 
-    /// A server over one store that keeps users, clients, tokens, codes and consents
-    /// (such as [`SeaOrmStore`](crate::sea::SeaOrmStore)).
+    /// A server over one store that keeps users, clients, tokens, codes, consents
+    /// and the revocation log (such as [`SeaOrmStore`](crate::sea::SeaOrmStore)).
     pub fn from_store<S>(store: Arc<S>) -> Self
     where
-        S: UserStore + ClientRegistry + TokenStore + GrantStore + 'static,
+        S: UserStore + ClientRegistry + TokenStore + GrantStore + RevocationLog + 'static,
     {
-        Self::new(store.clone(), store.clone(), store.clone()).grant_store(store)
+        Self::new(store.clone(), store.clone(), store.clone())
+            .grant_store(store.clone())
+            .revocation_log(store)
+    }
+
+    /// The log the token store appends its revocations to (usually the token store
+    /// itself). Enables `GET /o/revocations/`, the stream resource servers follow
+    /// to drop cached answers at once, and lets this server drop its own cached
+    /// client registrations when another instance deletes a client or rotates its
+    /// secret.
+    pub fn revocation_log(mut self, log: Arc<dyn RevocationLog>) -> Self {
+        self.revocations = Some(log);
+        self
     }
 
     /// Where authorization codes and consents are kept; enables
@@ -372,6 +387,7 @@ impl AuthServer {
             users: self.users,
             tokens: self.tokens,
             grants: self.grants,
+            revocations: self.revocations,
             code_ttl: self.code_ttl,
             browser,
             client_auth: ClientAuthenticator::new(
@@ -389,6 +405,15 @@ impl AuthServer {
             staff_scopes: self.staff_scopes,
             issuer_url,
         });
+        if let (Some(log), Ok(runtime)) = (
+            state.revocations.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(revocations::forget_changed_clients(
+                log,
+                Arc::downgrade(&state),
+            ));
+        }
         let limit = self.body_limit;
         #[cfg(feature = "pages")]
         let browser_routes = self.pages.map(|p| crate::pages::routes(state.clone(), p));
@@ -407,6 +432,7 @@ impl AuthServer {
             "/o/revoke_token/",
             post(revoke::revoke).layer(cors.clone()),
         );
+        let router = both(router, "/o/revocations/", get(revocations::stream));
         let router = both(router, "/users/signup/", post(users::signup));
         let router = both(
             router,
@@ -547,6 +573,7 @@ pub(crate) struct ServerState {
     pub(crate) users: Arc<dyn UserStore>,
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) grants: Option<Arc<dyn GrantStore>>,
+    pub(crate) revocations: Option<Arc<dyn RevocationLog>>,
     pub(crate) code_ttl: Duration,
     /// Whether `/o/authorize/` is served.
     pub(crate) browser: bool,

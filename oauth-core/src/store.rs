@@ -8,11 +8,15 @@
 mod admin;
 mod grant;
 pub mod memory;
+mod revocations;
 #[cfg(feature = "sea-orm")]
 pub mod sea;
 
 pub use admin::{AdminLog, LogEntry, NewLogEntry, Page, TokenQuery, UserOrder, UserQuery};
 pub use grant::{AuthorizationCode, Consent, GrantStore, Redemption};
+pub use revocations::{
+    RevocationBatch, RevocationEvent, RevocationKind, RevocationLog, RevokedTokens,
+};
 
 use std::fmt;
 use std::str::FromStr;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use moka::Expiry;
 use serde::Deserialize;
 
+use super::follow::{self, FollowConfig, StreamState};
 use super::{AuthError, Authenticator, Principal};
 use crate::scope::Scope;
 use crate::secret::{AccessToken, ClientSecret};
@@ -46,6 +47,9 @@ pub struct IntrospectorConfig {
     max_entries: u64,
     connect_timeout: Duration,
     timeout: Duration,
+    revocation_stream: Option<String>,
+    disconnected_cap: Duration,
+    stream_silence: Duration,
 }
 
 impl IntrospectorConfig {
@@ -62,7 +66,40 @@ impl IntrospectorConfig {
             max_entries: 100_000,
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
+            revocation_stream: None,
+            disconnected_cap: Duration::from_secs(5),
+            stream_silence: Duration::from_secs(3),
         }
+    }
+
+    /// Follows the auth server's revocation stream at `url` (e.g.
+    /// `http://127.0.0.1:8000/o/revocations/`, authenticated with the same
+    /// credentials): a cached answer is dropped as soon as its token is revoked,
+    /// so [`cache_cap`](Self::cache_cap) no longer bounds how long a revoked token
+    /// is honoured. While the stream is down, cached answers are used at most
+    /// [`disconnected_cache_cap`](Self::disconnected_cache_cap) after they were
+    /// fetched. [`Introspector::new`] must then run inside a Tokio runtime: it
+    /// spawns the task that follows the stream.
+    #[must_use]
+    pub fn follow_revocations(mut self, url: impl Into<String>) -> Self {
+        self.revocation_stream = Some(url.into());
+        self
+    }
+
+    /// How long a cached answer is used while the revocation stream is down
+    /// (default 5 s): the longest a token revoked meanwhile is still honoured.
+    #[must_use]
+    pub fn disconnected_cache_cap(mut self, cap: Duration) -> Self {
+        self.disconnected_cap = cap;
+        self
+    }
+
+    /// How long the stream may stay silent before it counts as down (default 3 s;
+    /// our auth server sends a heartbeat every second).
+    #[must_use]
+    pub fn stream_silence(mut self, silence: Duration) -> Self {
+        self.stream_silence = silence;
+        self
     }
 
     /// Longest an active answer is reused; a revoked token is honoured at most this long.
@@ -103,9 +140,12 @@ impl IntrospectorConfig {
 
 /// A cached answer and how long it may live.
 #[derive(Clone)]
-struct Verdict {
-    principal: Option<Arc<Principal>>,
+pub(super) struct Verdict {
+    pub(super) principal: Option<Arc<Principal>>,
+    /// The token's `iat`, when the server said.
+    pub(super) issued_at: Option<i64>,
     ttl: Duration,
+    fetched_at: Instant,
 }
 
 struct VerdictExpiry;
@@ -127,6 +167,7 @@ struct Answer {
     client_id: Option<String>,
     username: Option<String>,
     sub: Option<serde_json::Value>,
+    iat: Option<serde_json::Number>,
 }
 
 fn unix(n: &serde_json::Number) -> Option<i64> {
@@ -163,6 +204,17 @@ pub struct Introspector {
     config: Arc<IntrospectorConfig>,
     cache: moka::future::Cache<TokenHash, Verdict>,
     reach: Arc<Reachability>,
+    stream: Option<Arc<StreamState>>,
+    _follower: Option<Arc<AbortOnDrop>>,
+}
+
+/// Stops the follower task when the last clone of its introspector is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether the auth server answered the last call, so that an outage is logged when
@@ -231,16 +283,57 @@ impl Introspector {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| AuthError::Unavailable(format!("HTTP client: {e}")))?;
-        let cache = moka::future::Cache::builder()
+        let mut builder = moka::future::Cache::builder()
             .max_capacity(config.max_entries)
-            .expire_after(VerdictExpiry)
-            .build();
+            .expire_after(VerdictExpiry);
+        if config.revocation_stream.is_some() {
+            builder = builder.support_invalidation_closures();
+        }
+        let cache = builder.build();
+        let (stream, follower) = match &config.revocation_stream {
+            None => (None, None),
+            Some(url) => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    AuthError::Unavailable(
+                        "following the revocation stream needs a Tokio runtime".into(),
+                    )
+                })?;
+                let state = Arc::new(StreamState::new());
+                let task = runtime.spawn(follow::run(
+                    FollowConfig {
+                        url: url.clone(),
+                        silence: config.stream_silence,
+                        connect_timeout: config.connect_timeout,
+                    },
+                    config.credentials.clone(),
+                    cache.clone(),
+                    state.clone(),
+                ));
+                (Some(state), Some(Arc::new(AbortOnDrop(task))))
+            }
+        };
         Ok(Self {
             http,
             config: Arc::new(config),
             cache,
             reach: Arc::default(),
+            stream,
+            _follower: follower,
         })
+    }
+
+    /// Whether the revocation stream is followed and caught up right now.
+    #[must_use]
+    pub fn revocation_stream_live(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_live())
+    }
+
+    /// Revocation entries applied to the cache since this introspector was made.
+    #[must_use]
+    pub fn revocations_applied(&self) -> u64 {
+        self.stream
+            .as_ref()
+            .map_or(0, |s| s.applied.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Calls that found the auth server unreachable, timed out or failing (5xx),
@@ -264,17 +357,27 @@ impl Introspector {
         self.cache.invalidate_all();
     }
 
+    fn epoch(&self) -> Option<u64> {
+        self.stream
+            .as_ref()
+            .map(|s| s.epoch.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     async fn ask(&self, token: &str) -> Result<Verdict, AuthError> {
+        let epoch = self.epoch();
+        let mut verdict = self.call(token).await?;
+        if self.epoch() != epoch {
+            // A revocation arrived while the server was answering: this answer may
+            // predate it, and its eviction may have run before it is cached. Use
+            // it for this request only.
+            verdict.ttl = Duration::ZERO;
+        }
+        Ok(verdict)
+    }
+
+    async fn call(&self, token: &str) -> Result<Verdict, AuthError> {
         let request = self.http.post(&self.config.url).form(&[("token", token)]);
-        let request = match &self.config.credentials {
-            IntrospectionCredentials::Client { id, secret } => {
-                // RFC 6749 §2.3.1: form-encode both before Basic.
-                let enc =
-                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                request.basic_auth(enc(id), Some(enc(secret.secret())))
-            }
-            IntrospectionCredentials::Bearer(t) => request.bearer_auth(t.secret()),
-        };
+        let request = authorize(request, &self.config.credentials);
         let response = request.send().await.map_err(|e| {
             let kind = if e.is_timeout() {
                 "timed out"
@@ -307,7 +410,9 @@ impl Introspector {
         if !answer.active || exp.is_some_and(|e| e <= now) {
             return Ok(Verdict {
                 principal: None,
+                issued_at: None,
                 ttl: self.config.negative_ttl,
+                fetched_at: Instant::now(),
             });
         }
         let left = exp.map_or(self.config.cache_cap, |e| {
@@ -329,7 +434,9 @@ impl Introspector {
         };
         Ok(Verdict {
             principal: Some(Arc::new(principal)),
+            issued_at: answer.iat.as_ref().and_then(unix),
             ttl: left.min(self.config.cache_cap),
+            fetched_at: Instant::now(),
         })
     }
 }
@@ -338,11 +445,23 @@ impl Introspector {
 impl Authenticator for Introspector {
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let key = TokenHash::of(token);
-        let verdict = self
+        let mut verdict = self
             .cache
             .try_get_with(key, self.ask(token))
             .await
             .map_err(|e| (*e).clone())?;
+        if let Some(stream) = &self.stream
+            && !stream.is_live()
+            && verdict.fetched_at.elapsed() > self.config.disconnected_cap
+        {
+            // Revocations are not reaching us: an older answer may be stale.
+            self.cache.invalidate(&key).await;
+            verdict = self
+                .cache
+                .try_get_with(key, self.ask(token))
+                .await
+                .map_err(|e| (*e).clone())?;
+        }
         match verdict.principal {
             // The entry's lifetime is bounded by `exp`; the check makes it exact.
             Some(p) if p.expires_at.is_none_or(|e| e > now_unix()) => Ok((*p).clone()),
@@ -352,6 +471,21 @@ impl Authenticator for Introspector {
             }
             None => Err(AuthError::InvalidToken),
         }
+    }
+}
+
+/// `request` with the resource server's credentials (RFC 7662 §2.1).
+pub(super) fn authorize(
+    request: reqwest::RequestBuilder,
+    credentials: &IntrospectionCredentials,
+) -> reqwest::RequestBuilder {
+    match credentials {
+        IntrospectionCredentials::Client { id, secret } => {
+            // RFC 6749 §2.3.1: form-encode both before Basic.
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request.basic_auth(enc(id), Some(enc(secret.secret())))
+        }
+        IntrospectionCredentials::Bearer(t) => request.bearer_auth(t.secret()),
     }
 }
 

@@ -165,10 +165,16 @@ impl ClientAuthenticator {
     /// (a new secret, fewer grant types) is read from the registry at its next
     /// request on this instance instead of up to the cache's lifetime later.
     /// Remembered secret checks need no purge: their key holds the stored hash.
-    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn forget(&self, client_id: &str) {
         if let Some(cache) = &self.clients {
             cache.invalidate(client_id);
+        }
+    }
+
+    /// Forgets every cached registration.
+    pub(crate) fn forget_all(&self) {
+        if let Some(cache) = &self.clients {
+            cache.invalidate_all();
         }
     }
 

@@ -78,36 +78,14 @@ pub(super) async fn introspect(
             .map(|v| v.into_owned())
     };
 
-    // The caller is a confidential client allowed the introspection scope, or holds a
-    // token with that scope.
-    if let Some(token) = req.authorization_header().and_then(bearer_token) {
-        let caller = state
-            .issuer
-            .introspect(token)
-            .await
-            .map_err(|e| OAuthError::internal(&e))?
-            .ok_or_else(OAuthError::invalid_token)?;
-        if !caller.scope.contains(INTROSPECTION_SCOPE) {
-            return Err(OAuthError::new(OAuthErrorCode::InsufficientScope));
-        }
-    } else {
-        let presented = client_auth::presented(
-            req.authorization_header(),
-            param("client_id").as_deref(),
-            param("client_secret").as_deref(),
-        )?;
-        let (client, _) = authenticate_client(&state, &ip, presented).await?;
-        if client.kind != ClientKind::Confidential {
-            return Err(OAuthError::invalid_client(true));
-        }
-        // RFC 7662 §4: not every client may look at every token. Only those
-        // allowed the introspection scope (resource servers) may; an application
-        // a user registered for themselves may not read other users' tokens.
-        if !client.allowed_scope.contains(INTROSPECTION_SCOPE) {
-            return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient)
-                .describe("This client may not introspect tokens."));
-        }
-    }
+    authorize_caller(
+        &state,
+        &ip,
+        req.authorization_header(),
+        param("client_id").as_deref(),
+        param("client_secret").as_deref(),
+    )
+    .await?;
 
     let token =
         param("token").ok_or_else(|| OAuthError::invalid_request("Token parameter is missing."))?;
@@ -117,4 +95,41 @@ pub(super) async fn introspect(
         .await
         .map_err(|e| OAuthError::internal(&e))?;
     Ok(answer(info.as_ref()))
+}
+
+/// Whether the caller may look at other parties' tokens: a confidential client
+/// allowed the introspection scope (a resource server), or the holder of a token
+/// with that scope. Also guards the revocation stream, which tells the same.
+pub(super) async fn authorize_caller(
+    state: &AppState,
+    ip: &ClientIp,
+    authorization: Option<&str>,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+) -> Result<(), OAuthError> {
+    if let Some(token) = authorization.and_then(bearer_token) {
+        let caller = state
+            .issuer
+            .introspect(token)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?
+            .ok_or_else(OAuthError::invalid_token)?;
+        if !caller.scope.contains(INTROSPECTION_SCOPE) {
+            return Err(OAuthError::new(OAuthErrorCode::InsufficientScope));
+        }
+        return Ok(());
+    }
+    let presented = client_auth::presented(authorization, client_id, client_secret)?;
+    let (client, _) = authenticate_client(state, ip, presented).await?;
+    if client.kind != ClientKind::Confidential {
+        return Err(OAuthError::invalid_client(true));
+    }
+    // RFC 7662 §4: not every client may look at every token. Only those allowed
+    // the introspection scope (resource servers) may; an application a user
+    // registered for themselves may not read other users' tokens.
+    if !client.allowed_scope.contains(INTROSPECTION_SCOPE) {
+        return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient)
+            .describe("This client may not introspect tokens."));
+    }
+    Ok(())
 }

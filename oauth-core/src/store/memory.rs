@@ -10,14 +10,18 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::revocations::Signal;
 use super::{
     AdminLog, AuthorizationCode, Client, ClientRegistry, Consent, GrantStore, LogEntry,
-    NewLogEntry, NewUser, Page, Redemption, RotatedToken, Rotation, StoreError, TokenFamily,
-    TokenKind, TokenQuery, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserOrder,
-    UserQuery, UserStore,
+    NewLogEntry, NewUser, Page, Redemption, RevocationBatch, RevocationEvent, RevocationKind,
+    RevocationLog, RevokedTokens, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind,
+    TokenQuery, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserOrder, UserQuery,
+    UserStore,
 };
 use crate::email::Email;
 use crate::token::TokenHash;
+
+const TOKEN: RevocationKind = RevocationKind::TokenRevoked;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave our maps half-updated (every
@@ -219,21 +223,103 @@ impl ClientRegistry for MemoryClientRegistry {
 #[derive(Debug, Default)]
 pub struct MemoryTokenStore {
     inner: Mutex<HashMap<TokenHash, TokenRecord>>,
+    log: Mutex<MemoryRevocations>,
+    signal: Signal,
 }
 
+#[derive(Debug, Default)]
+struct MemoryRevocations {
+    events: Vec<RevocationEvent>,
+    latest: i64,
+    purged_through: i64,
+}
+
+/// Revokes the active tokens matching `pred`; returns the access tokens revoked.
 fn revoke_where(
     tokens: &mut HashMap<TokenHash, TokenRecord>,
     now: UnixTime,
     pred: impl Fn(&TokenRecord) -> bool,
-) -> u64 {
+) -> (u64, Vec<TokenHash>) {
     let mut n = 0;
+    let mut access = Vec::new();
     for t in tokens.values_mut() {
         if t.revoked_at.is_none() && pred(t) {
             t.revoked_at = Some(now);
             n += 1;
+            if t.kind == TokenKind::Access {
+                access.push(t.hash);
+            }
         }
     }
-    n
+    (n, access)
+}
+
+impl MemoryTokenStore {
+    /// Revokes the active tokens matching `pred` and logs it, under the tokens'
+    /// lock: `what` is the one entry to log, or `None` for one entry per access
+    /// token revoked. Returns how many tokens changed.
+    fn revoke_logged(
+        &self,
+        tokens: &mut HashMap<TokenHash, TokenRecord>,
+        now: UnixTime,
+        kind: RevocationKind,
+        what: Option<RevokedTokens>,
+        pred: impl Fn(&TokenRecord) -> bool,
+    ) -> u64 {
+        let (n, access) = revoke_where(tokens, now, pred);
+        let entries: Vec<RevokedTokens> = match what {
+            Some(what) if n > 0 => vec![what],
+            Some(_) => Vec::new(),
+            None => access.into_iter().map(RevokedTokens::Token).collect(),
+        };
+        if !entries.is_empty() {
+            let mut log = lock(&self.log);
+            for tokens in entries {
+                log.latest += 1;
+                let id = log.latest;
+                log.events.push(RevocationEvent {
+                    id,
+                    at: now,
+                    kind,
+                    tokens,
+                });
+            }
+            drop(log);
+            self.signal.wake();
+        }
+        n
+    }
+}
+
+#[async_trait]
+impl RevocationLog for MemoryTokenStore {
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<RevocationBatch, StoreError> {
+        let log = lock(&self.log);
+        let start = log.events.partition_point(|e| e.id <= after);
+        Ok(RevocationBatch {
+            events: page(log.events[start..].iter().cloned(), 0, limit),
+            purged_through: log.purged_through,
+            latest: log.latest,
+        })
+    }
+
+    async fn purge_revocations(&self, before: UnixTime) -> Result<u64, StoreError> {
+        let mut log = lock(&self.log);
+        let old = log.events.partition_point(|e| e.at < before);
+        if let Some(last) = old.checked_sub(1).map(|i| log.events[i].id) {
+            log.purged_through = last;
+        }
+        log.events.drain(..old);
+        Ok(old as u64)
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signal.subscribe()
+    }
 }
 
 #[async_trait]
@@ -270,8 +356,9 @@ impl TokenStore for MemoryTokenStore {
         else {
             return Ok(Rotation::Invalid);
         };
+        let family = record.family;
         if record.revoked_at.is_some() {
-            revoke_where(&mut tokens, now, |t| t.family == record.family);
+            self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == family);
             return Ok(Rotation::Replayed);
         }
         if now >= record.expires_at {
@@ -280,7 +367,7 @@ impl TokenStore for MemoryTokenStore {
         if new.iter().any(|n| tokens.contains_key(&n.hash)) {
             return Err(StoreError::Conflict);
         }
-        revoke_where(&mut tokens, now, |t| t.family == record.family);
+        self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == family);
         for n in new {
             tokens.insert(
                 n.hash,
@@ -301,9 +388,8 @@ impl TokenStore for MemoryTokenStore {
     }
 
     async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {
-        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
-            t.family == *family
-        }))
+        let mut tokens = lock(&self.inner);
+        Ok(self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == *family))
     }
 
     async fn revoke_user_tokens(
@@ -312,7 +398,17 @@ impl TokenStore for MemoryTokenStore {
         keep: Option<&TokenFamily>,
         now: UnixTime,
     ) -> Result<u64, StoreError> {
-        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
+        let what = RevokedTokens::User {
+            user_id,
+            client_id: None,
+        };
+        let kind = if keep.is_some() {
+            RevocationKind::CredentialChange
+        } else {
+            RevocationKind::SessionRevoked
+        };
+        let mut tokens = lock(&self.inner);
+        Ok(self.revoke_logged(&mut tokens, now, kind, Some(what), |t| {
             t.user_id == Some(user_id) && Some(&t.family) != keep
         }))
     }
@@ -323,7 +419,13 @@ impl TokenStore for MemoryTokenStore {
         client_id: &str,
         now: UnixTime,
     ) -> Result<u64, StoreError> {
-        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
+        let what = RevokedTokens::User {
+            user_id,
+            client_id: Some(client_id.to_owned()),
+        };
+        let mut tokens = lock(&self.inner);
+        let kind = RevocationKind::SessionRevoked;
+        Ok(self.revoke_logged(&mut tokens, now, kind, Some(what), |t| {
             t.user_id == Some(user_id) && t.client_id == client_id
         }))
     }
@@ -333,9 +435,13 @@ impl TokenStore for MemoryTokenStore {
         client_id: &str,
         now: UnixTime,
     ) -> Result<u64, StoreError> {
-        Ok(revoke_where(&mut lock(&self.inner), now, |t| {
-            t.client_id == client_id
-        }))
+        let what = RevokedTokens::Client(client_id.to_owned());
+        let mut tokens = lock(&self.inner);
+        Ok(
+            self.revoke_logged(&mut tokens, now, TOKEN, Some(what), |t| {
+                t.client_id == client_id
+            }),
+        )
     }
 
     async fn list_tokens(&self, q: &TokenQuery) -> Result<Page<TokenRecord>, StoreError> {

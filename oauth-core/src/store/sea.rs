@@ -9,6 +9,7 @@ pub mod entity;
 mod grants;
 pub mod migration;
 mod ordering;
+mod revocations;
 #[cfg(feature = "pages")]
 mod sessions;
 mod sqlite_reader;
@@ -36,11 +37,12 @@ use sea_orm_migration::MigratorTrait;
 use self::entity::{client, token, user};
 use self::migration::Migrator;
 use self::ordering::{Key, lock, retry};
+use self::revocations::{Wakeups, revoke_logged};
 use self::sqlite_reader::{SqliteReader, TokenRow};
 use super::{
-    Client, ClientRegistry, GrantType, NewUser, Page, RotatedToken, Rotation, StoreError,
-    TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore, UnixTime, User,
-    UserFlags, UserId, UserQuery, UserStore,
+    Client, ClientRegistry, GrantType, NewUser, Page, RevocationKind, RevokedTokens, RotatedToken,
+    Rotation, StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore,
+    UnixTime, User, UserFlags, UserId, UserQuery, UserStore,
 };
 use crate::email::Email;
 use crate::scope::Scope;
@@ -142,6 +144,7 @@ impl StoreConfig {
 pub struct SeaOrmStore {
     db: DatabaseConnection,
     reader: Option<Arc<SqliteReader>>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl SeaOrmStore {
@@ -204,7 +207,11 @@ impl SeaOrmStore {
         } else {
             None
         };
-        Ok(Self { db, reader })
+        Ok(Self {
+            db,
+            reader,
+            wakeups: Arc::default(),
+        })
     }
 
     /// Applies pending migrations. Safe to call on every start, and from several
@@ -463,8 +470,14 @@ impl UserStore for SeaOrmStore {
                     .await
                     .map_err(backend)?;
                 found(res.rows_affected)?;
-                let n = revoke_where(&txn, now, user_filter(id, keep)).await?;
+                let what = RevokedTokens::User {
+                    user_id: id,
+                    client_id: None,
+                };
+                let kind = RevocationKind::CredentialChange;
+                let n = revoke_logged(&txn, now, user_filter(id, keep), kind, Some(what)).await?;
                 txn.commit().await.map_err(backend)?;
+                self.wakeups.wake();
                 Ok(n)
             };
             match once.await {
@@ -691,7 +704,8 @@ impl TokenStore for SeaOrmStore {
     }
 
     async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {
-        self.revoke_under(Key::Family(family), now, family_is(family))
+        let kind = RevocationKind::TokenRevoked;
+        self.revoke_under(Key::Family(family), now, family_is(family), kind, None)
             .await
     }
 
@@ -701,7 +715,18 @@ impl TokenStore for SeaOrmStore {
         keep: Option<&TokenFamily>,
         now: UnixTime,
     ) -> Result<u64, StoreError> {
-        self.revoke_under(Key::User(user_id), now, user_filter(user_id, keep))
+        // A kept family means a password change: the session that made it stays.
+        let kind = if keep.is_some() {
+            RevocationKind::CredentialChange
+        } else {
+            RevocationKind::SessionRevoked
+        };
+        let what = RevokedTokens::User {
+            user_id,
+            client_id: None,
+        };
+        let filter = user_filter(user_id, keep);
+        self.revoke_under(Key::User(user_id), now, filter, kind, Some(what))
             .await
     }
 
@@ -714,7 +739,13 @@ impl TokenStore for SeaOrmStore {
         let filter = sea_orm::Condition::all()
             .add(token::Column::UserId.eq(user_id))
             .add(token::Column::ClientId.eq(client_id));
-        self.revoke_under(Key::User(user_id), now, filter).await
+        let what = RevokedTokens::User {
+            user_id,
+            client_id: Some(client_id.to_owned()),
+        };
+        let kind = RevocationKind::SessionRevoked;
+        self.revoke_under(Key::User(user_id), now, filter, kind, Some(what))
+            .await
     }
 
     async fn revoke_client_tokens(
@@ -723,7 +754,10 @@ impl TokenStore for SeaOrmStore {
         now: UnixTime,
     ) -> Result<u64, StoreError> {
         let filter = sea_orm::Condition::all().add(token::Column::ClientId.eq(client_id));
-        self.revoke_under(Key::Client(client_id), now, filter).await
+        let what = RevokedTokens::Client(client_id.to_owned());
+        let kind = RevocationKind::TokenRevoked;
+        self.revoke_under(Key::Client(client_id), now, filter, kind, Some(what))
+            .await
     }
 
     async fn list_tokens(&self, query: &TokenQuery) -> Result<Page<TokenRecord>, StoreError> {
@@ -795,8 +829,10 @@ impl SeaOrmStore {
             return Ok(Rotation::Invalid);
         };
         let mut record = TokenRecord::try_from(row)?;
+        let kind = RevocationKind::TokenRevoked;
         let outcome = if won {
-            revoke_where(&txn, now, family_is(&record.family)).await?;
+            // The rotated-away access token ends here too: caches must hear of it.
+            revoke_logged(&txn, now, family_is(&record.family), kind, None).await?;
             let rows = new.iter().map(|n| {
                 token_row(&TokenRecord {
                     hash: n.hash,
@@ -819,35 +855,38 @@ impl SeaOrmStore {
             record.revoked_at = None;
             Rotation::Rotated(record)
         } else if record.revoked_at.is_some() {
-            revoke_where(&txn, now, family_is(&record.family)).await?;
+            revoke_logged(&txn, now, family_is(&record.family), kind, None).await?;
             Rotation::Replayed
         } else {
             // Expired, never used: refuse without touching anything.
             Rotation::Invalid
         };
         txn.commit().await.map_err(backend)?;
+        self.wakeups.wake();
         Ok(outcome)
     }
 
-    /// Revokes the active tokens matching `filter` while holding `key` exclusive,
-    /// so that a rotation of one of them happens entirely before or after
-    /// (`ordering`). A deadlock with another revocation is retried.
+    /// Revokes the active tokens matching `filter` and logs it (`revoke_logged`),
+    /// in one transaction holding `key` exclusive, so that a rotation of one of them
+    /// happens entirely before or after (`ordering`). A deadlock with another
+    /// revocation is retried.
     async fn revoke_under(
         &self,
         key: Key<'_>,
         now: UnixTime,
         filter: sea_orm::Condition,
+        kind: RevocationKind,
+        what: Option<RevokedTokens>,
     ) -> Result<u64, StoreError> {
-        if self.db.get_database_backend() != DbBackend::Postgres {
-            return revoke_where(&self.db, now, filter).await;
-        }
         let mut attempt = 0;
         loop {
             let once = async {
+                // On SQLite the UPDATE, first, takes the write lock at once.
                 let txn = self.db.begin().await.map_err(backend)?;
                 lock(&txn, &[], &[key]).await?;
-                let n = revoke_where(&txn, now, filter.clone()).await?;
+                let n = revoke_logged(&txn, now, filter.clone(), kind, what.clone()).await?;
                 txn.commit().await.map_err(backend)?;
+                self.wakeups.wake();
                 Ok(n)
             };
             match once.await {

@@ -201,6 +201,27 @@ impl Harness {
             .id
     }
 
+    /// A second server instance over the same PostgreSQL schema, with its own
+    /// connection pool: what another process sharing the database would be.
+    pub async fn second_instance(&self) -> Router {
+        let (url, schema) = self
+            .pg
+            .as_ref()
+            .expect("a second instance needs PostgreSQL");
+        let store = Arc::new(
+            SeaOrmStore::connect(StoreConfig::new(url).schema(schema))
+                .await
+                .unwrap(),
+        );
+        AuthServer::from_store(store)
+            .password_hasher(self.hasher.clone())
+            .clock(Arc::new(self.clock.clone()))
+            .throttle(lenient())
+            .issuer_url("https://auth.example.test")
+            .router()
+            .unwrap()
+    }
+
     pub async fn cleanup(self) {
         if let Some((url, schema)) = self.pg {
             let admin = SeaOrmStore::connect(StoreConfig::new(url).max_connections(1))

@@ -5,6 +5,8 @@ pub mod admin_log;
 pub mod client;
 pub mod code;
 pub mod consent;
+pub mod revocation;
+pub mod revocation_purged;
 pub mod session;
 pub mod token;
 pub mod user;

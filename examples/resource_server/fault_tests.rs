@@ -443,7 +443,9 @@ async fn auth_server_killed_or_stopped_behind_the_resource_server() {
     assert_eq!(rs.pid(), rs_pid);
     let log = rs.log_text();
     assert!(
-        log.matches("auth server unreachable").count() == 2
+        log.matches("auth server unreachable: uncached tokens get 503")
+            .count()
+            == 2
             && log.matches("auth server reachable again").count() == 2,
         "each outage logged once as it begins and once as it ends:\n{log}"
     );

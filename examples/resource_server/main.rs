@@ -20,9 +20,13 @@ mod config;
 mod db;
 #[path = "../common/env.rs"]
 mod env;
+#[cfg(test)]
+mod fault_tests;
 mod items;
 mod migration;
 mod price;
+#[cfg(test)]
+mod process;
 mod proxy;
 #[cfg(test)]
 mod proxy_tests;

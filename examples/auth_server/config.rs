@@ -31,6 +31,8 @@ pub struct Config {
     pub session_max_age: Duration,
     pub site_name: String,
     pub seed_demo: bool,
+    /// How long revocation log entries are kept for resource servers to resume.
+    pub revocation_retention: Duration,
 }
 
 impl Config {
@@ -89,6 +91,10 @@ impl Config {
             session_max_age: Duration::from_secs(parsed("SESSION_MAX_AGE_SECONDS", 10 * 3600)?),
             site_name: var("SITE_NAME").unwrap_or_else(|| "oauth-core".into()),
             seed_demo: parsed("SEED_DEMO", true)?,
+            revocation_retention: Duration::from_secs(parsed(
+                "REVOCATION_LOG_RETENTION_SECONDS",
+                24 * 3600,
+            )?),
         })
     }
 }

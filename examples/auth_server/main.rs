@@ -22,6 +22,7 @@ mod serve;
 
 use std::sync::Arc;
 
+use oauth_core::RevocationLog as _;
 use oauth_core::pages::Pages;
 use oauth_core::pages::tower_sessions::ExpiredDeletion as _;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
@@ -59,7 +60,7 @@ async fn main() -> Result<(), Error> {
         commands::seed_demo_clients(&store, &config).await?;
         commands::log_demo_authorization(&store, &config).await?;
     }
-    tokio::spawn(housekeeping(store.clone()));
+    tokio::spawn(housekeeping(store.clone(), config.revocation_retention));
     let app = app(store, &config)?;
     let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
@@ -100,8 +101,10 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
     Ok(router.layer(oauth_core::server::trace_layer()))
 }
 
-/// Every ten minutes: deletes expired browser sessions and authorization codes.
-async fn housekeeping(store: Arc<SeaOrmStore>) {
+/// Every ten minutes: deletes expired browser sessions and authorization codes, and
+/// revocation log entries older than the retention (a resource server resuming
+/// from before it flushes its cache instead).
+async fn housekeeping(store: Arc<SeaOrmStore>, revocation_retention: std::time::Duration) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         every.tick().await;
@@ -110,6 +113,11 @@ async fn housekeeping(store: Arc<SeaOrmStore>) {
         }
         if let Err(e) = store.purge_codes(chrono::Utc::now().timestamp()).await {
             tracing::warn!(error = %e, "could not delete expired authorization codes");
+        }
+        let retention = i64::try_from(revocation_retention.as_secs()).unwrap_or(i64::MAX);
+        let before = chrono::Utc::now().timestamp().saturating_sub(retention);
+        if let Err(e) = store.purge_revocations(before).await {
+            tracing::warn!(error = %e, "could not delete old revocation log entries");
         }
     }
 }

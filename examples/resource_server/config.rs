@@ -19,6 +19,10 @@ pub struct Config {
     pub cache_cap: Duration,
     pub negative_ttl: Duration,
     pub timeout: Duration,
+    /// The auth server's revocation stream, when followed.
+    pub revocation_stream: Option<String>,
+    /// How long a cached answer is used while the stream is down.
+    pub disconnected_cache: Duration,
     pub paging: Paging,
     pub bench_unauthenticated: bool,
     /// This server's public base URL (the console's redirect URI is under it).
@@ -48,6 +52,11 @@ impl Config {
             .unwrap_or_else(|| auth_server_url.clone())
             .trim_end_matches('/')
             .to_owned();
+        // On by default; off for an auth server without one (DOT).
+        let revocation_stream = parsed("FOLLOW_REVOCATIONS", true)?.then(|| {
+            var("REVOCATION_STREAM_URL")
+                .unwrap_or_else(|| format!("{auth_server_url}/o/revocations/"))
+        });
         let addr: SocketAddr = parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8001)))?;
         Ok(Self {
             database_url: var("DATABASE_URL")
@@ -60,6 +69,8 @@ impl Config {
             cache_cap: Duration::from_secs(parsed("TOKEN_CACHE_SECONDS", 300)?),
             negative_ttl: Duration::from_secs(parsed("NEGATIVE_CACHE_SECONDS", 5)?),
             timeout: Duration::from_millis(parsed("AUTH_SERVER_TIMEOUT_MS", 2000)?),
+            revocation_stream,
+            disconnected_cache: Duration::from_secs(parsed("DISCONNECTED_CACHE_SECONDS", 5)?),
             paging: Paging {
                 default: parsed("PAGE_SIZE", 10)?,
                 max: parsed("MAX_PAGE_SIZE", 100)?,
@@ -75,11 +86,18 @@ impl Config {
     }
 
     pub fn introspector(&self) -> IntrospectorConfig {
-        IntrospectorConfig::new(self.introspection_url.clone(), self.credentials.clone())
-            .cache_cap(self.cache_cap)
-            .negative_ttl(self.negative_ttl)
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(1)))
+        let config =
+            IntrospectorConfig::new(self.introspection_url.clone(), self.credentials.clone())
+                .cache_cap(self.cache_cap)
+                .negative_ttl(self.negative_ttl)
+                .timeout(self.timeout)
+                .connect_timeout(self.timeout.min(Duration::from_secs(1)));
+        match &self.revocation_stream {
+            Some(url) => config
+                .follow_revocations(url.clone())
+                .disconnected_cache_cap(self.disconnected_cache),
+            None => config,
+        }
     }
 
     /// The client credentials the proxy uses at the token endpoint.

@@ -366,6 +366,10 @@ async fn auth_server_killed_or_stopped_behind_the_resource_server() {
             ("TOKEN_CACHE_SECONDS", "300".into()),
             ("NEGATIVE_CACHE_SECONDS", "1".into()),
             ("AUTH_SERVER_TIMEOUT_MS", TIMEOUT.as_millis().to_string()),
+            // The revocation stream goes down with the auth server; cached answers
+            // then live DISCONNECTED_CACHE_SECONDS (default 5 s, the bound on a token
+            // revoked meanwhile on another instance). Long enough for this test.
+            ("DISCONNECTED_CACHE_SECONDS", "120".into()),
         ],
         &dir.path().join("rs.log"),
     )

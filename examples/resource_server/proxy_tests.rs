@@ -91,6 +91,8 @@ async fn resource_server(dir: &tempfile::TempDir, auth: &str) -> String {
         cache_cap: Duration::from_secs(60),
         negative_ttl: Duration::from_secs(5),
         timeout: Duration::from_secs(2),
+        revocation_stream: None,
+        disconnected_cache: Duration::from_secs(5),
         paging: Paging { default: 2, max: 3 },
         bench_unauthenticated: false,
         public_url: format!("http://{addr}"),

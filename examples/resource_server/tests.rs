@@ -163,6 +163,8 @@ impl ResourceServerUnderTest {
             cache_cap,
             negative_ttl: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
+            revocation_stream: Some(format!("{auth_server}/o/revocations/")),
+            disconnected_cache: Duration::from_secs(5),
             paging: Paging { default: 2, max: 3 },
             bench_unauthenticated: false,
             public_url: format!("http://{addr}"),
@@ -773,6 +775,45 @@ async fn cache_entries_end_at_the_cap_and_never_outlive_the_token() {
         r.status,
         StatusCode::UNAUTHORIZED,
         "the cached entry died with the token"
+    );
+}
+
+/// With a five-minute cache, a revoked token is still refused within a second:
+/// the resource server follows the auth server's revocation stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_within_a_second_despite_the_cache() {
+    let w = world(Duration::from_secs(300), Duration::from_secs(3600)).await;
+    let token = w.user("ann@example.com").await.str("access_token");
+    assert_eq!(w.get("/items/", &token).await.status, StatusCode::OK);
+    let before = w.auth.calls();
+    assert_eq!(w.get("/items/", &token).await.status, StatusCode::OK);
+    assert_eq!(w.auth.calls(), before, "served from the cache");
+
+    let revoked = w
+        .http
+        .post(format!("{}/o/revoke_token/", w.auth.url()))
+        .basic_auth("rs-id", Some("rs-secret"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let start = Instant::now();
+    loop {
+        let status = w.get("/items/", &token).await.status;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still accepted after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "revoked token refused by the resource server after {:?}",
+        start.elapsed()
     );
 }
 

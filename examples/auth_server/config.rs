@@ -18,6 +18,10 @@ pub struct Config {
     pub scopes: Scope,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long a just-rotated refresh token may be presented again.
+    pub refresh_grace: Duration,
+    /// How many times, at most (`None`: no cap).
+    pub refresh_grace_max_reuse: Option<u32>,
     pub scrypt: ScryptParams,
     pub kdf_threads: usize,
     /// `None`: the hasher's default (8 per thread, at least 64).
@@ -56,6 +60,11 @@ impl Config {
                 "REFRESH_TOKEN_EXPIRE_SECONDS",
                 30 * 24 * 3600,
             )?),
+            refresh_grace: Duration::from_secs(parsed("REFRESH_TOKEN_GRACE_PERIOD_SECONDS", 0)?),
+            refresh_grace_max_reuse: var("REFRESH_TOKEN_GRACE_MAX_REUSE")
+                .map(|v| v.trim().parse())
+                .transpose()
+                .map_err(|e| format!("REFRESH_TOKEN_GRACE_MAX_REUSE: {e}"))?,
             scrypt: ScryptParams {
                 log_n: parsed("SCRYPT_LOG_N", production.log_n)?,
                 r: parsed("SCRYPT_R", production.r)?,

@@ -84,6 +84,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .scopes(config.scopes.clone())
         .access_token_ttl(config.access_ttl)
         .refresh_token_ttl(config.refresh_ttl)
+        .refresh_grace(config.refresh_grace, config.refresh_grace_max_reuse)
         .password_hasher(PasswordHasher::with_limits(
             config.scrypt,
             config.kdf_threads,

@@ -13,8 +13,8 @@ use crate::clock::Clock;
 use crate::scope::Scope;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::store::{
-    RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner, TokenRecord,
-    TokenStore, UnixTime, UserId, UserStore,
+    RefreshGrace, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner,
+    TokenRecord, TokenStore, UnixTime, UserId, UserStore,
 };
 use crate::token::{RandomnessUnavailable, TokenHash, generate_token};
 
@@ -205,6 +205,7 @@ pub struct OpaqueTokenIssuer {
     clock: Arc<dyn Clock>,
     lifetimes: TokenLifetimes,
     staff_scopes: Scope,
+    refresh_grace: RefreshGrace,
 }
 
 impl std::fmt::Debug for OpaqueTokenIssuer {
@@ -236,7 +237,16 @@ impl OpaqueTokenIssuer {
             clock,
             lifetimes,
             staff_scopes: [STAFF_SCOPE].into_iter().collect(),
+            refresh_grace: RefreshGrace::default(),
         }
+    }
+
+    /// Lets a just-rotated refresh token be presented again by its client within a
+    /// grace period (default: none; see [`RefreshGrace`]).
+    #[must_use]
+    pub fn refresh_grace(mut self, grace: RefreshGrace) -> Self {
+        self.refresh_grace = grace;
+        self
     }
 
     /// Scopes that [`introspect`](TokenIssuer::introspect) reports only while the
@@ -331,16 +341,25 @@ impl TokenIssuer for OpaqueTokenIssuer {
         ];
         match self
             .tokens
-            .rotate_refresh(&old_hash, client_id, now, &successors)
+            .rotate_refresh(&old_hash, client_id, now, &successors, self.refresh_grace)
             .await?
         {
-            Rotation::Rotated(_) => Ok(IssuedTokens {
-                access_token: AccessToken::new(access),
-                refresh_token: Some(RefreshToken::new(refresh)),
-                expires_in: secs(self.lifetimes.access),
-                scope: access_scope,
-                family: old.family,
-            }),
+            rotation @ (Rotation::Rotated(_) | Rotation::Reissued(_)) => {
+                if matches!(rotation, Rotation::Reissued(_)) {
+                    tracing::info!(
+                        client_id,
+                        family = ?old.family,
+                        "refresh token reused within the grace period: new tokens issued"
+                    );
+                }
+                Ok(IssuedTokens {
+                    access_token: AccessToken::new(access),
+                    refresh_token: Some(RefreshToken::new(refresh)),
+                    expires_in: secs(self.lifetimes.access),
+                    scope: access_scope,
+                    family: old.family,
+                })
+            }
             Rotation::Replayed => {
                 tracing::warn!(
                     client_id,

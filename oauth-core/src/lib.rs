@@ -62,9 +62,9 @@ pub use server::{AuthServer, AuthServerError, IpNet, ThrottleConfig};
 pub use store::sea;
 pub use store::{
     AdminLog, AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, GrantStore,
-    GrantType, LogEntry, NewLogEntry, NewUser, Page, Redemption, RevocationBatch, RevocationEvent,
-    RevocationKind, RevocationLog, RevokedTokens, RotatedToken, Rotation, StoreError, TokenFamily,
-    TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore, UnixTime, UnknownGrantType, User,
-    UserFlags, UserId, UserOrder, UserQuery, UserStore, memory,
+    GrantType, LogEntry, NewLogEntry, NewUser, Page, Redemption, RefreshGrace, RevocationBatch,
+    RevocationEvent, RevocationKind, RevocationLog, RevokedTokens, RotatedToken, Rotation,
+    StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore, UnixTime,
+    UnknownGrantType, User, UserFlags, UserId, UserOrder, UserQuery, UserStore, memory,
 };
 pub use token::{RandomnessUnavailable, TOKEN_BYTES, TokenHash, generate_token};

@@ -83,7 +83,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::issuer::{OpaqueTokenIssuer, STAFF_SCOPE, TokenIssuer, TokenLifetimes};
 use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};
 use crate::scope::Scope;
-use crate::store::{ClientRegistry, GrantStore, RevocationLog, TokenStore, UserStore};
+use crate::store::{
+    ClientRegistry, GrantStore, RefreshGrace, RevocationLog, TokenStore, UserStore,
+};
 
 /// Why an [`AuthServer`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,7 @@ pub struct AuthServer {
     throttle: ThrottleConfig,
     trusted_proxies: Vec<IpNet>,
     lifetimes: TokenLifetimes,
+    refresh_grace: RefreshGrace,
     scopes: Scope,
     staff_scopes: Scope,
     issuer_url: String,
@@ -168,6 +171,7 @@ impl AuthServer {
             throttle: ThrottleConfig::default(),
             trusted_proxies: Vec::new(),
             lifetimes: TokenLifetimes::default(),
+            refresh_grace: RefreshGrace::default(),
             scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
             staff_scopes: [STAFF_SCOPE].into_iter().collect(),
             issuer_url: "http://127.0.0.1:8000".to_owned(),
@@ -203,6 +207,18 @@ impl AuthServer {
     /// `grant_type=authorization_code` at the token endpoint.
     pub fn grant_store(mut self, grants: Arc<dyn GrantStore>) -> Self {
         self.grants = Some(grants);
+        self
+    }
+
+    /// Lets a client present a just-rotated refresh token again within `period`
+    /// (at most `max_reuse` times) and get new tokens instead of losing the grant
+    /// (default: no grace; see [`RefreshGrace`] for the rules and docs/security.md
+    /// for the trade-off). Applies to the built-in issuer.
+    pub fn refresh_grace(mut self, period: Duration, max_reuse: Option<u32>) -> Self {
+        self.refresh_grace = RefreshGrace {
+            period: i64::try_from(period.as_secs()).unwrap_or(i64::MAX),
+            max_reuse,
+        };
         self
     }
 
@@ -364,7 +380,8 @@ impl AuthServer {
                     self.clock.clone(),
                     self.lifetimes,
                 )
-                .staff_scopes(self.staff_scopes.clone()),
+                .staff_scopes(self.staff_scopes.clone())
+                .refresh_grace(self.refresh_grace),
             )
         });
         let issuer_url = self.issuer_url.trim_end_matches('/').to_owned();

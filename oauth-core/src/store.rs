@@ -582,6 +582,43 @@ pub enum Rotation {
     /// No active refresh token of this client has that digest (unknown, expired,
     /// an access token, or another client's): nothing changed.
     Invalid,
+    /// The refresh token was rotated moments ago and is presented again by the
+    /// same client within the [`RefreshGrace`] period (a response lost on the way,
+    /// two tabs refreshing at once): another set of successors is stored and
+    /// nothing is revoked. Carries the token's record.
+    Reissued(TokenRecord),
+}
+
+/// How long a just-rotated refresh token may be presented again by the same client
+/// and still get new tokens instead of revoking its family (DOT's
+/// `REFRESH_TOKEN_GRACE_PERIOD_SECONDS`, Hydra's `rotation_grace_period`, Auth0's
+/// reuse interval). The default, zero, allows no reuse: every second use is a
+/// replay (RFC 9700 §4.14.2).
+///
+/// A reuse is granted only while the family is otherwise intact — a token revoked
+/// by RFC 7009, a password change or any other revocation is never revived — and at
+/// most [`max_reuse`](Self::max_reuse) times; past either limit it is a replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshGrace {
+    /// Seconds after a rotation during which the rotated token may be reused.
+    pub period: i64,
+    /// How many extra sets of successors one rotated token may get; `None`: no cap.
+    pub max_reuse: Option<u32>,
+}
+
+impl RefreshGrace {
+    /// Whether a token rotated at `rotated_at` is still within the period at `now`.
+    #[must_use]
+    pub fn covers(&self, rotated_at: UnixTime, now: UnixTime) -> bool {
+        self.period > 0 && now >= rotated_at && now - rotated_at <= self.period
+    }
+
+    /// Whether one more reuse is allowed when `issued` successors (the first
+    /// rotation's included) already descend from the token.
+    #[must_use]
+    pub fn allows_another(&self, issued: u64) -> bool {
+        self.max_reuse.is_none_or(|max| issued <= u64::from(max))
+    }
 }
 
 /// Storage of issued tokens, by digest.
@@ -611,12 +648,15 @@ pub trait TokenStore: Send + Sync {
     /// atomically: of any number of concurrent calls with one token — in this process
     /// or another sharing the database — exactly one returns [`Rotation::Rotated`].
     /// The consumed token and every other active token of its family are revoked.
+    /// Within `grace` of its rotation, the same token gets [`Rotation::Reissued`]
+    /// instead of [`Rotation::Replayed`] (see [`RefreshGrace`]).
     async fn rotate_refresh(
         &self,
         old: &TokenHash,
         client_id: &str,
         now: UnixTime,
         new: &[RotatedToken],
+        grace: RefreshGrace,
     ) -> Result<Rotation, StoreError>;
 
     /// Revokes every active token of a family (RFC 7009 §2.1); returns how many changed.

@@ -298,7 +298,13 @@ async fn rotation_is_exclusive_across_independent_pools() {
                 expires_at: NOW + 60,
             }];
             store
-                .rotate_refresh(&old, "disk-client", NOW + 1, &new)
+                .rotate_refresh(
+                    &old,
+                    "disk-client",
+                    NOW + 1,
+                    &new,
+                    oauth_core::RefreshGrace::default(),
+                )
                 .await
                 .unwrap()
         });

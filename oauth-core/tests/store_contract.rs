@@ -13,9 +13,9 @@ use oauth_core::memory::{
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
     AdminLog, AuthorizationCode, Client, ClientKind, ClientRegistry, Consent, Email, GrantStore,
-    GrantType, NewLogEntry, NewUser, Redemption, RotatedToken, Rotation, Scope, StoreError,
-    TokenFamily, TokenHash, TokenKind, TokenQuery, TokenRecord, TokenStore, UserFlags, UserOrder,
-    UserQuery, UserStore, generate_token,
+    GrantType, NewLogEntry, NewUser, Redemption, RefreshGrace, RotatedToken, Rotation, Scope,
+    StoreError, TokenFamily, TokenHash, TokenKind, TokenQuery, TokenRecord, TokenStore, UserFlags,
+    UserOrder, UserQuery, UserStore, generate_token,
 };
 use tokio::task::JoinSet;
 
@@ -99,6 +99,135 @@ impl Backend {
     }
 }
 
+const NO_GRACE: RefreshGrace = RefreshGrace {
+    period: 0,
+    max_reuse: None,
+};
+
+const GRACE: RefreshGrace = RefreshGrace {
+    period: 30,
+    max_reuse: None,
+};
+
+/// Within the grace period the rotated token gets more successors and nothing is
+/// revoked; past it, the reuse is a replay and the family dies.
+async fn grace_period_reissues_then_replays(b: &Backend) {
+    let (_, _, refresh) = grant(b, "grace@example.com").await;
+    let rotate = |now: i64, grace: RefreshGrace| {
+        let tokens = b.tokens.clone();
+        async move {
+            let new = successors(now);
+            let out = tokens
+                .rotate_refresh(&refresh.hash, "rs-id", now, &new, grace)
+                .await
+                .unwrap();
+            (out, new)
+        }
+    };
+    let (out, first) = rotate(NOW + 10, GRACE).await;
+    assert!(matches!(out, Rotation::Rotated(_)), "{out:?}");
+    let (out, again) = rotate(NOW + 40, GRACE).await;
+    assert!(
+        matches!(&out, Rotation::Reissued(r) if r.hash == refresh.hash),
+        "{out:?}"
+    );
+    for t in first.iter().chain(&again) {
+        assert!(active(b, &t.hash, NOW + 40).await, "nothing revoked");
+    }
+    // Without a grace period the same reuse is a replay; here, past the period.
+    let (out, _) = rotate(NOW + 41, GRACE).await;
+    assert_eq!(out, Rotation::Replayed);
+    for t in first.iter().chain(&again) {
+        assert!(!active(b, &t.hash, NOW + 41).await, "family revoked");
+    }
+}
+
+/// A family revoked on purpose is never revived by a reuse within the period, and
+/// reuses stop at the cap.
+async fn grace_never_revives_a_revoked_family_and_is_capped(b: &Backend) {
+    let (_, _, refresh) = grant(b, "revived@example.com").await;
+    let out = b
+        .tokens
+        .rotate_refresh(
+            &refresh.hash,
+            "rs-id",
+            NOW + 10,
+            &successors(NOW + 10),
+            GRACE,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, Rotation::Rotated(_)));
+    b.tokens
+        .revoke_family(&refresh.family, NOW + 11)
+        .await
+        .unwrap();
+    let out = b
+        .tokens
+        .rotate_refresh(
+            &refresh.hash,
+            "rs-id",
+            NOW + 12,
+            &successors(NOW + 12),
+            GRACE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, Rotation::Replayed, "revoked, not rotated: no reuse");
+
+    let (_, _, refresh) = grant(b, "capped@example.com").await;
+    let capped = RefreshGrace {
+        max_reuse: Some(2),
+        ..GRACE
+    };
+    let mut outcomes = Vec::new();
+    for i in 0..4 {
+        let now = NOW + 10 + i;
+        let out = b
+            .tokens
+            .rotate_refresh(&refresh.hash, "rs-id", now, &successors(now), capped)
+            .await
+            .unwrap();
+        outcomes.push(std::mem::discriminant(&out));
+    }
+    let rotated = std::mem::discriminant(&Rotation::Rotated(refresh.clone()));
+    let reissued = std::mem::discriminant(&Rotation::Reissued(refresh.clone()));
+    let replayed = std::mem::discriminant(&Rotation::Replayed);
+    assert_eq!(outcomes, [rotated, reissued, reissued, replayed]);
+}
+
+/// 64 concurrent retries of one refresh within the grace period all get tokens
+/// (without one, 63 are replays and the winner's pair dies with them).
+async fn sixty_four_concurrent_retries_succeed_within_the_grace_period(b: &Backend) {
+    let (_, _, refresh) = grant(b, "retries@example.com").await;
+    let mut set = JoinSet::new();
+    for _ in 0..64 {
+        let tokens = b.tokens.clone();
+        set.spawn(async move {
+            let new = successors(NOW + 10);
+            let out = tokens
+                .rotate_refresh(&refresh.hash, "rs-id", NOW + 10, &new, GRACE)
+                .await;
+            (out.unwrap(), new)
+        });
+    }
+    let (mut rotated, mut reissued) = (0, 0);
+    let mut issued = Vec::new();
+    while let Some(res) = set.join_next().await {
+        let (out, new) = res.unwrap();
+        match out {
+            Rotation::Rotated(_) => rotated += 1,
+            Rotation::Reissued(_) => reissued += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        issued.extend(new);
+    }
+    assert_eq!((rotated, reissued), (1, 63));
+    for t in &issued {
+        assert!(active(b, &t.hash, NOW + 10).await);
+    }
+}
+
 /// Generates one `#[tokio::test]` per backend for each contract function.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -143,6 +272,9 @@ contract!(
     users_search_filter_order_and_count,
     tokens_list_and_client_revocation,
     admin_log_newest_first,
+    grace_period_reissues_then_replays,
+    grace_never_revives_a_revoked_family_and_is_capped,
+    sixty_four_concurrent_retries_succeed_within_the_grace_period,
 );
 
 fn t0() -> chrono::DateTime<Utc> {
@@ -496,7 +628,9 @@ async fn sixty_four_concurrent_rotations_exactly_one_wins(b: &Backend) {
         let old = refresh.hash;
         set.spawn(async move {
             let new = successors(NOW + 10);
-            let out = tokens.rotate_refresh(&old, "rs-id", NOW + 10, &new).await;
+            let out = tokens
+                .rotate_refresh(&old, "rs-id", NOW + 10, &new, NO_GRACE)
+                .await;
             (out, new)
         });
     }
@@ -534,7 +668,7 @@ async fn replayed_rotated_token_revokes_the_family(b: &Backend) {
     let first = successors(NOW + 10);
     let out = b
         .tokens
-        .rotate_refresh(&refresh.hash, "rs-id", NOW + 10, &first)
+        .rotate_refresh(&refresh.hash, "rs-id", NOW + 10, &first, NO_GRACE)
         .await
         .unwrap();
     let Rotation::Rotated(old) = out else {
@@ -556,14 +690,20 @@ async fn replayed_rotated_token_revokes_the_family(b: &Backend) {
     let second = successors(NOW + 20);
     let out = b
         .tokens
-        .rotate_refresh(&first[1].hash, "rs-id", NOW + 20, &second)
+        .rotate_refresh(&first[1].hash, "rs-id", NOW + 20, &second, NO_GRACE)
         .await
         .unwrap();
     assert!(matches!(out, Rotation::Rotated(_)));
     // Now the first refresh token is replayed: the whole family dies.
     let out = b
         .tokens
-        .rotate_refresh(&refresh.hash, "rs-id", NOW + 30, &successors(NOW + 30))
+        .rotate_refresh(
+            &refresh.hash,
+            "rs-id",
+            NOW + 30,
+            &successors(NOW + 30),
+            NO_GRACE,
+        )
         .await
         .unwrap();
     assert_eq!(out, Rotation::Replayed);
@@ -579,7 +719,7 @@ async fn rotation_refuses_what_it_must(b: &Backend) {
         let tokens = b.tokens.clone();
         async move {
             tokens
-                .rotate_refresh(&hash, client, now, &successors(now))
+                .rotate_refresh(&hash, client, now, &successors(now), NO_GRACE)
                 .await
                 .unwrap()
         }

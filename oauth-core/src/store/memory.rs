@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use super::revocations::Signal;
 use super::{
     AdminLog, AuthorizationCode, Client, ClientRegistry, Consent, GrantStore, LogEntry,
-    NewLogEntry, NewUser, Page, Redemption, RevocationBatch, RevocationEvent, RevocationKind,
-    RevocationLog, RevokedTokens, RotatedToken, Rotation, StoreError, TokenFamily, TokenKind,
-    TokenQuery, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserOrder, UserQuery,
-    UserStore,
+    NewLogEntry, NewUser, Page, Redemption, RefreshGrace, RevocationBatch, RevocationEvent,
+    RevocationKind, RevocationLog, RevokedTokens, RotatedToken, Rotation, StoreError, TokenFamily,
+    TokenKind, TokenQuery, TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserOrder,
+    UserQuery, UserStore,
 };
 use crate::email::Email;
 use crate::token::TokenHash;
@@ -347,6 +347,7 @@ impl TokenStore for MemoryTokenStore {
         client_id: &str,
         now: UnixTime,
         new: &[RotatedToken],
+        grace: RefreshGrace,
     ) -> Result<Rotation, StoreError> {
         let mut tokens = lock(&self.inner);
         let Some(record) = tokens
@@ -357,17 +358,30 @@ impl TokenStore for MemoryTokenStore {
             return Ok(Rotation::Invalid);
         };
         let family = record.family;
-        if record.revoked_at.is_some() {
-            self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == family);
-            return Ok(Rotation::Replayed);
-        }
-        if now >= record.expires_at {
+        if let Some(rotated_at) = record.revoked_at {
+            let reuse = grace.covers(rotated_at, now) && now < record.expires_at && {
+                let kin = || tokens.values().filter(|t| t.family == family);
+                let intact = kin().any(|t| t.is_active(now));
+                let issued = kin()
+                    .filter(|t| t.kind == TokenKind::Refresh)
+                    .filter(|t| (rotated_at..=rotated_at + grace.period).contains(&t.issued_at))
+                    .count() as u64;
+                intact && grace.allows_another(issued)
+            };
+            if !reuse {
+                self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == family);
+                return Ok(Rotation::Replayed);
+            }
+        } else if now >= record.expires_at {
             return Ok(Rotation::Invalid);
         }
         if new.iter().any(|n| tokens.contains_key(&n.hash)) {
             return Err(StoreError::Conflict);
         }
-        self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == family);
+        let reissue = record.revoked_at.is_some();
+        if !reissue {
+            self.revoke_logged(&mut tokens, now, TOKEN, None, |t| t.family == family);
+        }
         for n in new {
             tokens.insert(
                 n.hash,
@@ -384,7 +398,11 @@ impl TokenStore for MemoryTokenStore {
                 },
             );
         }
-        Ok(Rotation::Rotated(record))
+        Ok(if reissue {
+            Rotation::Reissued(record)
+        } else {
+            Rotation::Rotated(record)
+        })
     }
 
     async fn revoke_family(&self, family: &TokenFamily, now: UnixTime) -> Result<u64, StoreError> {

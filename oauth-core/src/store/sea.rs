@@ -40,9 +40,9 @@ use self::ordering::{Key, lock, retry};
 use self::revocations::{Wakeups, revoke_logged};
 use self::sqlite_reader::{SqliteReader, TokenRow};
 use super::{
-    Client, ClientRegistry, GrantType, NewUser, Page, RevocationKind, RevokedTokens, RotatedToken,
-    Rotation, StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore,
-    UnixTime, User, UserFlags, UserId, UserQuery, UserStore,
+    Client, ClientRegistry, GrantType, NewUser, Page, RefreshGrace, RevocationKind, RevokedTokens,
+    RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery,
+    TokenRecord, TokenStore, UnixTime, User, UserFlags, UserId, UserQuery, UserStore,
 };
 use crate::email::Email;
 use crate::scope::Scope;
@@ -693,10 +693,11 @@ impl TokenStore for SeaOrmStore {
         client_id: &str,
         now: UnixTime,
         new: &[RotatedToken],
+        grace: RefreshGrace,
     ) -> Result<Rotation, StoreError> {
         let mut attempt = 0;
         loop {
-            match self.rotate_once(old, client_id, now, new).await {
+            match self.rotate_once(old, client_id, now, new, grace).await {
                 Err(e) if retry(&e, &mut attempt).await => {}
                 outcome => return outcome,
             }
@@ -782,6 +783,7 @@ impl SeaOrmStore {
         client_id: &str,
         now: UnixTime,
         new: &[RotatedToken],
+        grace: RefreshGrace,
     ) -> Result<Rotation, StoreError> {
         let txn = self.db.begin().await.map_err(backend)?;
         let old_hash = old.as_bytes().to_vec();
@@ -830,33 +832,24 @@ impl SeaOrmStore {
         };
         let mut record = TokenRecord::try_from(row)?;
         let kind = RevocationKind::TokenRevoked;
+        let family = family_is(&record.family);
         let outcome = if won {
             // The rotated-away access token ends here too: caches must hear of it.
-            revoke_logged(&txn, now, family_is(&record.family), kind, None).await?;
-            let rows = new.iter().map(|n| {
-                token_row(&TokenRecord {
-                    hash: n.hash,
-                    kind: n.kind,
-                    client_id: record.client_id.clone(),
-                    user_id: record.user_id,
-                    scope: n.scope.clone(),
-                    family: record.family,
-                    issued_at: now,
-                    expires_at: n.expires_at,
-                    revoked_at: None,
-                })
-            });
-            if !new.is_empty() {
-                token::Entity::insert_many(rows)
-                    .exec(&txn)
-                    .await
-                    .map_err(backend)?;
-            }
+            revoke_logged(&txn, now, family, kind, None).await?;
+            insert_successors(&txn, &record, now, new).await?;
             record.revoked_at = None;
             Rotation::Rotated(record)
-        } else if record.revoked_at.is_some() {
-            revoke_logged(&txn, now, family_is(&record.family), kind, None).await?;
-            Rotation::Replayed
+        } else if let Some(rotated_at) = record.revoked_at {
+            if grace.covers(rotated_at, now)
+                && now < record.expires_at
+                && grace_reuse_allowed(&txn, &record, rotated_at, now, grace).await?
+            {
+                insert_successors(&txn, &record, now, new).await?;
+                Rotation::Reissued(record)
+            } else {
+                revoke_logged(&txn, now, family, kind, None).await?;
+                Rotation::Replayed
+            }
         } else {
             // Expired, never used: refuse without touching anything.
             Rotation::Invalid
@@ -895,6 +888,68 @@ impl SeaOrmStore {
             }
         }
     }
+}
+
+/// Stores `new` as successors of the refresh token `of` (same client, user, family).
+async fn insert_successors<C: ConnectionTrait>(
+    db: &C,
+    of: &TokenRecord,
+    now: UnixTime,
+    new: &[RotatedToken],
+) -> Result<(), StoreError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows = new.iter().map(|n| {
+        token_row(&TokenRecord {
+            hash: n.hash,
+            kind: n.kind,
+            client_id: of.client_id.clone(),
+            user_id: of.user_id,
+            scope: n.scope.clone(),
+            family: of.family,
+            issued_at: now,
+            expires_at: n.expires_at,
+            revoked_at: None,
+        })
+    });
+    token::Entity::insert_many(rows)
+        .exec(db)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Whether the refresh token `of`, rotated at `rotated_at`, may get successors
+/// once more: its family still has an active token (it was rotated, not revoked),
+/// and fewer than `grace.max_reuse` extra sets were issued from it.
+async fn grace_reuse_allowed<C: ConnectionTrait>(
+    db: &C,
+    of: &TokenRecord,
+    rotated_at: UnixTime,
+    now: UnixTime,
+    grace: RefreshGrace,
+) -> Result<bool, StoreError> {
+    use sea_orm::PaginatorTrait as _;
+    let intact = token::Entity::find()
+        .filter(family_is(&of.family))
+        .filter(token::Column::RevokedAt.is_null())
+        .filter(token::Column::ExpiresAt.gt(now))
+        .count(db)
+        .await
+        .map_err(backend)?
+        > 0;
+    if !intact || grace.max_reuse.is_none() {
+        return Ok(intact);
+    }
+    let issued = token::Entity::find()
+        .filter(family_is(&of.family))
+        .filter(token::Column::Kind.eq(token::REFRESH))
+        .filter(token::Column::IssuedAt.between(rotated_at, rotated_at + grace.period))
+        .count(db)
+        .await
+        .map_err(backend)?;
+    Ok(grace.allows_another(issued))
 }
 
 /// The URL without its password: `postgres://app:[redacted]@db/oauth`.

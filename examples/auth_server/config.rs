@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use oauth_core::sea::Cleanup;
 use oauth_core::{IpNet, Scope, ScryptParams, ThrottleConfig};
 
 use crate::Error;
 use crate::env::{parsed, var};
 
+#[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     pub pool_size: u32,
@@ -37,9 +39,27 @@ pub struct Config {
     pub seed_demo: bool,
     /// How long revocation log entries are kept for resource servers to resume.
     pub revocation_retention: Duration,
+    /// How often the server runs `cleartokens` itself (zero: never).
+    pub cleartokens_every: Duration,
+    /// How long tokens are kept after they expired, or were revoked with their grant.
+    pub token_retention: Duration,
+    /// Rows per delete statement, and the pause between two.
+    pub clear_batch_size: u64,
+    pub clear_batch_pause: Duration,
 }
 
 impl Config {
+    /// What one `cleartokens` run deletes, from now.
+    pub fn cleanup(&self) -> Cleanup {
+        Cleanup {
+            token_retention: self.token_retention,
+            revocation_retention: self.revocation_retention,
+            batch_size: self.clear_batch_size.max(1),
+            batch_pause: self.clear_batch_pause,
+            ..Cleanup::at(chrono::Utc::now().timestamp())
+        }
+    }
+
     pub fn from_env() -> Result<Self, Error> {
         let addr: SocketAddr = parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?;
         let throttle = ThrottleConfig::default();
@@ -103,6 +123,16 @@ impl Config {
             revocation_retention: Duration::from_secs(parsed(
                 "REVOCATION_LOG_RETENTION_SECONDS",
                 24 * 3600,
+            )?),
+            cleartokens_every: Duration::from_secs(parsed("CLEARTOKENS_INTERVAL_SECONDS", 600)?),
+            token_retention: Duration::from_secs(parsed(
+                "CLEARTOKENS_RETENTION_SECONDS",
+                24 * 3600,
+            )?),
+            clear_batch_size: parsed("CLEAR_EXPIRED_TOKENS_BATCH_SIZE", 10_000)?,
+            clear_batch_pause: Duration::from_millis(parsed(
+                "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL_MS",
+                0,
             )?),
         })
     }

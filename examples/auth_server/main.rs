@@ -22,11 +22,9 @@ mod serve;
 
 use std::sync::Arc;
 
-use oauth_core::RevocationLog as _;
 use oauth_core::pages::Pages;
-use oauth_core::pages::tower_sessions::ExpiredDeletion as _;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
-use oauth_core::{AuthServer, GrantStore as _, PasswordHasher};
+use oauth_core::{AuthServer, PasswordHasher};
 
 use crate::config::Config;
 
@@ -52,6 +50,11 @@ async fn main() -> Result<(), Error> {
             return commands::create_superuser(&store, &config, &args[1..]).await;
         }
         Some("createclient") => return commands::create_client(&store, &config, &args[1..]).await,
+        Some("cleartokens") => {
+            let cleared = store.clear_expired(config.cleanup()).await?;
+            println!("deleted {cleared}");
+            return Ok(());
+        }
         Some(other) => return Err(format!("unknown command {other:?}").into()),
         None => {}
     }
@@ -60,7 +63,9 @@ async fn main() -> Result<(), Error> {
         commands::seed_demo_clients(&store, &config).await?;
         commands::log_demo_authorization(&store, &config).await?;
     }
-    tokio::spawn(housekeeping(store.clone(), config.revocation_retention));
+    if !config.cleartokens_every.is_zero() {
+        tokio::spawn(housekeeping(store.clone(), config.clone()));
+    }
     let app = app(store, &config)?;
     let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
@@ -102,23 +107,18 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
     Ok(router.layer(oauth_core::server::trace_layer()))
 }
 
-/// Every ten minutes: deletes expired browser sessions and authorization codes, and
-/// revocation log entries older than the retention (a resource server resuming
-/// from before it flushes its cache instead).
-async fn housekeeping(store: Arc<SeaOrmStore>, revocation_retention: std::time::Duration) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+/// `cleartokens` every `CLEARTOKENS_INTERVAL_SECONDS`: expired and dead tokens,
+/// codes, sessions and old revocation log entries (`SeaOrmStore::clear_expired`).
+async fn housekeeping(store: Arc<SeaOrmStore>, config: Config) {
+    let mut every = tokio::time::interval(config.cleartokens_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(e) = store.delete_expired().await {
-            tracing::warn!(error = %e, "could not delete expired sessions");
-        }
-        if let Err(e) = store.purge_codes(chrono::Utc::now().timestamp()).await {
-            tracing::warn!(error = %e, "could not delete expired authorization codes");
-        }
-        let retention = i64::try_from(revocation_retention.as_secs()).unwrap_or(i64::MAX);
-        let before = chrono::Utc::now().timestamp().saturating_sub(retention);
-        if let Err(e) = store.purge_revocations(before).await {
-            tracing::warn!(error = %e, "could not delete old revocation log entries");
+        match store.clear_expired(config.cleanup()).await {
+            Ok(cleared) => tracing::info!(%cleared, "cleartokens"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cleartokens failed; retrying at the next interval")
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 mod admin;
 pub mod entity;
 mod grants;
+mod housekeeping;
 pub mod migration;
 mod ordering;
 mod revocations;
@@ -14,6 +15,7 @@ mod revocations;
 mod sessions;
 mod sqlite_reader;
 
+pub use housekeeping::{Cleanup, Cleared};
 /// The sea-orm this store is built on, for embedders that add tables of their own.
 pub use sea_orm;
 #[cfg(feature = "pages")]

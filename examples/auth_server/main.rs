@@ -17,6 +17,8 @@ mod commands;
 mod config;
 #[path = "../common/env.rs"]
 mod env;
+#[path = "../common/ops.rs"]
+mod ops;
 #[path = "../common/serve.rs"]
 mod serve;
 
@@ -66,7 +68,13 @@ async fn main() -> Result<(), Error> {
     if !config.cleartokens_every.is_zero() {
         tokio::spawn(housekeeping(store.clone(), config.clone()));
     }
-    let app = app(store, &config)?;
+    let metrics = ops::start_metrics(store.connection()).await?;
+    let mut app = app(store, &config)?;
+    if metrics {
+        app = app.layer(axum::middleware::from_fn(
+            oauth_core::metrics::track_requests,
+        ));
+    }
     let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!("auth server listening on http://{}", listener.local_addr()?);
@@ -82,6 +90,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .site_name(config.site_name.clone())
         .idle_timeout(config.session_idle)
         .absolute_timeout(config.session_max_age);
+    let db = store.connection().clone();
     let mut router = AuthServer::from_store(store)
         .pages(pages)
         .code_ttl(config.code_ttl)
@@ -101,6 +110,17 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .trusted_proxies(config.trusted_proxies.clone())
         .body_limit(config.body_limit)
         .router()?;
+    // Readiness, beside the liveness probe /healthz: the database answers.
+    router = router.route(
+        "/readyz",
+        axum::routing::get(move || {
+            let db = db.clone();
+            async move {
+                let ready = ops::database_ready(&db).await;
+                ops::readiness((!ready).then_some("the database does not answer"))
+            }
+        }),
+    );
     if config.bench_ceiling {
         router = router.merge(bench_ceiling());
     }

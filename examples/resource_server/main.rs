@@ -24,6 +24,10 @@ mod env;
 mod fault_tests;
 mod items;
 mod migration;
+#[path = "../common/ops.rs"]
+mod ops;
+#[cfg(test)]
+mod ops_tests;
 mod price;
 #[cfg(test)]
 mod process;
@@ -67,7 +71,14 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let db = db::open(&config.database_url).await?;
     tokio::spawn(housekeeping(db.clone()));
-    let app = app(db, &config)?.layer(oauth_core::server::trace_layer());
+    let metrics = ops::start_metrics(&db).await?;
+    let mut app = app(db, &config)?;
+    if metrics {
+        app = app.layer(axum::middleware::from_fn(
+            oauth_core::metrics::track_requests,
+        ));
+    }
+    let app = app.layer(oauth_core::server::trace_layer());
     let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(
@@ -96,6 +107,7 @@ async fn housekeeping(db: DatabaseConnection) {
 fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
     let introspector = Introspector::new(config.introspector())?;
     let admin = admin::Admin::new(config)?;
+    let ready = (db.clone(), introspector.clone());
     let state = AppState {
         db: db.clone(),
         auth: ResourceAuth::new(introspector),
@@ -124,6 +136,26 @@ fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
         .route(
             "/healthz",
             axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        // Ready when the database answers and tokens can be checked: the auth server
+        // answers, or the cache holds answers to serve meanwhile.
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let (db, introspector) = ready.clone();
+                async move {
+                    let problem = if !ops::database_ready(&db).await {
+                        Some("the database does not answer")
+                    } else if !introspector.auth_server_reachable()
+                        && introspector.cached_entries() == 0
+                    {
+                        Some("the auth server does not answer and nothing is cached")
+                    } else {
+                        None
+                    };
+                    ops::readiness(problem)
+                }
+            }),
         )
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state))

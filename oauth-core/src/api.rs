@@ -163,6 +163,8 @@ impl IntoResponse for ApiError {
                 r
             }
             Self::Throttled(after) => {
+                #[cfg(feature = "server")]
+                crate::metrics::throttled();
                 let detail = format!(
                     "Request was throttled. Expected available in {} seconds.",
                     retry_secs(after)

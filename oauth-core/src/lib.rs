@@ -31,6 +31,7 @@ pub mod api;
 mod clock;
 mod email;
 pub mod issuer;
+pub mod metrics;
 #[cfg(feature = "pages")]
 pub mod pages;
 pub mod password;

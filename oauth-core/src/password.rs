@@ -349,6 +349,7 @@ impl PasswordHasher {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
+        let queued = std::time::Instant::now();
         self.inner
             .pool
             .submit(Box::new(move || {
@@ -356,6 +357,7 @@ impl PasswordHasher {
                 if tx.is_closed() {
                     return;
                 }
+                crate::metrics::kdf_queue_wait(queued.elapsed());
                 let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
                 inner.peak.fetch_max(now, Ordering::Relaxed);
                 let out = f();

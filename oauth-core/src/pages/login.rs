@@ -84,6 +84,7 @@ pub(crate) async fn submit(
     let account = account_key(&username);
     let keys = ip.account_keys(&account);
     if let Err(wait) = app.throttle.check(&keys) {
+        crate::metrics::throttled();
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return render(
             &pages,
@@ -118,6 +119,7 @@ pub(crate) async fn submit(
     let user = match user {
         Some(u) if ok => u,
         _ => {
+            crate::metrics::auth_failure("password");
             app.throttle.fail(&keys);
             return render(
                 &pages,

@@ -46,11 +46,15 @@ impl StreamState {
     }
 
     fn heard(&self, silence: Duration) {
+        if !self.is_live() {
+            crate::metrics::stream_connected(true);
+        }
         let until = self.now_ms() + i64::try_from(silence.as_millis()).unwrap_or(i64::MAX);
         self.live_until.store(until, Relaxed);
     }
 
     fn down(&self) {
+        crate::metrics::stream_connected(false);
         self.live_until.store(0, Relaxed);
     }
 }
@@ -208,6 +212,15 @@ struct Entry {
     issued_before: Option<i64>,
 }
 
+/// The entry's time, for the lag metric.
+fn event_timestamp(data: &str) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Stamp {
+        event_timestamp: Option<i64>,
+    }
+    serde_json::from_str::<Stamp>(data).ok()?.event_timestamp
+}
+
 #[derive(Deserialize)]
 struct Subject {
     format: String,
@@ -273,6 +286,7 @@ async fn apply(event: &SseEvent, cache: &Cache, state: &StreamState, position: &
             state.epoch.fetch_add(1, Relaxed);
             evict(cache, parse_entry(&event.data)).await;
             state.applied.fetch_add(1, Relaxed);
+            crate::metrics::revocation_applied(event_timestamp(&event.data));
         }
     }
     if let Some(id) = event.id.as_deref().and_then(|id| id.parse().ok()) {

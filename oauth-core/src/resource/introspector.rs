@@ -346,6 +346,13 @@ impl Introspector {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// False from a failed call to the auth server (unreachable, timed out, 5xx)
+    /// until the next one that succeeds.
+    #[must_use]
+    pub fn auth_server_reachable(&self) -> bool {
+        !self.reach.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Cached answers right now (approximate).
     #[must_use]
     pub fn cached_entries(&self) -> u64 {
@@ -355,6 +362,23 @@ impl Introspector {
     /// Forgets every cached answer.
     pub fn clear_cache(&self) {
         self.cache.invalidate_all();
+    }
+
+    /// A cache miss: one call to the auth server for any number of concurrent
+    /// requests with the token.
+    async fn fetch(&self, key: TokenHash, token: &str) -> Result<Verdict, AuthError> {
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let asked = async {
+            ran.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.ask(token).await
+        };
+        let verdict = self.cache.try_get_with(key, asked).await;
+        let ran = ran.load(std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::cache(if ran { "miss" } else { "coalesced" });
+        verdict.map_err(|e| {
+            crate::metrics::introspection_unavailable();
+            (*e).clone()
+        })
     }
 
     fn epoch(&self) -> Option<u64> {
@@ -378,7 +402,10 @@ impl Introspector {
     async fn call(&self, token: &str) -> Result<Verdict, AuthError> {
         let request = self.http.post(&self.config.url).form(&[("token", token)]);
         let request = authorize(request, &self.config.credentials);
-        let response = request.send().await.map_err(|e| {
+        let started = Instant::now();
+        let response = request.send().await;
+        crate::metrics::introspection_call(started.elapsed());
+        let response = response.map_err(|e| {
             let kind = if e.is_timeout() {
                 "timed out"
             } else {
@@ -445,22 +472,20 @@ impl Introspector {
 impl Authenticator for Introspector {
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let key = TokenHash::of(token);
-        let mut verdict = self
-            .cache
-            .try_get_with(key, self.ask(token))
-            .await
-            .map_err(|e| (*e).clone())?;
+        let mut verdict = match self.cache.get(&key).await {
+            Some(verdict) => {
+                crate::metrics::cache("hit");
+                verdict
+            }
+            None => self.fetch(key, token).await?,
+        };
         if let Some(stream) = &self.stream
             && !stream.is_live()
             && verdict.fetched_at.elapsed() > self.config.disconnected_cap
         {
             // Revocations are not reaching us: an older answer may be stale.
             self.cache.invalidate(&key).await;
-            verdict = self
-                .cache
-                .try_get_with(key, self.ask(token))
-                .await
-                .map_err(|e| (*e).clone())?;
+            verdict = self.fetch(key, token).await?;
         }
         match verdict.principal {
             // The entry's lifetime is bounded by `exp`; the check makes it exact.

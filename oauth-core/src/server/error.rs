@@ -119,6 +119,7 @@ impl OAuthError {
     /// 429 after too many failures.
     #[must_use]
     pub fn throttled(retry_after: Duration) -> Self {
+        crate::metrics::throttled();
         Self {
             retry_after: Some(retry_after),
             ..Self::new(OAuthErrorCode::TemporarilyUnavailable).describe(format!(

@@ -94,6 +94,7 @@ pub(super) async fn introspect(
         .introspect(&token)
         .await
         .map_err(|e| OAuthError::internal(&e))?;
+    crate::metrics::introspected(info.is_some());
     Ok(answer(info.as_ref()))
 }
 

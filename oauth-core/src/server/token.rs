@@ -94,6 +94,7 @@ pub(super) async fn authenticate_client(
         Ok(client) => Ok((client, presented)),
         Err(e) => {
             if e.code() == OAuthErrorCode::InvalidClient {
+                crate::metrics::auth_failure("client");
                 state.throttle.fail(&keys);
             }
             Err(e)
@@ -137,6 +138,7 @@ pub(super) async fn token(
             super::code_grant::authorization_code_grant(&state, &client, &presented, body).await?
         }
     };
+    crate::metrics::token_issued(grant.as_str());
     Ok(token_response(&issued))
 }
 
@@ -243,6 +245,7 @@ async fn password_grant(
     let user = match user {
         Some(user) if ok => user,
         _ => {
+            crate::metrics::auth_failure("password");
             state.throttle.fail(&keys);
             return Err(OAuthError::new(OAuthErrorCode::InvalidGrant)
                 .describe("Invalid credentials given."));

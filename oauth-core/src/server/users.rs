@@ -155,6 +155,7 @@ pub(super) async fn change_password(
             .await
             .map_err(|e| ApiError::internal(&e))?;
         if !ok {
+            crate::metrics::auth_failure("password");
             state.throttle.fail(&keys);
             errors.add("old_password", WRONG_OLD);
         }

@@ -1,0 +1,99 @@
+//! What both example servers offer operators: Prometheus metrics on a listener of
+//! their own (`METRICS_ADDR`), and the readiness probe's database check.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use oauth_core::sea::sea_orm::{ConnectionTrait as _, DatabaseConnection, DbBackend};
+
+use crate::Error;
+use crate::env::var;
+
+/// When `METRICS_ADDR` is set: installs the Prometheus recorder, serves its text at
+/// `GET /metrics` on that address (keep it off the public interface), samples the
+/// database pool every few seconds, and returns true — the caller then adds
+/// [`oauth_core::metrics::track_requests`] to its router. Unset: false, and nothing
+/// is recorded.
+pub async fn start_metrics(db: &DatabaseConnection) -> Result<bool, Error> {
+    let Some(addr) = var("METRICS_ADDR") else {
+        return Ok(false);
+    };
+    let addr: SocketAddr = addr
+        .trim()
+        .parse()
+        .map_err(|e| format!("METRICS_ADDR={addr:?}: {e}"))?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("metrics recorder: {e}"))?;
+    let upkeep = handle.clone();
+    let db = db.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+            sample_pool(&db);
+        }
+    });
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    });
+    Ok(true)
+}
+
+/// Records the connection pool's idle and busy connections.
+fn sample_pool(db: &DatabaseConnection) {
+    let (size, idle) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size() as usize, pool.num_idle())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size() as usize, pool.num_idle())
+        }
+        _ => return,
+    };
+    oauth_core::metrics::db_pool(idle, size.saturating_sub(idle));
+}
+
+/// Whether the database answers a trivial query within a second.
+pub async fn database_ready(db: &DatabaseConnection) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), db.execute_unprepared("SELECT 1")).await,
+        Ok(Ok(_))
+    )
+}
+
+/// 200 `{"status":"ready"}` or 503 `{"status":"unavailable","reason":…}`.
+pub fn readiness(problem: Option<&str>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    match problem {
+        None => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        ),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+        ),
+    }
+}

@@ -256,7 +256,7 @@ async fn create_schema(url: &str, schema: &str) -> Result<(), StoreError> {
     db.close().await.map_err(backend)
 }
 
-pub(super) fn backend(e: DbErr) -> StoreError {
+pub(crate) fn backend(e: DbErr) -> StoreError {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ if pool_timed_out(&e) => StoreError::Unavailable(Box::new(e)),
@@ -328,7 +328,7 @@ impl TryFrom<client::Model> for Client {
     }
 }
 
-fn client_columns(c: &Client) -> client::ActiveModel {
+pub(crate) fn client_columns(c: &Client) -> client::ActiveModel {
     let join = |items: &mut dyn Iterator<Item = &str>| items.collect::<Vec<_>>().join(" ");
     client::ActiveModel {
         secret_hash: Set(c.secret_hash.clone()),
@@ -379,7 +379,7 @@ fn kind_column(kind: TokenKind) -> i16 {
     }
 }
 
-fn token_row(t: &TokenRecord) -> token::ActiveModel {
+pub(crate) fn token_row(t: &TokenRecord) -> token::ActiveModel {
     token::ActiveModel {
         hash: Set(t.hash.as_bytes().to_vec()),
         kind: Set(kind_column(t.kind)),

@@ -11,12 +11,17 @@
 //!   read from standard input;
 //! - `createclient [--id ID] [--name NAME] [--public] [--grant GRANT]…
 //!   [--redirect-uri URI]… [--allowed-origin ORIGIN]… [--skip-authorization]
-//!   [--scope "read write"]` — prints the client id, and the secret once.
+//!   [--scope "read write"]` — prints the client id, and the secret once;
+//! - `import-django --from sqlite:///path/db.sqlite3|postgres://… [--user-table T]
+//!   [--dry-run] [--default-scope "read write"] [--refresh-token-expire-seconds N]`
+//!   — users, applications and live tokens of a Django OAuth Toolkit database,
+//!   re-runnable (docs/migrating-from-dot.md).
 
 mod commands;
 mod config;
 #[path = "../common/env.rs"]
 mod env;
+mod import_django;
 #[path = "../common/serve.rs"]
 mod serve;
 
@@ -51,6 +56,7 @@ async fn main() -> Result<(), Error> {
             return commands::create_superuser(&store, &config, &args[1..]).await;
         }
         Some("createclient") => return commands::create_client(&store, &config, &args[1..]).await,
+        Some("import-django") => return import_django::run(&store, &config, &args[1..]).await,
         Some(other) => return Err(format!("unknown command {other:?}").into()),
         None => {}
     }

@@ -1005,3 +1005,51 @@ async fn a_dot_user_row_is_adopted_by_the_sub() {
         .unwrap();
     assert_eq!(again.id, dot.id);
 }
+
+/// Issue 13: tokens imported from the Django fixture (auth_server import-django)
+/// work at the resource server as they did with DOT — and the resource server's
+/// own client is the imported `rs-id`, authenticating with DOT's hashed secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_dot_tokens_work_at_the_resource_server() {
+    use oauth_core::django::{DjangoSource, ImportOptions, import};
+    let w = world_with(Duration::from_secs(60), Duration::from_secs(3600), false).await;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/oauth-core/tests/fixtures/django/dot.sqlite3"
+    );
+    let source = DjangoSource::connect(&format!("sqlite://{fixture}"), None)
+        .await
+        .unwrap();
+    let options = ImportOptions::new(
+        PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap(),
+        "read write introspection".parse().unwrap(),
+    );
+    let report = import(&source, &w.auth.store, &options).await.unwrap();
+    assert_eq!(report.access_tokens.imported, 4, "{report}");
+
+    let created = w
+        .post(
+            "/items/",
+            Some("live-access-pbkdf2"),
+            item("imported", "3.00"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert_eq!(created.json["user"]["email"], "pbkdf2@example.com");
+    // `read` only: may list, may not write.
+    assert_eq!(
+        w.get("/items/", "live-access-argon2").await.status,
+        StatusCode::OK
+    );
+    let refused = w
+        .post("/items/", Some("live-access-argon2"), item("nope", "1.00"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.json);
+    for dead in ["expired-access-bcrypt", "live-access-inactive"] {
+        assert_eq!(
+            w.get("/items/", dead).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{dead}"
+        );
+    }
+}

@@ -13,7 +13,9 @@
 //!   in the family of the access token it was issued with.
 //! - A second run imports only what is new or changed in the source since the
 //!   last (a ledger table remembers each imported row's fingerprint), so it never
-//!   duplicates and never undoes a hash upgraded here; `dry_run` writes nothing.
+//!   duplicates and never undoes a hash upgraded here; a refresh token DOT
+//!   revoked since, or an access token it deleted since (refreshed or revoked
+//!   there), is revoked here. `dry_run` writes nothing.
 //! - A row that cannot be imported is reported in the [`ImportReport`] and
 //!   skipped; writes go in transactions of [`ImportOptions::batch_size`] rows, and a
 //!   batch that fails is retried row by row. No secret is ever logged or reported.

@@ -633,3 +633,89 @@ async fn postgres_source_login_page_and_dry_run() {
     drop_database(&name).await;
     h.cleanup().await;
 }
+
+/// The cutover's second import: what DOT did meanwhile reaches us. A token pair
+/// refreshed at DOT (the old access token deleted, the old refresh token marked
+/// revoked, a new pair issued) and a changed password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_import_brings_what_changed_in_django() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("dot.sqlite3");
+    std::fs::copy(fixture(), &copy).unwrap();
+    let url = format!("sqlite://{}", copy.display());
+    let h = harness(Backend::Sqlite).await.unwrap();
+    assert_first_import(&run(&h, &url, false).await);
+    // argon2@ signs in here first: their hash is ours now.
+    assert_eq!(
+        h.login("argon2@example.com", "argon2-pass-1234")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    eventually_scrypt("argon2@", || password_hash(&h, "argon2@example.com")).await;
+    {
+        let mut opts = ConnectOptions::new(format!("{url}?mode=rw"));
+        opts.sqlx_logging(false);
+        let db = Database::connect(opts).await.unwrap();
+        // What DOT does on a refresh, by hand; and bcrypt@ changes their password
+        // at DOT (to "sha1@"'s hash, whose password is known).
+        for sql in [
+            "PRAGMA foreign_keys = OFF",
+            "UPDATE oauth2_provider_refreshtoken SET revoked = '2026-01-01 00:00:00', access_token_id = NULL WHERE token = 'live-refresh-pbkdf2'",
+            "DELETE FROM oauth2_provider_accesstoken WHERE token = 'live-access-pbkdf2'",
+            "INSERT INTO oauth2_provider_accesstoken (token, token_checksum, expires, scope, application_id, user_id, created, updated, resource) VALUES ('new-access-pbkdf2', '', '2100-01-01 00:00:00', 'read write', 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '[]')",
+            "UPDATE users_customuser SET password = (SELECT password FROM users_customuser WHERE email = 'sha1@example.com') WHERE email = 'bcrypt@example.com'",
+        ] {
+            db.execute_unprepared(sql).await.unwrap();
+        }
+        db.close().await.unwrap();
+    }
+    let second = run(&h, &url, false).await;
+    let text = second.to_string();
+    assert_eq!(second.users.updated, 1, "{text}");
+    assert_eq!(second.users.unchanged, 6, "{text}");
+    assert_eq!(
+        (second.access_tokens.imported, second.access_tokens.updated),
+        (1, 1),
+        "{text}"
+    );
+    assert_eq!(second.refresh_tokens.updated, 1, "{text}");
+    assert!(!text.contains("live-access"), "{text}");
+    assert!(!h.active("live-access-pbkdf2").await);
+    assert!(h.active("new-access-pbkdf2").await);
+    assert!(h.active("live-access-argon2").await);
+    let r = h
+        .post_form(
+            "/o/token/",
+            Some(("rs-id", "rs-secret")),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "live-refresh-pbkdf2"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    // The password changed at DOT is the one that works now; the hash upgraded
+    // here for a user unchanged there stays.
+    assert_eq!(
+        h.login("bcrypt@example.com", "pbkdf2_sha1-pass-1234")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.login("bcrypt@example.com", "bcrypt_sha256-pass-1234")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        password_hash(&h, "argon2@example.com")
+            .await
+            .unwrap()
+            .starts_with("$scrypt$")
+    );
+    // And a third run has nothing left to do.
+    assert!(run(&h, &url, false).await.changed_nothing());
+    h.cleanup().await;
+}

@@ -28,6 +28,9 @@ use crate::{Email, TokenHash};
 
 const LEDGER_USER: &str = "django_user";
 const LEDGER_APPLICATION: &str = "django_application";
+/// Imported access tokens by digest (hex), so a later run can revoke those Django
+/// deleted since (DOT deletes an access token when it is refreshed or revoked).
+const LEDGER_ACCESS_TOKEN: &str = "django_access_token";
 
 /// How to import.
 #[derive(Debug, Clone)]
@@ -94,6 +97,9 @@ enum Write {
         row: client::ActiveModel,
     },
     Token(token::ActiveModel),
+    AccessToken(token::ActiveModel, TokenHash),
+    /// An imported access token gone from Django: revoked here, forgotten.
+    Gone(TokenHash),
     Revoke {
         hash: TokenHash,
         at: UnixTime,
@@ -249,11 +255,33 @@ pub async fn import(
                 kind: "access token",
                 row: name,
                 updated: false,
-                write: Write::Token(token_row(&record)),
+                write: Write::AccessToken(token_row(&record), record.hash),
             }),
             Ok(None) => report.access_tokens.unchanged += 1,
             Err(why) => report.skip("access token", name, why),
         }
+    }
+    // Access tokens imported before and deleted in Django since.
+    let present: HashSet<String> = access_by_id.values().map(|(h, _)| h.to_hex()).collect();
+    let mut gone = 0;
+    for key in load_ledger(db, LEDGER_ACCESS_TOKEN).await?.into_keys() {
+        if present.contains(&key) {
+            continue;
+        }
+        if let Some(hash) = digest(Some(&key), None) {
+            gone += 1;
+            planned.push(Planned {
+                kind: "access token",
+                row: format!("(digest {}…)", key.get(..12).unwrap_or_default()),
+                updated: true,
+                write: Write::Gone(hash),
+            });
+        }
+    }
+    if gone > 0 {
+        report.notes.push(format!(
+            "{gone} access token(s) imported before and deleted in Django since (refreshed or revoked there) are revoked here"
+        ));
     }
     for t in &refresh_rows {
         let name = format!("#{}", t.id);
@@ -800,18 +828,45 @@ async fn write(
             .await
             .map(|_| ())
             .map_err(backend),
-        Write::Revoke { hash, at } => token::Entity::update_many()
-            .col_expr(
-                token::Column::RevokedAt,
-                sea_orm::sea_query::Expr::value(at),
-            )
-            .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
-            .filter(token::Column::RevokedAt.is_null())
-            .exec(txn)
-            .await
-            .map(|_| ())
-            .map_err(backend),
+        Write::AccessToken(row, hash) => {
+            token::Entity::insert(row)
+                .exec(txn)
+                .await
+                .map_err(backend)?;
+            let hex = hash.to_hex();
+            remember(txn, LEDGER_ACCESS_TOKEN, hex.clone(), hex.clone(), hex, now).await
+        }
+        Write::Gone(hash) => {
+            revoke(txn, &hash, now.timestamp()).await?;
+            import_ledger::Entity::delete_many()
+                .filter(import_ledger::Column::Kind.eq(LEDGER_ACCESS_TOKEN))
+                .filter(import_ledger::Column::SourceKey.eq(hash.to_hex()))
+                .exec(txn)
+                .await
+                .map(|_| ())
+                .map_err(backend)
+        }
+        Write::Revoke { hash, at } => revoke(txn, &hash, at).await,
     }
+}
+
+/// Revokes one token, if it is not revoked already.
+async fn revoke(
+    txn: &DatabaseTransaction,
+    hash: &TokenHash,
+    at: UnixTime,
+) -> Result<(), crate::StoreError> {
+    token::Entity::update_many()
+        .col_expr(
+            token::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(at),
+        )
+        .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
+        .filter(token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await
+        .map(|_| ())
+        .map_err(backend)
 }
 
 async fn remember(

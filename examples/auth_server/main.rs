@@ -11,12 +11,17 @@
 //!   read from standard input;
 //! - `createclient [--id ID] [--name NAME] [--public] [--grant GRANT]…
 //!   [--redirect-uri URI]… [--allowed-origin ORIGIN]… [--skip-authorization]
-//!   [--scope "read write"]` — prints the client id, and the secret once.
+//!   [--scope "read write"]` — prints the client id, and the secret once;
+//! - `import-django --from sqlite:///path/db.sqlite3|postgres://… [--user-table T]
+//!   [--dry-run] [--default-scope "read write"] [--refresh-token-expire-seconds N]`
+//!   — users, applications and live tokens of a Django OAuth Toolkit database,
+//!   re-runnable (docs/migrating-from-dot.md).
 
 mod commands;
 mod config;
 #[path = "../common/env.rs"]
 mod env;
+mod import_django;
 #[path = "../common/ops.rs"]
 mod ops;
 #[path = "../common/serve.rs"]
@@ -57,6 +62,7 @@ async fn main() -> Result<(), Error> {
             println!("deleted {cleared}");
             return Ok(());
         }
+        Some("import-django") => return import_django::run(&store, &config, &args[1..]).await,
         Some(other) => return Err(format!("unknown command {other:?}").into()),
         None => {}
     }

@@ -919,3 +919,178 @@ async fn works_against_dot_introspection() {
         Err(AuthError::InvalidToken)
     );
 }
+
+/// An auth server that answers introspection exactly as Django OAuth Toolkit did
+/// (the recorded answer, ../shared/reference/dot/introspect-active-as.body: no
+/// `sub`), for two tokens of two users; anything else is inactive.
+async fn dot_stub() -> String {
+    let recorded = include_str!("fixtures/dot-introspect-active.json").trim();
+    let exp = (chrono::Utc::now().timestamp() + 3600).to_string();
+    let ann = recorded.replace("1795410810", &exp);
+    let bob = ann.replace("capture-1795374800-2475@example.com", "bob@example.com");
+    assert_ne!(ann, recorded);
+    let stub = axum::Router::new().route(
+        "/o/introspect/",
+        axum::routing::post(move |form: String| {
+            let body = match form.as_str() {
+                "token=dot-token-ann" => ann.clone(),
+                "token=dot-token-bob" => bob.clone(),
+                _ => "{\"active\": false}".to_owned(),
+            };
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Issue 13: our resource server in front of a DOT auth server files items under
+/// the introspection answer's `username` (DOT sends no `sub`) and enforces
+/// ownership between DOT's users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_with_a_dot_auth_server() {
+    oauth_core::resource::ensure_crypto_provider();
+    let stub = dot_stub().await;
+    let rs = ResourceServerUnderTest::start(&stub, Duration::from_secs(60)).await;
+    let w = World {
+        auth: AuthServerUnderTest::start(Duration::from_secs(3600), false).await,
+        rs,
+        http: reqwest::Client::new(),
+    };
+    let (ann, bob) = ("dot-token-ann", "dot-token-bob");
+
+    let created = w
+        .post("/items/", Some(ann), item("dot-lamp", "12.50"))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert_eq!(
+        created.json["user"]["email"],
+        "capture-1795374800-2475@example.com"
+    );
+    let id = created.json["id"].as_i64().unwrap();
+    let path = format!("/items/{id}/");
+
+    let list = w.get("/items/", ann).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.json);
+    assert!(list.json.to_string().contains("dot-lamp"), "{}", list.json);
+    let got = w.get(&path, ann).await;
+    assert_eq!(got.json["price"], "12.50");
+
+    // Another DOT user may read it, not change it.
+    let theirs = w
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            Some(bob),
+            Some(item("dot-lamp", "1.00")),
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN, "{}", theirs.json);
+
+    let updated = w
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            Some(ann),
+            Some(item("dot-lamp", "14.00")),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.json);
+    assert_eq!(updated.json["price"], "14.00");
+
+    let gone = w
+        .call(reqwest::Method::DELETE, &path, Some(bob), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::FORBIDDEN);
+    let gone = w
+        .call(reqwest::Method::DELETE, &path, Some(ann), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(w.get(&path, ann).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.get("/items/", "not-a-dot-token").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A user filed under their DOT username keeps their row (and so their items)
+/// when the auth server behind becomes ours, which sends `sub` as well.
+#[tokio::test]
+async fn a_dot_user_row_is_adopted_by_the_sub() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::db::open(&format!("sqlite://{}", dir.path().join("rs.db").display()))
+        .await
+        .unwrap();
+    let principal = |sub: Option<&str>| oauth_core::resource::Principal {
+        sub: sub.map(str::to_owned),
+        username: Some("ann@example.com".into()),
+        client_id: Some("rs-id".into()),
+        scope: "read write".parse().unwrap(),
+        expires_at: None,
+    };
+    let dot = crate::db::local_user(&db, &principal(None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dot.auth_sub, "username:ann@example.com");
+    let ours = crate::db::local_user(&db, &principal(Some("7")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((ours.id, ours.auth_sub.as_str()), (dot.id, "7"));
+    let again = crate::db::local_user(&db, &principal(Some("7")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, dot.id);
+}
+
+/// Issue 13: tokens imported from the Django fixture (auth_server import-django)
+/// work at the resource server as they did with DOT — and the resource server's
+/// own client is the imported `rs-id`, authenticating with DOT's hashed secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_dot_tokens_work_at_the_resource_server() {
+    use oauth_core::django::{DjangoSource, ImportOptions, import};
+    let w = world_with(Duration::from_secs(60), Duration::from_secs(3600), false).await;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/oauth-core/tests/fixtures/django/dot.sqlite3"
+    );
+    let source = DjangoSource::connect(&format!("sqlite://{fixture}"), None)
+        .await
+        .unwrap();
+    let options = ImportOptions::new(
+        PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap(),
+        "read write introspection".parse().unwrap(),
+    );
+    let report = import(&source, &w.auth.store, &options).await.unwrap();
+    assert_eq!(report.access_tokens.imported, 4, "{report}");
+
+    let created = w
+        .post(
+            "/items/",
+            Some("live-access-pbkdf2"),
+            item("imported", "3.00"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert_eq!(created.json["user"]["email"], "pbkdf2@example.com");
+    // `read` only: may list, may not write.
+    assert_eq!(
+        w.get("/items/", "live-access-argon2").await.status,
+        StatusCode::OK
+    );
+    let refused = w
+        .post("/items/", Some("live-access-argon2"), item("nope", "1.00"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.json);
+    for dead in ["expired-access-bcrypt", "live-access-inactive"] {
+        assert_eq!(
+            w.get("/items/", dead).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{dead}"
+        );
+    }
+}

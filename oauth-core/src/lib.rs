@@ -13,6 +13,7 @@
 //! | [`server`] | [`AuthServer`]: the authorization server as an axum router (feature `server`) |
 //! | [`pages`] | login, consent and authorized-applications pages: the authorization code grant in a browser (feature `pages`) |
 //! | [`resource`] | [`resource::Introspector`] and extractors for resource servers (feature `resource`) |
+//! | [`django`] | importing a Django + django-oauth-toolkit database (feature `django-import`) |
 //!
 //! # Features
 //! | feature | default | enables |
@@ -21,6 +22,8 @@
 //! | `server` | yes | [`AuthServer`] (axum, oxide-auth) |
 //! | `pages` | yes | [`pages`]: the browser half (askama templates, tower-sessions) |
 //! | `resource` | yes | [`resource`]: introspection client with cache (reqwest, moka) |
+//! | `django` | yes | verifying Django's password hashes (pbkdf2, argon2, bcrypt, scrypt) for imported users and client secrets |
+//! | `django-import` | yes | [`django`]: `import` of a Django + DOT database into [`sea::SeaOrmStore`] |
 
 #![warn(missing_docs)]
 
@@ -29,6 +32,8 @@ pub mod admin;
 #[cfg(any(feature = "server", feature = "resource"))]
 pub mod api;
 mod clock;
+#[cfg(feature = "django-import")]
+pub mod django;
 mod email;
 pub mod issuer;
 pub mod metrics;

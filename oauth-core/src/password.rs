@@ -11,6 +11,8 @@
 //! endpoints answer with 503 and `Retry-After` — load shedding instead of unbounded
 //! memory and latency.
 
+#[cfg(feature = "django")]
+mod django;
 mod pool;
 mod validation;
 
@@ -21,6 +23,8 @@ use password_hash::phc::{Output, PasswordHash, Salt};
 use password_hash::{CustomizedPasswordHasher as _, PasswordVerifier as _};
 use scrypt::Scrypt;
 
+#[cfg(feature = "django")]
+pub use django::django_algorithm;
 pub use validation::{PasswordPolicy, PasswordProblem};
 
 use crate::secret::Password;
@@ -282,7 +286,10 @@ impl PasswordHasher {
     ///
     /// Pass `None` when there is no such user (or the user has no usable password):
     /// a dummy hash is verified instead, so the answer takes as long as a real one.
-    /// A stored value that is not a scrypt PHC string never matches.
+    /// With the `django` feature, Django's own formats (`pbkdf2_sha256$…`, `argon2$…`,
+    /// `bcrypt_sha256$…`, `scrypt$…`, see [`django_algorithm`]) are verified too, for
+    /// imported accounts; [`needs_rehash`](Self::needs_rehash) is then true, so the
+    /// caller replaces them after this success. Any other stored value never matches.
     ///
     /// # Errors
     /// [`PasswordError::TaskFailed`] when the blocking task fails.
@@ -291,26 +298,37 @@ impl PasswordHasher {
         password: &Password,
         stored: Option<&str>,
     ) -> Result<bool, PasswordError> {
-        let parsed = stored.and_then(|s| match PasswordHash::new(s) {
-            Ok(h) if h.algorithm.as_str() == "scrypt" => Some(h),
-            _ => {
-                tracing::warn!("stored password hash is not a scrypt PHC string; refusing it");
-                None
+        let check = match stored.map(PasswordHash::new) {
+            None => None,
+            Some(Ok(h)) if h.algorithm.as_str() == "scrypt" => Some(Check::Scrypt(h)),
+            Some(_) => {
+                #[cfg(feature = "django")]
+                let legacy = stored.and_then(django::parse).map(Check::Django);
+                #[cfg(not(feature = "django"))]
+                let legacy = None;
+                if legacy.is_none() {
+                    tracing::warn!(
+                        "stored password hash is in no format verified here; refusing it"
+                    );
+                }
+                legacy
             }
-        });
-        let (hash, real) = match parsed {
-            Some(h) => (h, true),
+        };
+        let (check, real) = match check {
+            Some(c) => (c, true),
             None => (
-                PasswordHash::new(&self.inner.dummy).map_err(hash_error)?,
+                Check::Scrypt(PasswordHash::new(&self.inner.dummy).map_err(hash_error)?),
                 false,
             ),
         };
         let password = password.clone();
         let matched = self
-            .run(move || {
-                Scrypt::default()
+            .run(move || match check {
+                Check::Scrypt(hash) => Scrypt::default()
                     .verify_password(password.secret().as_bytes(), &hash)
-                    .is_ok()
+                    .is_ok(),
+                #[cfg(feature = "django")]
+                Check::Django(legacy) => legacy.verify(password.secret().as_bytes()),
             })
             .await?;
         Ok(real && matched)
@@ -374,6 +392,15 @@ impl PasswordHasher {
             })?;
         rx.await.map_err(|_| PasswordError::TaskFailed)
     }
+}
+
+/// What [`PasswordHasher::verify`] runs on the KDF pool (one per call, moved once:
+/// the size difference of its variants costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum Check {
+    Scrypt(PasswordHash),
+    #[cfg(feature = "django")]
+    Django(django::Legacy),
 }
 
 fn hash_error(e: impl std::fmt::Display) -> PasswordError {

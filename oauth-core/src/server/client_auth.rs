@@ -249,12 +249,51 @@ impl ClientAuthenticator {
             })
             .await;
         match check {
-            Ok(()) => Ok(client),
+            Ok(()) => {
+                // Only a secret in another format (imported from Django) is
+                // replaced: a generated secret's entropy, not its KDF cost, is
+                // what protects it, so older scrypt parameters can stay.
+                if !stored.starts_with("$scrypt$") && self.hasher.needs_rehash(&stored) {
+                    self.upgrade_secret(&client.client_id, secret, stored);
+                }
+                Ok(client)
+            }
             Err(e) => match &*e {
                 Check::Mismatch => Err(fail()),
                 Check::Failed(cause) => Err(OAuthError::internal(cause)),
             },
         }
+    }
+
+    /// Replaces a secret hash of another format (a secret imported from Django)
+    /// with the configured scrypt, after the answer has gone out — unless the
+    /// secret changed meanwhile.
+    fn upgrade_secret(&self, client_id: &str, secret: &ClientSecret, stored: String) {
+        let this = self.clone();
+        let client_id = client_id.to_owned();
+        let secret = Password::new(secret.secret());
+        tokio::spawn(async move {
+            let new = match this.hasher.hash(&secret).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not upgrade a client secret hash");
+                    return;
+                }
+            };
+            match this.registry.client(&client_id).await {
+                Ok(Some(mut c)) if c.secret_hash.as_deref() == Some(stored.as_str()) => {
+                    c.secret_hash = Some(new);
+                    match this.registry.update_client(c).await {
+                        Ok(()) => this.forget(&client_id),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not upgrade a client secret hash")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not upgrade a client secret hash"),
+            }
+        });
     }
 
     /// One dummy KDF run, so a failure for an unknown client costs what a wrong secret costs.

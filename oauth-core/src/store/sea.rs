@@ -39,7 +39,8 @@ use sea_orm_migration::MigratorTrait;
 use self::entity::{client, token, user};
 use self::migration::Migrator;
 use self::ordering::{Key, lock, retry};
-use self::revocations::{Wakeups, revoke_logged};
+use self::revocations::Wakeups;
+pub(crate) use self::revocations::revoke_logged;
 use self::sqlite_reader::{SqliteReader, TokenRow};
 use super::{
     Client, ClientRegistry, GrantType, NewUser, Page, RefreshGrace, RevocationKind, RevokedTokens,
@@ -265,7 +266,7 @@ async fn create_schema(url: &str, schema: &str) -> Result<(), StoreError> {
     db.close().await.map_err(backend)
 }
 
-pub(super) fn backend(e: DbErr) -> StoreError {
+pub(crate) fn backend(e: DbErr) -> StoreError {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict,
         _ if pool_timed_out(&e) => StoreError::Unavailable(Box::new(e)),
@@ -337,7 +338,7 @@ impl TryFrom<client::Model> for Client {
     }
 }
 
-fn client_columns(c: &Client) -> client::ActiveModel {
+pub(crate) fn client_columns(c: &Client) -> client::ActiveModel {
     let join = |items: &mut dyn Iterator<Item = &str>| items.collect::<Vec<_>>().join(" ");
     client::ActiveModel {
         secret_hash: Set(c.secret_hash.clone()),
@@ -388,7 +389,7 @@ fn kind_column(kind: TokenKind) -> i16 {
     }
 }
 
-fn token_row(t: &TokenRecord) -> token::ActiveModel {
+pub(crate) fn token_row(t: &TokenRecord) -> token::ActiveModel {
     token::ActiveModel {
         hash: Set(t.hash.as_bytes().to_vec()),
         kind: Set(kind_column(t.kind)),

@@ -93,6 +93,17 @@ impl Harness {
         throttle: ThrottleConfig,
         configure: impl FnOnce(AuthServer) -> AuthServer,
     ) -> Option<Self> {
+        let h = Self::empty(backend, throttle, configure).await?;
+        h.seed_clients().await;
+        Some(h)
+    }
+
+    /// As [`build`](Self::build), with no client registered.
+    pub async fn empty(
+        backend: Backend,
+        throttle: ThrottleConfig,
+        configure: impl FnOnce(AuthServer) -> AuthServer,
+    ) -> Option<Self> {
         let (store, dir, pg) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -135,6 +146,12 @@ impl Harness {
             _dir: dir,
             pg,
         };
+        Some(h)
+    }
+
+    /// The clients every test but the import's starts with.
+    async fn seed_clients(&self) {
+        let h = self;
         h.client(
             "rs-id",
             Some("rs-secret"),
@@ -163,7 +180,6 @@ impl Harness {
             "read",
         )
         .await;
-        Some(h)
     }
 
     pub async fn client(&self, id: &str, secret: Option<&str>, grants: &[GrantType], scope: &str) {

@@ -5,6 +5,7 @@ pub mod admin_log;
 pub mod client;
 pub mod code;
 pub mod consent;
+pub mod import_ledger;
 pub mod revocation;
 pub mod revocation_purged;
 pub mod session;

@@ -42,7 +42,7 @@ impl Wakeups {
 /// one entry naming `what`, or with `what` `None` one entry per access token
 /// revoked (the key a resource server caches it under). Returns how many tokens
 /// changed. `db` must be a transaction for the entry to be atomic with the change.
-pub(super) async fn revoke_logged<C: ConnectionTrait>(
+pub(crate) async fn revoke_logged<C: ConnectionTrait>(
     db: &C,
     now: UnixTime,
     filter: sea_orm::Condition,

@@ -217,13 +217,31 @@ impl SeaOrmStore {
         })
     }
 
-    /// Applies pending migrations. Safe to call on every start, and from several
-    /// processes at once on PostgreSQL only if they are serialized by the caller.
+    /// Applies pending migrations. Safe to call on every start, from any number of
+    /// processes at once: on PostgreSQL they take turns on a session advisory lock
+    /// (the second finds nothing left to do); SQLite serializes them itself.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when a migration fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None).await.map_err(backend)
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Migrator::up(&self.db, None).await.map_err(backend);
+        }
+        use sea_orm::sqlx::Executor as _;
+        // A key of this crate's own.
+        const LOCK: &str = "SELECT pg_advisory_lock(2124672417727213313)";
+        const UNLOCK: &str = "SELECT pg_advisory_unlock(2124672417727213313)";
+        let sqlx = |e: sea_orm::sqlx::Error| StoreError::Backend(Box::new(e));
+        let mut conn = self
+            .db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(sqlx)?;
+        conn.execute(LOCK).await.map_err(sqlx)?;
+        let migrated = Migrator::up(&self.db, None).await.map_err(backend);
+        conn.execute(UNLOCK).await.map_err(sqlx)?;
+        migrated
     }
 
     /// A token row (and its owner's columns) read on the calling thread; `None` when

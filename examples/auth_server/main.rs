@@ -76,7 +76,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .site_name(config.site_name.clone())
         .idle_timeout(config.session_idle)
         .absolute_timeout(config.session_max_age);
-    let mut router = AuthServer::from_store(store)
+    let (router, doc) = AuthServer::from_store(store)
         .pages(pages)
         .code_ttl(config.code_ttl)
         .issuer_url(config.issuer_url.clone())
@@ -93,7 +93,9 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .throttle(config.throttle)
         .trusted_proxies(config.trusted_proxies.clone())
         .body_limit(config.body_limit)
-        .router()?;
+        .router_and_openapi()?;
+    // The OpenAPI 3.1 document of the JSON endpoints, generated from their handlers.
+    let mut router = router.merge(oauth_core::openapi::serve(doc));
     if config.bench_ceiling {
         router = router.merge(bench_ceiling());
     }

@@ -13,6 +13,7 @@
 //! | [`server`] | [`AuthServer`]: the authorization server as an axum router (feature `server`) |
 //! | [`pages`] | login, consent and authorized-applications pages: the authorization code grant in a browser (feature `pages`) |
 //! | [`resource`] | [`resource::Introspector`] and extractors for resource servers (feature `resource`) |
+//! | [`openapi`] | OpenAPI 3.1 documents generated from the handlers, the shared error responses (feature `openapi`) |
 //!
 //! # Features
 //! | feature | default | enables |
@@ -21,6 +22,7 @@
 //! | `server` | yes | [`AuthServer`] (axum, oxide-auth) |
 //! | `pages` | yes | [`pages`]: the browser half (askama templates, tower-sessions) |
 //! | `resource` | yes | [`resource`]: introspection client with cache (reqwest, moka) |
+//! | `openapi` | yes | [`openapi`] and [`AuthServer::router_and_openapi`] (utoipa, utoipa-axum) |
 
 #![warn(missing_docs)]
 
@@ -31,6 +33,8 @@ pub mod api;
 mod clock;
 mod email;
 pub mod issuer;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 #[cfg(feature = "pages")]
 pub mod pages;
 pub mod password;

@@ -253,8 +253,13 @@ pub async fn validate(
     })
 }
 
-/// A unique-name race lost between the check and the write is the same field error.
+/// A unique-name race lost between the check and the write is the same field error;
+/// an item deleted between its lookup and the update (a racing `DELETE`) is the same
+/// 404 as one that was never there.
 pub fn write_error(e: DbErr) -> ApiError {
+    if matches!(e, DbErr::RecordNotUpdated) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => FieldErrors::single("name", NAME_TAKEN),
         _ => internal(e),
@@ -496,6 +501,30 @@ async fn destroy(
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod write_errors {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use sea_orm::DbErr;
+
+    use super::write_error;
+
+    /// Found by schemathesis: `PATCH /items/1/` racing a `DELETE /items/1/` had the
+    /// update touch no row, and sea-orm's `RecordNotUpdated` was answered 500.
+    #[tokio::test]
+    async fn an_item_deleted_before_its_update_is_not_found() {
+        let response = write_error(DbErr::RecordNotUpdated).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({"detail": "No Item matches the given query."})
+        );
+    }
 }
 
 #[cfg(test)]

@@ -166,3 +166,67 @@ struct Health {
 async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
+
+#[cfg(test)]
+#[path = "../common/route_check.rs"]
+mod route_check;
+
+#[cfg(test)]
+mod openapi_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use oauth_core::resource::IntrospectionCredentials;
+
+    use crate::config::Config;
+    use crate::items::Paging;
+
+    /// The items console: HTML pages, not in the OpenAPI document. A new page must
+    /// be added here, or documented.
+    const BROWSER_ONLY: &[&str] = &[
+        "/admin/",
+        "/admin",
+        "/admin/items/",
+        "/admin/items/{id}/",
+        "/admin/items/{id}/delete/",
+        "/admin/callback",
+        "/admin/logout/",
+        "/admin/static/style.css",
+    ];
+
+    /// `/openapi.json` names every JSON route of the server as it is served (with
+    /// the console), and nothing else.
+    #[tokio::test]
+    async fn openapi_document_matches_the_router() {
+        oauth_core::resource::ensure_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 8001));
+        // No auth server: requests without a token never reach it.
+        let auth_server = "http://127.0.0.1:9".to_owned();
+        let config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("rs.db").display()),
+            addr,
+            introspection_url: format!("{auth_server}/o/introspect/"),
+            auth_server_issuer: auth_server.clone(),
+            auth_server_url: auth_server,
+            credentials: IntrospectionCredentials::Client {
+                id: "rs-id".into(),
+                secret: "rs-secret".into(),
+            },
+            cache_cap: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            timeout: Duration::from_millis(200),
+            paging: Paging {
+                default: 10,
+                max: 100,
+            },
+            bench_unauthenticated: false,
+            public_url: format!("http://{addr}"),
+            session_idle: Duration::from_secs(1800),
+        };
+        let db = crate::db::open(&config.database_url).await.unwrap();
+        let router = crate::app(db, &config).unwrap();
+        crate::route_check::assert_document_matches_router(&router, BROWSER_ONLY).await;
+    }
+}

@@ -11,6 +11,9 @@
 //! | `PUT`/`PATCH /users/password/` | password change (bearer token) |
 //! | `GET /healthz` | liveness |
 //!
+//! With feature `openapi`, [`AuthServer::router_and_openapi`] also returns the
+//! OpenAPI 3.1 document of these endpoints (see [`crate::openapi`]).
+//!
 //! Embedding in an existing axum application:
 //!
 //! ```

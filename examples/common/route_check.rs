@@ -112,7 +112,23 @@ pub async fn served_document(router: &Router) -> Value {
         .unwrap();
     let doc: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    assert_refs_resolve(&doc, &doc);
     doc
+}
+
+/// Every `$ref` of the document names a schema it holds.
+fn assert_refs_resolve(doc: &Value, node: &Value) {
+    match node {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                let pointer = target.strip_prefix('#').expect("a local $ref");
+                assert!(doc.pointer(pointer).is_some(), "unresolved $ref {target}");
+            }
+            map.values().for_each(|v| assert_refs_resolve(doc, v));
+        }
+        Value::Array(items) => items.iter().for_each(|v| assert_refs_resolve(doc, v)),
+        _ => {}
+    }
 }
 
 fn documented(doc: &Value, path: &str, method: &Method) -> bool {

@@ -371,13 +371,10 @@ pub fn serve(mut doc: OpenApi) -> Router {
     doc.paths
         .paths
         .insert(OPENAPI_PATH.to_owned(), PathItem::new(HttpMethod::Get, op));
-    let body = match serde_json::to_vec(&doc) {
-        Ok(body) => bytes_of(body),
-        Err(e) => {
-            tracing::error!(error = %e, "the OpenAPI document could not be serialized");
-            bytes_of(b"{}".to_vec())
-        }
-    };
+    let body = axum::body::Bytes::from(serde_json::to_vec(&doc).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the OpenAPI document could not be serialized");
+        b"{}".to_vec()
+    }));
     Router::new().route(
         OPENAPI_PATH,
         get(move || {
@@ -390,8 +387,4 @@ pub fn serve(mut doc: OpenApi) -> Router {
             }
         }),
     )
-}
-
-fn bytes_of(v: Vec<u8>) -> axum::body::Bytes {
-    axum::body::Bytes::from(v)
 }

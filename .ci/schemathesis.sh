@@ -9,7 +9,8 @@
 # are stopped however the step ends.
 #
 # Needs python3 (3.9+) with venv and pip access to PyPI; builds the examples with
-# cargo. Environment: MAX_EXAMPLES (default 50), SCHEMATHESIS_WORKERS (default 2),
+# cargo. Environment: MAX_EXAMPLES (default 50), SCHEMATHESIS_WORKERS (default 2; 1
+# on Python before 3.11.8, see below),
 # SCHEMATHESIS_SEED (default 14: a fixed seed, so a run can be repeated),
 # KEEP_REPORT=dir to keep schemathesis's reports and the servers' logs.
 set -euo pipefail
@@ -17,7 +18,12 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES="${MAX_EXAMPLES:-50}"
-WORKERS="${SCHEMATHESIS_WORKERS:-2}"
+# Two workers send concurrent requests (a race between PATCH and DELETE of one item
+# was found that way). Not on Python before 3.11.8: its `ast` module is not safe
+# across threads (CPython gh-106905), and hypothesis parses lambdas while
+# generating, so a threaded run there can fail with "AST constructor recursion
+# depth mismatch" — a tool error, not a finding.
+WORKERS="${SCHEMATHESIS_WORKERS:-$(python3 -c 'import sys; print(2 if sys.version_info >= (3, 11, 8) else 1)')}"
 SEED="${SCHEMATHESIS_SEED:-14}"
 
 tmp=$(mktemp -d)

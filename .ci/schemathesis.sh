@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The contract, fuzzed: schemathesis against both example servers' /openapi.json.
+# Each document is first validated against the OpenAPI 3.1 specification
+# (openapi-spec-validator).
 #
 # Starts the auth server and the resource server on free ports over temporary SQLite
 # files, signs a user up and gets a bearer token for them, then runs schemathesis on
@@ -17,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 MAX_EXAMPLES="${MAX_EXAMPLES:-50}"
 # Two workers send concurrent requests (a race between PATCH and DELETE of one item
 # was found that way). Not on Python before 3.11.8: its `ast` module is not safe
@@ -50,9 +53,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "schemathesis $SCHEMATHESIS_VERSION in a virtualenv"
+echo "schemathesis $SCHEMATHESIS_VERSION and openapi-spec-validator in a virtualenv"
 python3 -m venv "$tmp/venv"
-"$tmp/venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+"$tmp/venv/bin/pip" install --quiet --disable-pip-version-check \
+  "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 st="$tmp/venv/bin/schemathesis"
 
 cargo build --quiet --example auth_server --example resource_server
@@ -136,6 +140,9 @@ for server in auth_server:$AS resource_server:$RS; do
   name=${server%%:*}
   base=${server#*:}
   echo
+  echo "==> $name: $base/openapi.json against the OpenAPI 3.1 specification"
+  get "$base/openapi.json" >"$tmp/$name.openapi.json"
+  "$tmp/venv/bin/openapi-spec-validator" "$tmp/$name.openapi.json" || status=$?
   echo "==> schemathesis: $name ($base/openapi.json)"
   # From the temporary directory: schemathesis keeps a cache in the working directory.
   (cd "$tmp" && "$st" --config-file "$tmp/schemathesis.toml" --no-color run "$base/openapi.json" \

@@ -29,6 +29,9 @@ mod serve;
 
 use std::sync::Arc;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use oauth_core::pages::Pages;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{AuthServer, PasswordHasher};
@@ -97,7 +100,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .idle_timeout(config.session_idle)
         .absolute_timeout(config.session_max_age);
     let db = store.connection().clone();
-    let mut router = AuthServer::from_store(store)
+    let (router, mut doc) = AuthServer::from_store(store)
         .pages(pages)
         .code_ttl(config.code_ttl)
         .issuer_url(config.issuer_url.clone())
@@ -115,18 +118,15 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .throttle(config.throttle)
         .trusted_proxies(config.trusted_proxies.clone())
         .body_limit(config.body_limit)
-        .router()?;
+        .router_and_openapi()?;
     // Readiness, beside the liveness probe /healthz: the database answers.
-    router = router.route(
-        "/readyz",
-        axum::routing::get(move || {
-            let db = db.clone();
-            async move {
-                let ready = ops::database_ready(&db).await;
-                ops::readiness((!ready).then_some("the database does not answer"))
-            }
-        }),
-    );
+    let (ready, ready_doc) = OpenApiRouter::new()
+        .routes(routes!(readyz))
+        .with_state(db)
+        .split_for_parts();
+    doc.merge(ready_doc);
+    // The OpenAPI 3.1 document of the JSON endpoints, generated from their handlers.
+    let mut router = router.merge(ready).merge(oauth_core::openapi::serve(doc));
     if config.bench_ceiling {
         router = router.merge(bench_ceiling());
     }
@@ -149,6 +149,24 @@ async fn housekeeping(store: Arc<SeaOrmStore>, config: Config) {
     }
 }
 
+/// `GET /readyz`: ready when the database answers (`/healthz` only says the
+/// process does).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = ops::Readiness),
+        (status = 503, description = "The database does not answer.", body = ops::Readiness),
+    ),
+)]
+async fn readyz(
+    axum::extract::State(db): axum::extract::State<oauth_core::sea::sea_orm::DatabaseConnection>,
+) -> (axum::http::StatusCode, axum::Json<ops::Readiness>) {
+    let ready = ops::database_ready(&db).await;
+    ops::readiness((!ready).then_some("the database does not answer"))
+}
+
 /// `POST /bench/ceiling`, for `cargo bench --bench introspection` only (set
 /// `BENCH_CEILING=1`): reads the form body and answers a constant JSON body of the
 /// size of an active introspection answer — the most any endpoint of this server
@@ -164,4 +182,73 @@ fn bench_ceiling() -> axum::Router {
             )
         }),
     )
+}
+
+#[cfg(test)]
+#[path = "../common/route_check.rs"]
+mod route_check;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use oauth_core::sea::{SeaOrmStore, StoreConfig};
+
+    use crate::config::Config;
+
+    /// The browser pages (feature `pages`) and the admin console (`admin`): HTML
+    /// forms, not in the OpenAPI document. A new page must be added here, or
+    /// documented.
+    const BROWSER_ONLY: &[&str] = &[
+        // pages: sign-in, consent, authorized applications, the stylesheet
+        "/o/authorize/",
+        "/o/authorize",
+        "/accounts/login/",
+        "/accounts/login",
+        "/accounts/logout/",
+        "/accounts/logout",
+        "/o/authorized_tokens/",
+        "/o/authorized_tokens",
+        "/o/authorized_tokens/revoke/",
+        "/static/oauth/style.css",
+        // pages + admin: DOT's self-service application pages
+        "/o/applications/",
+        "/o/applications",
+        "/o/applications/register/",
+        "/o/applications/{client_id}/",
+        "/o/applications/{client_id}/update/",
+        "/o/applications/{client_id}/rotate/",
+        "/o/applications/{client_id}/delete/",
+        // admin: the console
+        "/admin/",
+        "/admin",
+        "/admin/users/",
+        "/admin/users/add/",
+        "/admin/users/{id}/",
+        "/admin/users/{id}/password/",
+        "/admin/users/{id}/delete/",
+        "/admin/users/{id}/applications/revoke/",
+        "/admin/applications/",
+        "/admin/applications/add/",
+        "/admin/applications/{client_id}/",
+        "/admin/applications/{client_id}/rotate/",
+        "/admin/applications/{client_id}/delete/",
+        "/admin/tokens/",
+        "/admin/tokens/revoke/",
+        "/admin/log/",
+    ];
+
+    /// `/openapi.json` names every JSON route of the server as it is served (the
+    /// example's own router, with the pages and the console), and nothing else.
+    #[tokio::test]
+    async fn openapi_document_matches_the_router() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("as.db").display());
+        let store = SeaOrmStore::connect(StoreConfig::new(url)).await.unwrap();
+        store.migrate().await.unwrap();
+        let router = crate::app(Arc::new(store), &Config::from_env().unwrap()).unwrap();
+        crate::route_check::assert_document_matches_router(&router, BROWSER_ONLY).await;
+    }
 }

@@ -84,16 +84,25 @@ pub async fn database_ready(db: &DatabaseConnection) -> bool {
     )
 }
 
-/// 200 `{"status":"ready"}` or 503 `{"status":"unavailable","reason":…}`.
-pub fn readiness(problem: Option<&str>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    match problem {
-        None => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
-        ),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unavailable", "reason": reason})),
-        ),
-    }
+/// The readiness answer (`GET /readyz`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// 200 `{"status":"ready"}`, or 503 `{"status":"unavailable","reason":…}`.
+pub fn readiness(problem: Option<&'static str>) -> (StatusCode, axum::Json<Readiness>) {
+    let (code, status) = match problem {
+        None => (StatusCode::OK, "ready"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    let answer = Readiness {
+        status,
+        reason: problem,
+    };
+    (code, axum::Json(answer))
 }

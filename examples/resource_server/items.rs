@@ -3,14 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use oauth_core::api::{self, ApiError, CharField, FieldErrors, Fields};
+use oauth_core::openapi::{DrfAuthErrors, DrfErrors, DrfNotFound, DrfUnavailable, slash_optional};
 use oauth_core::resource::{Principal, Scoped};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
@@ -18,6 +18,9 @@ use sea_orm::{
 };
 use serde::Serialize;
 use serde_json::Value;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::db::{self, item, user};
@@ -36,14 +39,11 @@ pub struct Paging {
     pub max: u64,
 }
 
-pub fn routes() -> Router<AppState> {
-    let collection = || get(list).post(create);
-    let member = || get(retrieve).put(change).patch(change).delete(destroy);
-    Router::new()
-        .route("/items/", collection())
-        .route("/items", collection())
-        .route("/items/{id}/", member())
-        .route("/items/{id}", member())
+/// The items API, documented: each handler is routed at the path its
+/// `#[utoipa::path]` names (and without the trailing slash).
+pub fn routes() -> OpenApiRouter<AppState> {
+    let router = slash_optional(OpenApiRouter::new(), routes!(list, create));
+    slash_optional(router, routes!(retrieve, change, destroy))
 }
 
 fn internal(e: DbErr) -> ApiError {
@@ -55,19 +55,54 @@ fn detail(status: StatusCode, message: &'static str) -> ApiError {
 }
 
 /// An item as DOT serialized it, in its key order.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Item)]
 struct ItemJson<'a> {
     id: i64,
     name: &'a str,
     description: &'a str,
+    /// A decimal with two places, as text (`"12.50"`).
     price: String,
+    /// The owner (`null` if the owner's row is gone).
     user: Option<UserJson<'a>>,
 }
 
-#[derive(Serialize)]
+/// An item's owner.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ItemOwner)]
 struct UserJson<'a> {
     id: i64,
     email: &'a str,
+}
+
+/// An item's writable fields (all of them for `POST` and `PUT`, some for `PATCH`),
+/// as JSON or a form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ItemInput {
+    /// Unique, at most 50 characters.
+    #[schema(max_length = 50)]
+    name: String,
+    /// At most 250 characters.
+    #[schema(max_length = 250)]
+    description: String,
+    /// At most 12 digits before the point and 2 after (`"12.5"`, `12.5`).
+    price: String,
+}
+
+/// The list's query.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListQuery {
+    /// The page, from 1.
+    #[param(minimum = 1)]
+    page: Option<u64>,
+    /// Items per page (capped at `MAX_PAGE_SIZE`).
+    #[param(minimum = 1)]
+    page_size: Option<u64>,
+    /// Only the caller's items (`true` or `1`).
+    mine: Option<bool>,
 }
 
 fn item_json<'a>(item: &'a item::Model, owner: Option<&'a user::Model>) -> ItemJson<'a> {
@@ -84,7 +119,8 @@ fn item_json<'a>(item: &'a item::Model, owner: Option<&'a user::Model>) -> ItemJ
 }
 
 /// DRF's `PageNumberPagination` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ItemPage)]
 struct Page<'a> {
     count: u64,
     next: Option<String>,
@@ -217,14 +253,32 @@ pub async fn validate(
     })
 }
 
-/// A unique-name race lost between the check and the write is the same field error.
+/// A unique-name race lost between the check and the write is the same field error;
+/// an item deleted between its lookup and the update (a racing `DELETE`) is the same
+/// 404 as one that was never there.
 pub fn write_error(e: DbErr) -> ApiError {
+    if matches!(e, DbErr::RecordNotUpdated) {
+        return detail(StatusCode::NOT_FOUND, NOT_FOUND);
+    }
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => FieldErrors::single("name", NAME_TAKEN),
         _ => internal(e),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/items/",
+    tag = "items",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of items (scope `read`).", body = Page),
+        (status = 404, description = "No such page.", body = oauth_core::openapi::DetailBody),
+        DrfAuthErrors,
+        DrfUnavailable,
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<Read>,
@@ -303,6 +357,21 @@ async fn list(
     .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/items/",
+    tag = "items",
+    request_body(content(
+        (ItemInput = "application/json"),
+        (ItemInput = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created (scope `write`); the caller owns it.", body = ItemJson),
+        DrfErrors,
+        DrfAuthErrors,
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<Write>,
@@ -329,6 +398,19 @@ async fn create(
     Ok((StatusCode::CREATED, Json(item_json(&created, Some(&me)))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/items/{id}/",
+    tag = "items",
+    params(("id" = i64, Path, minimum = 0, description = "The item's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The item (scope `read`).", body = ItemJson),
+        DrfNotFound,
+        DrfAuthErrors,
+        DrfUnavailable,
+    ),
+)]
 async fn retrieve(
     State(state): State<AppState>,
     Scoped(..): Scoped<Read>,
@@ -349,6 +431,23 @@ pub async fn retrieve_unauthenticated(
 }
 
 /// `PUT` replaces every field, `PATCH` (DRF's partial update) the ones given.
+#[utoipa::path(
+    method(put, patch),
+    path = "/items/{id}/",
+    tag = "items",
+    params(("id" = i64, Path, minimum = 0, description = "The item's id.")),
+    request_body(content(
+        (ItemInput = "application/json"),
+        (ItemInput = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed (scope `write`, the owner only).", body = ItemJson),
+        DrfErrors,
+        DrfAuthErrors,
+        DrfNotFound,
+    ),
+)]
 async fn change(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<Write>,
@@ -377,6 +476,19 @@ async fn change(
     Ok(Json(item_json(&updated, Some(&me))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/items/{id}/",
+    tag = "items",
+    params(("id" = i64, Path, minimum = 0, description = "The item's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted (scope `write`, the owner only)."),
+        DrfNotFound,
+        DrfAuthErrors,
+        DrfUnavailable,
+    ),
+)]
 async fn destroy(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<Write>,
@@ -389,6 +501,30 @@ async fn destroy(
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod write_errors {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use sea_orm::DbErr;
+
+    use super::write_error;
+
+    /// Found by schemathesis: `PATCH /items/1/` racing a `DELETE /items/1/` had the
+    /// update touch no row, and sea-orm's `RecordNotUpdated` was answered 500.
+    #[tokio::test]
+    async fn an_item_deleted_before_its_update_is_not_found() {
+        let response = write_error(DbErr::RecordNotUpdated).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({"detail": "No Item matches the given query."})
+        );
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ use axum::Router;
 use axum::extract::FromRef;
 use oauth_core::resource::{Introspector, ResourceAuth};
 use sea_orm::DatabaseConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 
@@ -52,6 +54,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 struct AppState {
     db: DatabaseConnection,
+    /// The one behind `auth`, for the readiness probe.
+    introspector: Introspector,
     auth: ResourceAuth,
     proxy: proxy::Proxy,
     pages: items::Paging,
@@ -107,9 +111,9 @@ async fn housekeeping(db: DatabaseConnection) {
 fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
     let introspector = Introspector::new(config.introspector())?;
     let admin = admin::Admin::new(config)?;
-    let ready = (db.clone(), introspector.clone());
     let state = AppState {
         db: db.clone(),
+        introspector: introspector.clone(),
         auth: ResourceAuth::new(introspector),
         proxy: proxy::Proxy::new(config)?,
         pages: config.paging,
@@ -130,33 +134,146 @@ fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
             axum::routing::get(items::retrieve_unauthenticated),
         );
     }
+    let (api, doc) = api().split_for_parts();
     Ok(router
+        .merge(api)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+        .merge(oauth_core::openapi::serve(document(doc))))
+}
+
+/// The JSON API: each operation routed and documented from its handler's
+/// `#[utoipa::path]` (the console's HTML pages are not in the document).
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(items::routes())
         .merge(proxy::routes())
-        .route(
-            "/healthz",
-            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        // Ready when the database answers and tokens can be checked: the auth server
-        // answers, or the cache holds answers to serve meanwhile.
-        .route(
-            "/readyz",
-            axum::routing::get(move || {
-                let (db, introspector) = ready.clone();
-                async move {
-                    let problem = if !ops::database_ready(&db).await {
-                        Some("the database does not answer")
-                    } else if !introspector.auth_server_reachable()
-                        && introspector.cached_entries() == 0
-                    {
-                        Some("the auth server does not answer and nothing is cached")
-                    } else {
-                        None
-                    };
-                    ops::readiness(problem)
-                }
-            }),
-        )
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .with_state(state))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The OpenAPI 3.1 document served at `/openapi.json`.
+fn document(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.info.title = "oauth-core example resource server".to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.description = Some(
+        "The items API (bearer tokens checked by introspection at the auth server) and the \
+         proxy endpoints to the auth server. Paths are listed with their trailing slash; \
+         each also answers without it. The items console (`/admin/…`) is HTML and not \
+         described here."
+            .to_owned(),
+    );
+    oauth_core::openapi::add_security_schemes(&mut doc);
+    oauth_core::openapi::unique_operation_ids(&mut doc);
+    doc
+}
+
+/// `GET /readyz`: ready when the database answers and tokens can be checked — the
+/// auth server answers, or the cache holds answers to serve meanwhile.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = ops::Readiness),
+        (status = 503, description = "Not ready; `reason` says why.", body = ops::Readiness),
+    ),
+)]
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, axum::Json<ops::Readiness>) {
+    let problem = if !ops::database_ready(&state.db).await {
+        Some("the database does not answer")
+    } else if !state.introspector.auth_server_reachable()
+        && state.introspector.cached_entries() == 0
+    {
+        Some("the auth server does not answer and nothing is cached")
+    } else {
+        None
+    };
+    ops::readiness(problem)
+}
+
+/// The health answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive.", body = Health)),
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+#[cfg(test)]
+#[path = "../common/route_check.rs"]
+mod route_check;
+
+#[cfg(test)]
+mod openapi_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use oauth_core::resource::IntrospectionCredentials;
+
+    use crate::config::Config;
+    use crate::items::Paging;
+
+    /// The items console: HTML pages, not in the OpenAPI document. A new page must
+    /// be added here, or documented.
+    const BROWSER_ONLY: &[&str] = &[
+        "/admin/",
+        "/admin",
+        "/admin/items/",
+        "/admin/items/{id}/",
+        "/admin/items/{id}/delete/",
+        "/admin/callback",
+        "/admin/logout/",
+        "/admin/static/style.css",
+    ];
+
+    /// `/openapi.json` names every JSON route of the server as it is served (with
+    /// the console), and nothing else.
+    #[tokio::test]
+    async fn openapi_document_matches_the_router() {
+        oauth_core::resource::ensure_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 8001));
+        // No auth server: requests without a token never reach it.
+        let auth_server = "http://127.0.0.1:9".to_owned();
+        let config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("rs.db").display()),
+            addr,
+            introspection_url: format!("{auth_server}/o/introspect/"),
+            auth_server_issuer: auth_server.clone(),
+            auth_server_url: auth_server,
+            credentials: IntrospectionCredentials::Client {
+                id: "rs-id".into(),
+                secret: "rs-secret".into(),
+            },
+            cache_cap: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            timeout: Duration::from_millis(200),
+            revocation_stream: None,
+            disconnected_cache: Duration::from_secs(5),
+            paging: Paging {
+                default: 10,
+                max: 100,
+            },
+            bench_unauthenticated: false,
+            public_url: format!("http://{addr}"),
+            session_idle: Duration::from_secs(1800),
+        };
+        let db = crate::db::open(&config.database_url).await.unwrap();
+        let router = crate::app(db, &config).unwrap();
+        crate::route_check::assert_document_matches_router(&router, BROWSER_ONLY).await;
+    }
 }

@@ -12,7 +12,8 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::Router;
+use std::collections::BTreeMap;
+
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
@@ -20,9 +21,18 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use oauth_core::ClientSecret;
 use oauth_core::api::{self, ApiError, CharField, FieldErrors};
+use oauth_core::openapi::{
+    DetailBody, DrfAuthErrors, DrfErrors, OAuthErrorBody, PasswordChangeRequest, PasswordChanged,
+    SignedUp, SignupRequest, TokenResponse, field_errors_schema, slash_optional,
+};
+use utoipa::openapi::response::{Response as DocResponse, ResponseBuilder};
+use utoipa::openapi::schema::AnyOfBuilder;
+use utoipa::openapi::{Content, RefOr, Schema};
+use utoipa::{IntoResponses, PartialSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::{AppState, Error};
@@ -133,25 +143,128 @@ impl Proxy {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users/signup/", post(signup))
-        .route("/users/signup", post(signup))
-        .route("/users/token/", post(token))
-        .route("/users/token", post(token))
-        .route("/users/token/refresh/", post(refresh))
-        .route("/users/token/refresh", post(refresh))
-        .route(
-            "/users/password/",
-            axum::routing::put(password).patch(password),
-        )
-        .route(
-            "/users/password",
-            axum::routing::put(password).patch(password),
-        )
+/// The proxy endpoints, documented (and answering without the trailing slash too).
+pub fn routes() -> OpenApiRouter<AppState> {
+    let router = slash_optional(OpenApiRouter::new(), routes!(signup));
+    let router = slash_optional(router, routes!(token));
+    let router = slash_optional(router, routes!(refresh));
+    slash_optional(router, routes!(password))
+}
+
+/// `{email, password}` for the password grant.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TokenRequest {
+    email: String,
+    password: String,
+}
+
+/// `{refresh}` for the refresh grant.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RefreshRequest {
+    /// The refresh token.
+    refresh: String,
+}
+
+/// 502: the auth server's answer was cut short.
+struct BadGateway;
+
+impl IntoResponses for BadGateway {
+    fn responses() -> BTreeMap<String, RefOr<DocResponse>> {
+        BTreeMap::from([(
+            "502".to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("The auth server's answer was cut short.")
+                    .content("application/json", Content::new(Some(DetailBody::schema())))
+                    .build(),
+            ),
+        )])
+    }
+}
+
+/// The token proxies' errors: the auth server's RFC 6749 errors passed through, and
+/// this server's own DRF ones (a missing field, a body it cannot read, the auth
+/// server out of reach).
+struct ProxiedTokenErrors;
+
+impl IntoResponses for ProxiedTokenErrors {
+    fn responses() -> BTreeMap<String, RefOr<DocResponse>> {
+        let either = |description: &str, drf: Vec<RefOr<Schema>>, retry: bool| {
+            let mut any = AnyOfBuilder::new().item(OAuthErrorBody::schema());
+            for s in drf {
+                any = any.item(s);
+            }
+            let mut r = ResponseBuilder::new().description(description).content(
+                "application/json",
+                Content::new(Some(Schema::AnyOf(any.build()))),
+            );
+            if retry {
+                r = r.header(
+                    "Retry-After",
+                    utoipa::openapi::header::HeaderBuilder::new()
+                        .schema(Some(
+                            utoipa::openapi::schema::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::Integer),
+                        ))
+                        .description(Some("Seconds to wait before trying again."))
+                        .build(),
+                );
+            }
+            RefOr::T(r.build())
+        };
+        let detail = || DetailBody::schema();
+        let fields = || RefOr::T(field_errors_schema());
+        let mut map = DrfErrors::responses();
+        map.insert(
+            "400".to_owned(),
+            either(
+                "The auth server's RFC 6749 error, or a missing field here.",
+                vec![fields(), detail()],
+                false,
+            ),
+        );
+        map.insert(
+            "401".to_owned(),
+            either(
+                "The auth server refused this server's client.",
+                vec![],
+                false,
+            ),
+        );
+        map.insert(
+            "429".to_owned(),
+            either("Throttled at the auth server.", vec![detail()], true),
+        );
+        map.insert(
+            "503".to_owned(),
+            either(
+                "The auth server is out of reach or overloaded.",
+                vec![detail()],
+                true,
+            ),
+        );
+        map.extend(BadGateway::responses());
+        map
+    }
 }
 
 /// `POST /users/signup/` → the auth server's `/users/signup/`.
+#[utoipa::path(
+    post,
+    path = "/users/signup/",
+    tag = "users",
+    request_body(content(
+        (SignupRequest = "application/json"),
+        (SignupRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "Signed up at the auth server.", body = SignedUp),
+        DrfErrors,
+        BadGateway,
+    ),
+)]
 async fn signup(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +279,19 @@ async fn signup(
 }
 
 /// `POST /users/token/` `{email, password}` → the password grant.
+#[utoipa::path(
+    post,
+    path = "/users/token/",
+    tag = "users",
+    request_body(content(
+        (TokenRequest = "application/json"),
+        (TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Tokens (RFC 6749 §5.1).", body = TokenResponse),
+        ProxiedTokenErrors,
+    ),
+)]
 async fn token(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,6 +322,19 @@ async fn token(
 }
 
 /// `POST /users/token/refresh/` `{refresh}` → the refresh grant.
+#[utoipa::path(
+    post,
+    path = "/users/token/refresh/",
+    tag = "users",
+    request_body(content(
+        (RefreshRequest = "application/json"),
+        (RefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "New tokens; the refresh token rotates.", body = TokenResponse),
+        ProxiedTokenErrors,
+    ),
+)]
 async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
@@ -221,6 +360,22 @@ async fn refresh(
 }
 
 /// `PUT|PATCH /users/password/` → the auth server's, with the caller's own token.
+#[utoipa::path(
+    method(put, patch),
+    path = "/users/password/",
+    tag = "users",
+    request_body(content(
+        (PasswordChangeRequest = "application/json"),
+        (PasswordChangeRequest = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed at the auth server.", body = PasswordChanged),
+        DrfErrors,
+        DrfAuthErrors,
+        BadGateway,
+    ),
+)]
 async fn password(
     State(state): State<AppState>,
     caller: Caller,

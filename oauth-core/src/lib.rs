@@ -14,6 +14,7 @@
 //! | [`pages`] | login, consent and authorized-applications pages: the authorization code grant in a browser (feature `pages`) |
 //! | [`resource`] | [`resource::Introspector`] and extractors for resource servers (feature `resource`) |
 //! | [`django`] | importing a Django + django-oauth-toolkit database (feature `django-import`) |
+//! | [`openapi`] | OpenAPI 3.1 documents generated from the handlers, the shared error responses (feature `openapi`) |
 //!
 //! # Features
 //! | feature | default | enables |
@@ -24,6 +25,7 @@
 //! | `resource` | yes | [`resource`]: introspection client with cache (reqwest, moka) |
 //! | `django` | yes | verifying Django's password hashes (pbkdf2, argon2, bcrypt, scrypt) for imported users and client secrets |
 //! | `django-import` | yes | [`django`]: `import` of a Django + DOT database into [`sea::SeaOrmStore`] |
+//! | `openapi` | yes | [`openapi`] and [`AuthServer::router_and_openapi`] (utoipa, utoipa-axum) |
 
 #![warn(missing_docs)]
 
@@ -37,6 +39,8 @@ pub mod django;
 mod email;
 pub mod issuer;
 pub mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 #[cfg(feature = "pages")]
 pub mod pages;
 pub mod password;

@@ -11,6 +11,9 @@
 //! | `PUT`/`PATCH /users/password/` | password change (bearer token) |
 //! | `GET /healthz` | liveness |
 //!
+//! With feature `openapi`, [`AuthServer::router_and_openapi`] also returns the
+//! OpenAPI 3.1 document of these endpoints (see [`crate::openapi`]).
+//!
 //! Embedding in an existing axum application:
 //!
 //! ```
@@ -51,7 +54,7 @@ mod revocations;
 mod revoke;
 pub(crate) mod throttle;
 pub(crate) mod token;
-mod users;
+pub(crate) mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +65,8 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+#[cfg(not(feature = "openapi"))]
+use axum::routing::MethodRouter;
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{
@@ -368,6 +372,42 @@ impl AuthServer {
     /// # Errors
     /// [`AuthServerError::Password`] for invalid scrypt parameters.
     pub fn router(self) -> Result<axum::Router, AuthServerError> {
+        #[cfg(feature = "openapi")]
+        return self.router_and_openapi().map(|(router, _)| router);
+        #[cfg(not(feature = "openapi"))]
+        self.build()
+    }
+
+    /// [`router`](Self::router) and the OpenAPI 3.1 document of its JSON endpoints,
+    /// generated from the same registrations (feature `openapi`). Serve the document
+    /// with [`openapi::serve`](crate::openapi::serve), or merge it into your own.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use oauth_core::{AuthServer, memory::*};
+    /// # fn main() -> Result<(), oauth_core::AuthServerError> {
+    /// let (router, doc) = AuthServer::new(
+    ///     Arc::new(MemoryUserStore::default()),
+    ///     Arc::new(MemoryClientRegistry::default()),
+    ///     Arc::new(MemoryTokenStore::default()),
+    /// )
+    /// .router_and_openapi()?;
+    /// assert!(doc.paths.paths.contains_key("/o/token/"));
+    /// let app = router.merge(oauth_core::openapi::serve(doc));
+    /// # let _ = app; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`router`](Self::router).
+    #[cfg(feature = "openapi")]
+    pub fn router_and_openapi(
+        self,
+    ) -> Result<(axum::Router, utoipa::openapi::OpenApi), AuthServerError> {
+        self.build()
+    }
+
+    /// The router, and with feature `openapi` its document.
+    fn build(self) -> Result<Built, AuthServerError> {
         let hasher = match self.hasher {
             Some(h) => h,
             None => PasswordHasher::new(self.scrypt)?,
@@ -437,50 +477,175 @@ impl AuthServer {
         // Browser apps (PKCE public clients) call these from their own origin: CORS
         // for the origins clients registered, and never for /o/authorize/.
         let cors = cors::layer(state.clone());
-        let router = Router::new();
-        let router = both(router, "/o/token/", post(token::token).layer(cors.clone()));
-        let router = both(
+        let router = ApiRouter::default();
+        let router = operations!(router, paths::TOKEN, [post token::token], layer = cors.clone());
+        let router = operations!(
             router,
-            "/o/introspect/",
-            post(introspect::introspect).get(introspect::introspect),
+            paths::INTROSPECT,
+            [post introspect::introspect_post, get introspect::introspect_get]
         );
-        let router = both(
+        let router =
+            operations!(router, paths::REVOKE, [post revoke::revoke], layer = cors.clone());
+        let router = operations!(router, paths::SIGNUP, [post users::signup]);
+        let router = operations!(
             router,
-            "/o/revoke_token/",
-            post(revoke::revoke).layer(cors.clone()),
+            paths::PASSWORD,
+            [put | patch users::change_password]
         );
-        let router = both(router, "/o/revocations/", get(revocations::stream));
-        let router = both(router, "/users/signup/", post(users::signup));
-        let router = both(
-            router,
-            "/users/password/",
-            axum::routing::put(users::change_password).patch(users::change_password),
-        );
-        let router: Router = router
-            .route(
-                "/.well-known/oauth-authorization-server",
-                get(metadata::metadata).layer(cors),
-            )
-            .with_state(state);
+        let router = operations!(router, paths::REVOCATIONS, [get revocations::stream]);
+        let router = operations!(router, paths::METADATA, [get metadata::metadata], layer = cors);
+        #[cfg(feature = "openapi")]
+        let (router, mut doc) = router.with_state(state).split_for_parts();
+        #[cfg(not(feature = "openapi"))]
+        let router: Router = router.with_state(state);
         #[cfg(feature = "pages")]
         let router = match browser_routes {
             Some(pages) => router.merge(pages),
             None => router,
         };
         let trusted: Arc<[IpNet]> = self.trusted_proxies.into();
-        Ok(router
-            .layer(middleware::from_fn(move |req: Request, next: Next| {
-                client_ip::resolve(req, next, trusted.clone())
-            }))
-            .route(
-                "/healthz",
-                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-            )
+        let router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            client_ip::resolve(req, next, trusted.clone())
+        }));
+        // Outside the client-address layer: a health check needs no caller address.
+        let router = operations!(ApiRouter::<()>::from(router), paths::HEALTHZ, [get healthz]);
+        #[cfg(feature = "openapi")]
+        let (router, health) = router.split_for_parts();
+        let router = router
             .layer(DefaultBodyLimit::max(limit))
             .layer(middleware::from_fn(move |req: Request, next: Next| {
                 reject_large(req, next, limit)
-            })))
+            }));
+        #[cfg(feature = "openapi")]
+        {
+            doc.merge(health);
+            finish_document(&mut doc);
+            Ok((router, doc))
+        }
+        #[cfg(not(feature = "openapi"))]
+        Ok(router)
     }
+}
+
+/// The canonical paths of the JSON endpoints (each also answers without its
+/// trailing slash).
+pub(crate) mod paths {
+    pub(crate) const TOKEN: &str = "/o/token/";
+    pub(crate) const INTROSPECT: &str = "/o/introspect/";
+    pub(crate) const REVOKE: &str = "/o/revoke_token/";
+    pub(crate) const SIGNUP: &str = "/users/signup/";
+    pub(crate) const PASSWORD: &str = "/users/password/";
+    pub(crate) const REVOCATIONS: &str = "/o/revocations/";
+    pub(crate) const METADATA: &str = "/.well-known/oauth-authorization-server";
+    pub(crate) const HEALTHZ: &str = "/healthz";
+}
+
+/// The health answer.
+#[derive(serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// `GET /healthz`: the process answers.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = paths::HEALTHZ,
+    tag = "health",
+    responses((status = 200, description = "Alive.", body = Health)),
+))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// The router the JSON endpoints are registered on: with feature `openapi` one that
+/// records each operation's `#[utoipa::path]` in the document as it routes it.
+/// What [`AuthServer::build`] makes.
+#[cfg(feature = "openapi")]
+type Built = (Router, utoipa::openapi::OpenApi);
+#[cfg(not(feature = "openapi"))]
+type Built = Router;
+
+#[cfg(feature = "openapi")]
+type ApiRouter<S = AppState> = utoipa_axum::router::OpenApiRouter<S>;
+#[cfg(not(feature = "openapi"))]
+type ApiRouter<S = AppState> = Router<S>;
+
+/// Routes handlers at `$path` and at `$path` without its trailing slash, each for
+/// the methods named before it (`[post a, put | patch b]`). With feature `openapi` the path and methods are the
+/// ones the handlers' `#[utoipa::path]` attributes name (checked against these in
+/// debug builds) and the operations go into the document; without it, a plain route.
+macro_rules! operations {
+    ($router:expr, $path:expr, [$($($method:ident)|+ $handler:path),+] $(, layer = $layer:expr)?) => {{
+        #[cfg(feature = "openapi")]
+        {
+            let ops = utoipa_axum::routes!($($handler),+);
+            debug_assert_eq!(
+                operation_keys(&ops.1),
+                expected_keys($path, &[$($(stringify!($method)),+),+]),
+                "a handler's #[utoipa::path] disagrees with its route"
+            );
+            $(let ops = utoipa_axum::router::UtoipaMethodRouterExt::layer(ops, $layer);)?
+            crate::openapi::slash_optional($router, ops)
+        }
+        #[cfg(not(feature = "openapi"))]
+        {
+            let route = axum::routing::MethodRouter::new()$($(.$method($handler))+)+;
+            $(let route = route.layer($layer);)?
+            both($router, $path, route)
+        }
+    }};
+}
+use operations;
+
+#[cfg(feature = "openapi")]
+fn operation_keys(paths: &utoipa::openapi::path::Paths) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            [
+                ("get", item.get.is_some()),
+                ("post", item.post.is_some()),
+                ("put", item.put.is_some()),
+                ("patch", item.patch.is_some()),
+                ("delete", item.delete.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(m, _)| (path.clone(), m.to_owned()))
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[cfg(feature = "openapi")]
+fn expected_keys(path: &str, methods: &[&str]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = methods
+        .iter()
+        .map(|m| (path.to_owned(), (*m).to_owned()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Title, security schemes, unique operation ids.
+#[cfg(feature = "openapi")]
+fn finish_document(doc: &mut utoipa::openapi::OpenApi) {
+    doc.info.title = "oauth-core authorization server".to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.description = Some(
+        "RFC 6749 token endpoint, RFC 7662 introspection, RFC 7009 revocation, RFC 8414 \
+         metadata and the account endpoints. Paths are listed with their trailing slash; \
+         each also answers without it. The browser pages (`/o/authorize/`, \
+         `/accounts/…`, `/o/applications/…`, `/admin/…`) are HTML and not described here."
+            .to_owned(),
+    );
+    crate::openapi::add_security_schemes(doc);
+    crate::openapi::unique_operation_ids(doc);
 }
 
 /// A span per request that records the method and the path but never the query
@@ -548,11 +713,18 @@ pub fn trace_layer() -> TraceLayer<
         .on_failure(QuietUnavailable)
 }
 
-/// Routes `path` with and without its trailing slash.
-fn both(router: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> Router<AppState> {
-    router
-        .route(path, route.clone())
-        .route(path.trim_end_matches('/'), route)
+/// Routes `path`, and `path` without its trailing slash when it has one.
+#[cfg(not(feature = "openapi"))]
+fn both<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    path: &str,
+    route: MethodRouter<S>,
+) -> Router<S> {
+    let router = router.route(path, route.clone());
+    match path.strip_suffix('/') {
+        Some(alias) if !alias.is_empty() => router.route(alias, route),
+        _ => router,
+    }
 }
 
 /// Reads the body up front, refusing one over the limit with a JSON 413 — declared

@@ -21,22 +21,120 @@ pub const INTROSPECTION_SCOPE: &str = "introspection";
 
 /// RFC 7662 §2.2 for an active token: DOT's fields plus `iat`, `sub`, `token_type`.
 #[derive(Serialize)]
-struct Active<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ActiveToken))]
+pub(super) struct Active<'a> {
+    /// Always `true`.
+    #[cfg_attr(feature = "openapi", schema(value_type = bool))]
     active: bool,
+    /// Space-separated scopes.
     scope: String,
+    /// Expiry, seconds since the epoch.
     exp: i64,
+    /// Issue time, seconds since the epoch.
     iat: i64,
     client_id: &'a str,
+    /// The user's email; absent for a client's own token.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     username: Option<&'a str>,
+    /// The user's id; absent for a client's own token.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     sub: Option<String>,
+    /// Always `Bearer`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     token_type: &'static str,
 }
 
+/// An inactive, unknown or revoked token: exactly `{"active": false}`.
 #[derive(Serialize)]
-struct Inactive {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = InactiveToken))]
+#[serde(deny_unknown_fields)]
+pub(super) struct Inactive {
+    /// Always `false`.
+    #[cfg_attr(feature = "openapi", schema(value_type = bool))]
     active: bool,
+}
+
+/// The introspection answer: active or not.
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+#[schema(as = Introspection)]
+pub(super) enum IntrospectionAnswer<'a> {
+    Active(Active<'a>),
+    Inactive(Inactive),
+}
+
+/// An RFC 7662 §2.1 introspection request.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(super) struct IntrospectionRequest {
+    /// The token to look at.
+    token: String,
+    /// `access_token` or `refresh_token`; accepted, not needed.
+    #[schema(nullable = false)]
+    #[param(required = false)]
+    token_type_hint: Option<String>,
+    /// Client authentication in the body (instead of Basic).
+    #[schema(nullable = false)]
+    #[param(required = false)]
+    client_id: Option<String>,
+    /// Client authentication in the body (instead of Basic).
+    #[schema(nullable = false)]
+    #[param(required = false)]
+    client_secret: Option<String>,
+}
+
+/// `POST /o/introspect/`: the caller is a confidential client allowed the
+/// `introspection` scope, or holds a bearer token with that scope.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post,
+    path = super::paths::INTROSPECT,
+    tag = "oauth",
+    request_body(
+        content = IntrospectionRequest,
+        content_type = "application/x-www-form-urlencoded",
+    ),
+    security(("client_basic" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, description = "RFC 7662 §2.2.", body = IntrospectionAnswer),
+        crate::openapi::OAuthErrors,
+        crate::openapi::BearerScopeError,
+    ),
+))]
+pub(super) async fn introspect_post(
+    state: State<AppState>,
+    ip: ClientIp,
+    req: Result<OAuthRequest, WebError>,
+) -> Result<Response, OAuthError> {
+    introspect(state, ip, Method::POST, req).await
+}
+
+/// `GET /o/introspect/?token=…`, as DOT answers it.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = super::paths::INTROSPECT,
+    tag = "oauth",
+    params(IntrospectionRequest),
+    security(("client_basic" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, description = "RFC 7662 §2.2.", body = IntrospectionAnswer),
+        crate::openapi::OAuthErrors,
+        crate::openapi::BearerScopeError,
+    ),
+))]
+pub(super) async fn introspect_get(
+    state: State<AppState>,
+    ip: ClientIp,
+    req: Result<OAuthRequest, WebError>,
+) -> Result<Response, OAuthError> {
+    introspect(state, ip, Method::GET, req).await
 }
 
 fn answer(info: Option<&TokenInfo>) -> Response {
@@ -58,7 +156,7 @@ fn answer(info: Option<&TokenInfo>) -> Response {
     response
 }
 
-pub(super) async fn introspect(
+async fn introspect(
     State(state): State<AppState>,
     ip: ClientIp,
     method: Method,

@@ -7,10 +7,14 @@ use serde::Serialize;
 use super::AppState;
 use crate::store::GrantType;
 
+/// RFC 8414 §2 authorization server metadata.
 #[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = AuthorizationServerMetadata))]
 pub(super) struct Metadata {
     issuer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     authorization_endpoint: Option<String>,
     token_endpoint: String,
     introspection_endpoint: String,
@@ -18,17 +22,26 @@ pub(super) struct Metadata {
     scopes_supported: Vec<String>,
     response_types_supported: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     response_modes_supported: Option<[&'static str; 1]>,
     grant_types_supported: Vec<&'static str>,
     token_endpoint_auth_methods_supported: [&'static str; 3],
     introspection_endpoint_auth_methods_supported: [&'static str; 2],
     revocation_endpoint_auth_methods_supported: [&'static str; 3],
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     code_challenge_methods_supported: Option<[&'static str; 1]>,
     authorization_response_iss_parameter_supported: bool,
     service_documentation: &'static str,
 }
 
+/// `GET /.well-known/oauth-authorization-server`.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = super::paths::METADATA,
+    tag = "oauth",
+    responses((status = 200, description = "RFC 8414 metadata.", body = Metadata)),
+))]
 pub(super) async fn metadata(State(state): State<AppState>) -> Json<Metadata> {
     let base = state.issuer_url.as_str();
     let browser = state.browser;

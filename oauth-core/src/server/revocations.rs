@@ -29,6 +29,24 @@ const POLL: Duration = Duration::from_secs(1);
 /// Entries read per query.
 const BATCH: u64 = 256;
 
+/// `GET /o/revocations/`: the log from `Last-Event-ID` on, then live.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = super::paths::REVOCATIONS,
+    tag = "oauth",
+    params(
+        ("Last-Event-ID" = Option<i64>, Header,
+         description = "The last log id the receiver applied; without it the stream starts at the end of the log."),
+    ),
+    security(("client_basic" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200,
+         description = "Server-Sent Events, endless: `token-revoked`, `session-revoked`, `credential-change`, `sync`, `reset` (docs/revocation-events.md); a comment line every second.",
+         content_type = "text/event-stream", body = String),
+        crate::openapi::OAuthErrors,
+        crate::openapi::BearerScopeError,
+    ),
+))]
 pub(super) async fn stream(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -34,15 +34,78 @@ use crate::scope::Scope;
 use crate::secret::{Password, RefreshToken};
 use crate::store::{Client, ClientKind, GrantType, TokenKind};
 
-/// RFC 6749 §5.1, in DOT's key order.
+/// The RFC 6749 §5.1 token answer, in DOT's key order.
 #[derive(Serialize)]
-struct TokenResponse<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenResponse<'a> {
     access_token: &'a str,
+    /// Seconds.
     expires_in: i64,
+    /// Always `Bearer`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^Bearer$"))]
     token_type: &'static str,
+    /// Space-separated scopes.
     scope: String,
+    /// Absent for `client_credentials`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     refresh_token: Option<&'a str>,
+}
+
+/// The grant types of the token endpoint.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_camel_case_types)]
+enum GrantTypeSchema {
+    password,
+    refresh_token,
+    client_credentials,
+    authorization_code,
+}
+
+/// An RFC 6749 §3.2 token request: which parameters each `grant_type` needs.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TokenRequest {
+    #[schema(inline)]
+    grant_type: GrantTypeSchema,
+    /// `password`: the user's email.
+    #[schema(nullable = false)]
+    username: Option<String>,
+    /// `password`: the user's password.
+    #[schema(nullable = false)]
+    password: Option<String>,
+    /// `refresh_token`: the refresh token.
+    #[schema(nullable = false)]
+    refresh_token: Option<String>,
+    /// `authorization_code`: the code.
+    #[schema(nullable = false)]
+    code: Option<String>,
+    /// `authorization_code`: the redirect URI of the authorization request.
+    #[schema(nullable = false)]
+    redirect_uri: Option<String>,
+    /// `authorization_code`: the PKCE verifier (RFC 7636).
+    #[schema(nullable = false)]
+    code_verifier: Option<String>,
+    /// Space-separated scopes (RFC 6749 §3.3).
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    /// Client authentication in the body, or a public client's id.
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    /// Client authentication in the body (instead of Basic).
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 fn token_response(issued: &IssuedTokens) -> Response {
@@ -102,6 +165,21 @@ pub(super) async fn authenticate_client(
     }
 }
 
+/// The token endpoint (RFC 6749 §3.2): one dispatcher on `grant_type`.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post,
+    path = super::paths::TOKEN,
+    tag = "oauth",
+    request_body(
+        content = TokenRequest,
+        content_type = "application/x-www-form-urlencoded",
+    ),
+    security((), ("client_basic" = [])),
+    responses(
+        (status = 200, description = "Tokens (RFC 6749 §5.1).", body = TokenResponse),
+        crate::openapi::OAuthErrors,
+    ),
+))]
 pub(super) async fn token(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -32,9 +32,58 @@ fn check_password(
     }
 }
 
+/// A sign-up, as JSON or a form.
+#[cfg(feature = "openapi")]
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignupRequest {
+    email: String,
+    password: String,
+    /// The password again.
+    password2: String,
+}
+
+/// A password change, as JSON or a form.
+#[cfg(feature = "openapi")]
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PasswordChangeRequest {
+    old_password: String,
+    password: String,
+    /// The new password again.
+    password2: String,
+}
+
+/// The account created.
+#[cfg(feature = "openapi")]
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignedUp {
+    email: String,
+}
+
+/// `{}`: the password was changed.
+#[cfg(feature = "openapi")]
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PasswordChanged {}
+
 /// `POST /users/signup/` → 201 `{"email"}`. Rate-limited per source address
 /// ([`ThrottleConfig::signups_per_ip`](super::ThrottleConfig::signups_per_ip)), each
 /// request counted before any work, as DRF's throttles run before the view.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post,
+    path = super::paths::SIGNUP,
+    tag = "users",
+    request_body(content(
+        (SignupRequest = "application/json"),
+        (SignupRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "Signed up.", body = SignedUp),
+        crate::openapi::DrfErrors,
+    ),
+))]
 pub(super) async fn signup(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -112,6 +161,21 @@ pub(super) async fn signup(
 /// `PUT|PATCH /users/password/` → 200 `{}`. Every token of the user is revoked
 /// except those of the grant that made the request: the session that changed the
 /// password stays signed in, every other session must sign in again.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    method(put, patch),
+    path = super::paths::PASSWORD,
+    tag = "users",
+    request_body(content(
+        (PasswordChangeRequest = "application/json"),
+        (PasswordChangeRequest = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; the user's other sessions end.", body = PasswordChanged),
+        crate::openapi::DrfErrors,
+        crate::openapi::DrfAuthErrors,
+    ),
+))]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -26,7 +26,7 @@ use oauth_core::RevocationLog as _;
 use oauth_core::pages::Pages;
 use oauth_core::pages::tower_sessions::ExpiredDeletion as _;
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
-use oauth_core::{AuthServer, GrantStore as _, PasswordHasher};
+use oauth_core::{AuthServer, GrantStore as _, PasswordHasher, ThrottleStore as _};
 
 use crate::config::Config;
 
@@ -60,7 +60,11 @@ async fn main() -> Result<(), Error> {
         commands::seed_demo_clients(&store, &config).await?;
         commands::log_demo_authorization(&store, &config).await?;
     }
-    tokio::spawn(housekeeping(store.clone(), config.revocation_retention));
+    tokio::spawn(housekeeping(
+        store.clone(),
+        config.revocation_retention,
+        config.throttle.failure_reset,
+    ));
     let app = app(store, &config)?;
     let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
@@ -101,10 +105,16 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
     Ok(router.layer(oauth_core::server::trace_layer()))
 }
 
-/// Every ten minutes: deletes expired browser sessions and authorization codes, and
+/// Every ten minutes: deletes expired browser sessions and authorization codes,
 /// revocation log entries older than the retention (a resource server resuming
-/// from before it flushes its cache instead).
-async fn housekeeping(store: Arc<SeaOrmStore>, revocation_retention: std::time::Duration) {
+/// from before it flushes its cache instead), and failure counters past
+/// `AUTH_FAILURE_RESET_SECONDS` (they count as zero already; on SQLite the
+/// counters are in memory and the table stays empty).
+async fn housekeeping(
+    store: Arc<SeaOrmStore>,
+    revocation_retention: std::time::Duration,
+    failure_reset: std::time::Duration,
+) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         every.tick().await;
@@ -118,6 +128,11 @@ async fn housekeeping(store: Arc<SeaOrmStore>, revocation_retention: std::time::
         let before = chrono::Utc::now().timestamp().saturating_sub(retention);
         if let Err(e) = store.purge_revocations(before).await {
             tracing::warn!(error = %e, "could not delete old revocation log entries");
+        }
+        let reset = i64::try_from(failure_reset.as_secs()).unwrap_or(i64::MAX);
+        let before = chrono::Utc::now().timestamp().saturating_sub(reset);
+        if let Err(e) = store.purge_throttle(before).await {
+            tracing::warn!(error = %e, "could not delete old failure counters");
         }
     }
 }

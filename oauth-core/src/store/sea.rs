@@ -13,6 +13,7 @@ mod revocations;
 #[cfg(feature = "pages")]
 mod sessions;
 mod sqlite_reader;
+mod throttle;
 
 /// The sea-orm this store is built on, for embedders that add tables of their own.
 pub use sea_orm;

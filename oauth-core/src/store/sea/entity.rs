@@ -8,5 +8,6 @@ pub mod consent;
 pub mod revocation;
 pub mod revocation_purged;
 pub mod session;
+pub mod throttle;
 pub mod token;
 pub mod user;

@@ -9,6 +9,7 @@ mod m20261122_000003_create_tokens;
 mod m20261128_000004_authorization_code;
 mod m20261128_000005_admin_log;
 mod m20261128_000006_revocation_log;
+mod m20261128_000007_throttle;
 
 /// Runs the store's migrations: `Migrator::up(&db, None)`, or let
 /// [`SeaOrmStore::open`](super::SeaOrmStore::open) do it.
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_authorization_code::Migration),
             Box::new(m20261128_000005_admin_log::Migration),
             Box::new(m20261128_000006_revocation_log::Migration),
+            Box::new(m20261128_000007_throttle::Migration),
         ]
     }
 

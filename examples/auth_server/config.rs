@@ -54,6 +54,7 @@ impl Config {
         Cleanup {
             token_retention: self.token_retention,
             revocation_retention: self.revocation_retention,
+            failure_reset: self.throttle.failure_reset,
             batch_size: self.clear_batch_size.max(1),
             batch_pause: self.clear_batch_pause,
             ..Cleanup::at(chrono::Utc::now().timestamp())

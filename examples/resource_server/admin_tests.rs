@@ -18,17 +18,17 @@ use serde_json::{Value, json};
 use crate::tests::{PASSWORD, World, world};
 
 /// A response as a browser sees it.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
     /// The URL it answered.
     url: String,
 }
 
 impl Page {
     /// The absolute URL of the Location header.
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         let loc = self
             .headers
             .get(LOCATION)
@@ -53,7 +53,7 @@ impl Page {
     }
 
     /// The value of the first input called `name`.
-    fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\"");
         let at = self
             .body
@@ -72,7 +72,7 @@ impl Page {
 
 /// A browser: cookies by name (both servers are on 127.0.0.1, and cookies are
 /// per host), no automatic redirects.
-struct Agent {
+pub(crate) struct Agent {
     http: reqwest::Client,
     cookies: HashMap<String, String>,
     /// Every `Set-Cookie` seen, for attribute checks.
@@ -80,7 +80,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -125,12 +125,17 @@ impl Agent {
         }
     }
 
-    async fn get(&mut self, url: &str) -> Page {
+    pub(crate) async fn get(&mut self, url: &str) -> Page {
         let req = self.http.get(url);
         self.send(url, req).await
     }
 
-    async fn post(&mut self, url: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
         let mut req = self.http.post(url).form(form);
         for (k, v) in headers {
             req = req.header(*k, *v);

@@ -22,6 +22,8 @@ mod db;
 mod env;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod instances_tests;
 mod items;
 mod migration;
 #[path = "../common/ops.rs"]

@@ -77,4 +77,5 @@ pub use store::{
     StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery, TokenRecord, TokenStore, UnixTime,
     UnknownGrantType, User, UserFlags, UserId, UserOrder, UserQuery, UserStore, memory,
 };
+pub use store::{FailureCount, ThrottleStore};
 pub use token::{RandomnessUnavailable, TOKEN_BYTES, TokenHash, generate_token};

@@ -88,7 +88,7 @@ use crate::issuer::{OpaqueTokenIssuer, STAFF_SCOPE, TokenIssuer, TokenLifetimes}
 use crate::password::{PasswordError, PasswordHasher, PasswordPolicy, ScryptParams};
 use crate::scope::Scope;
 use crate::store::{
-    ClientRegistry, GrantStore, RefreshGrace, RevocationLog, TokenStore, UserStore,
+    ClientRegistry, GrantStore, RefreshGrace, RevocationLog, ThrottleStore, TokenStore, UserStore,
 };
 
 /// Why an [`AuthServer`] could not be built.
@@ -123,6 +123,7 @@ pub struct AuthServer {
     scrypt: ScryptParams,
     policy: PasswordPolicy,
     throttle: ThrottleConfig,
+    throttle_store: Option<Arc<dyn ThrottleStore>>,
     trusted_proxies: Vec<IpNet>,
     lifetimes: TokenLifetimes,
     refresh_grace: RefreshGrace,
@@ -143,6 +144,10 @@ impl std::fmt::Debug for AuthServer {
             .field("staff_scopes", &self.staff_scopes)
             .field("lifetimes", &self.lifetimes)
             .field("throttle", &self.throttle)
+            .field(
+                "shared_throttle",
+                &self.throttle_store.as_ref().is_some_and(|s| s.shared()),
+            )
             .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
@@ -173,6 +178,7 @@ impl AuthServer {
             scrypt: ScryptParams::PRODUCTION,
             policy: PasswordPolicy::default(),
             throttle: ThrottleConfig::default(),
+            throttle_store: None,
             trusted_proxies: Vec::new(),
             lifetimes: TokenLifetimes::default(),
             refresh_grace: RefreshGrace::default(),
@@ -188,13 +194,27 @@ impl AuthServer {
 
     /// A server over one store that keeps users, clients, tokens, codes, consents
     /// and the revocation log (such as [`SeaOrmStore`](crate::sea::SeaOrmStore)).
+    /// When the store is [shared](ThrottleStore::shared) between instances
+    /// (`SeaOrmStore` on PostgreSQL), the brute-force detector's failure counters
+    /// are kept there too; otherwise (SQLite) in this process's memory.
     pub fn from_store<S>(store: Arc<S>) -> Self
     where
-        S: UserStore + ClientRegistry + TokenStore + GrantStore + RevocationLog + 'static,
+        S: UserStore
+            + ClientRegistry
+            + TokenStore
+            + GrantStore
+            + RevocationLog
+            + ThrottleStore
+            + 'static,
     {
-        Self::new(store.clone(), store.clone(), store.clone())
+        let server = Self::new(store.clone(), store.clone(), store.clone())
             .grant_store(store.clone())
-            .revocation_log(store)
+            .revocation_log(store.clone());
+        if store.shared() {
+            server.throttle_store(store)
+        } else {
+            server
+        }
     }
 
     /// The log the token store appends its revocations to (usually the token store
@@ -303,6 +323,17 @@ impl AuthServer {
     /// Brute-force limits and the sign-up rate limit.
     pub fn throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = config;
+        self
+    }
+
+    /// Where the brute-force detector keeps its failure counters (default: this
+    /// process's memory, or the store given to [`from_store`](Self::from_store)
+    /// when it is shared between instances). A store shared by every instance
+    /// makes the thresholds hold across them; it is read once per password check
+    /// and per client authentication not already known good, and written only on
+    /// failures. Sign-up windows stay in each process.
+    pub fn throttle_store(mut self, counters: Arc<dyn ThrottleStore>) -> Self {
+        self.throttle_store = Some(counters);
         self
     }
 
@@ -456,7 +487,7 @@ impl AuthServer {
             issuer,
             hasher,
             policy: self.policy,
-            throttle: Throttle::new(self.throttle, self.clock.clone()),
+            throttle: Throttle::new(self.throttle, self.clock.clone(), self.throttle_store),
             clock: self.clock,
             scopes: self.scopes,
             staff_scopes: self.staff_scopes,

@@ -11,12 +11,16 @@ pub mod memory;
 mod revocations;
 #[cfg(feature = "sea-orm")]
 pub mod sea;
+mod throttle;
 
 pub use admin::{AdminLog, LogEntry, NewLogEntry, Page, TokenQuery, UserOrder, UserQuery};
 pub use grant::{AuthorizationCode, Consent, GrantStore, Redemption};
 pub use revocations::{
     RevocationBatch, RevocationEvent, RevocationKind, RevocationLog, RevokedTokens,
 };
+#[cfg(feature = "server")]
+pub use throttle::MemoryThrottleStore;
+pub use throttle::{FailureCount, ThrottleStore};
 
 use std::fmt;
 use std::str::FromStr;

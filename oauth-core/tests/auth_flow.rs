@@ -120,6 +120,33 @@ async fn sixty_four_concurrent_refreshes_one_wins(h: &Harness) {
     assert_eq!(ok, 1, "exactly one refresh succeeds");
 }
 
+/// The throttling tests, on SQLite (counters in the process) and on PostgreSQL
+/// (counters in the shared database): one policy, whichever keeps the counters.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_counters { $(
+            #[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+        )* }
+        mod shared_counters { $(
+            #[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await;
+            }
+        )* }
+    };
+}
+
+on_both_backends!(
+    a_guessing_source_waits_longer_each_time_and_the_owner_still_signs_in,
+    failed_logins_are_throttled_per_source,
+    every_spelling_of_an_account_counts_against_one_counter,
+    a_client_secret_guesser_does_not_lock_the_client_out,
+    password_guesses_through_password_change_are_throttled
+);
+
 fn from(ip: [u8; 4], mut req: Request<Body>) -> Request<Body> {
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::from((ip, 40000))));
@@ -171,8 +198,7 @@ fn retry_after(r: &common::Reply) -> u64 {
 /// Per (account, source): the guessing source waits, the wait doubles with each
 /// failure past the threshold up to the ceiling, and the owner signs in from
 /// another source meanwhile. Per account, from all sources: a higher ceiling.
-#[tokio::test]
-async fn a_guessing_source_waits_longer_each_time_and_the_owner_still_signs_in() {
+async fn a_guessing_source_waits_longer_each_time_and_the_owner_still_signs_in(backend: Backend) {
     let throttle = ThrottleConfig {
         per_account_source: 3,
         per_account: 8,
@@ -180,7 +206,10 @@ async fn a_guessing_source_waits_longer_each_time_and_the_owner_still_signs_in()
         max_wait: Duration::from_secs(200),
         ..common::lenient()
     };
-    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let Some(h) = Harness::new(backend, throttle).await else {
+        common::postgres_skipped();
+        return;
+    };
     h.user("ann@example.com").await;
     let (guesser, owner) = ([10, 0, 0, 1], [10, 0, 0, 2]);
     for _ in 0..3 {
@@ -239,13 +268,15 @@ async fn a_guessing_source_waits_longer_each_time_and_the_owner_still_signs_in()
 }
 
 /// Failures for many accounts from one source add up per source.
-#[tokio::test]
-async fn failed_logins_are_throttled_per_source() {
+async fn failed_logins_are_throttled_per_source(backend: Backend) {
     let throttle = ThrottleConfig {
         per_ip: 5,
         ..common::lenient()
     };
-    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let Some(h) = Harness::new(backend, throttle).await else {
+        common::postgres_skipped();
+        return;
+    };
     h.user("ann@example.com").await;
     h.user("bob@example.com").await;
     let ip = [10, 0, 0, 1];
@@ -267,13 +298,15 @@ async fn failed_logins_are_throttled_per_source() {
 
 /// Spellings of one account (blanks, case) share one counter: the counter cannot be
 /// walked around by typing the address differently.
-#[tokio::test]
-async fn every_spelling_of_an_account_counts_against_one_counter() {
+async fn every_spelling_of_an_account_counts_against_one_counter(backend: Backend) {
     let throttle = ThrottleConfig {
         per_account_source: 2,
         ..common::lenient()
     };
-    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let Some(h) = Harness::new(backend, throttle).await else {
+        common::postgres_skipped();
+        return;
+    };
     h.user("ann@x.com").await;
     let ip = [10, 0, 0, 1];
     for spelling in [" ann@x.com", "ANN@x.com "] {
@@ -296,13 +329,15 @@ async fn every_spelling_of_an_account_counts_against_one_counter() {
 /// A stranger guessing `rs-id`'s secret slows down only itself: the real resource
 /// server, from another address, keeps working, and a secret already verified is
 /// never refused, whatever its source.
-#[tokio::test]
-async fn a_client_secret_guesser_does_not_lock_the_client_out() {
+async fn a_client_secret_guesser_does_not_lock_the_client_out(backend: Backend) {
     let throttle = ThrottleConfig {
         per_client: 3,
         ..common::lenient()
     };
-    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let Some(h) = Harness::new(backend, throttle).await else {
+        common::postgres_skipped();
+        return;
+    };
     let (guesser, rs) = ([203, 0, 113, 9], [10, 0, 0, 2]);
     let introspect =
         |ip, secret| form_request(ip, "/o/introspect/", ("rs-id", secret), &[("token", "x")]);
@@ -353,13 +388,15 @@ async fn a_client_secret_guesser_does_not_lock_the_client_out() {
     h.cleanup().await;
 }
 
-#[tokio::test]
-async fn password_guesses_through_password_change_are_throttled() {
+async fn password_guesses_through_password_change_are_throttled(backend: Backend) {
     let throttle = ThrottleConfig {
         per_account_source: 2,
         ..common::lenient()
     };
-    let h = Harness::new(Backend::Sqlite, throttle).await.unwrap();
+    let Some(h) = Harness::new(backend, throttle).await else {
+        common::postgres_skipped();
+        return;
+    };
     h.user("ann@example.com").await;
     let token = h
         .login("ann@example.com", PASSWORD)

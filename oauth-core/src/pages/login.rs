@@ -17,7 +17,7 @@ use super::{CheckedForm, PagesState, safe_next};
 use crate::email::Email;
 use crate::secret::Password;
 use crate::server::ClientIp;
-use crate::server::throttle::{Key, account_key};
+use crate::server::throttle::{Key, Refused, account_key};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct NextQuery {
@@ -83,22 +83,26 @@ pub(crate) async fn submit(
     let app = &pages.app;
     let account = account_key(&username);
     let keys = ip.account_keys(&account);
-    if let Err(wait) = app.throttle.check(&keys) {
-        crate::metrics::throttled();
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        return render(
-            &pages,
-            &session,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            &username,
-            Some(format!(
-                "Too many failed attempts. Please wait {minutes} minute{} and try again.",
-                if minutes == 1 { "" } else { "s" }
-            )),
-        )
-        .await;
-    }
+    let checked = match app.throttle.check(&keys).await {
+        Ok(checked) => checked,
+        Err(Refused::Store(e)) => return pages.internal(&e).await,
+        Err(Refused::Wait(wait)) => {
+            crate::metrics::throttled();
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            return render(
+                &pages,
+                &session,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                &username,
+                Some(format!(
+                    "Too many failed attempts. Please wait {minutes} minute{} and try again.",
+                    if minutes == 1 { "" } else { "s" }
+                )),
+            )
+            .await;
+        }
+    };
     let user = match Email::parse(&username) {
         Ok(email) => page_try!(pages.ok(app.users.user_by_email(&email).await).await),
         Err(_) => None,
@@ -120,7 +124,7 @@ pub(crate) async fn submit(
         Some(u) if ok => u,
         _ => {
             crate::metrics::auth_failure("password");
-            app.throttle.fail(&keys);
+            app.throttle.fail(&keys).await;
             return render(
                 &pages,
                 &session,
@@ -132,7 +136,9 @@ pub(crate) async fn submit(
             .await;
         }
     };
-    app.throttle.clear(Key::AccountFrom(&account, ip.0));
+    app.throttle
+        .succeeded(&checked, Key::AccountFrom(&account, ip.0))
+        .await;
     // An old-format hash is replaced before the session is made, so the session's
     // credential fingerprint is the new hash's.
     let mut password_hash = user.password_hash.clone();

@@ -9,6 +9,10 @@
 //! higher ceiling (guessing spread over many addresses); failed client
 //! authentications count per (client, source address). Every failure also counts
 //! per source address. Sign-ups are rate-limited per source address in fixed windows.
+//!
+//! The counters live in a [`ThrottleStore`]: this process's memory by default, or
+//! a database every instance shares (PostgreSQL), so that the thresholds hold
+//! across instances. A check is one read of the keys involved; only failures write.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::email::Email;
+use crate::store::{MemoryThrottleStore, StoreError, ThrottleStore};
 
 /// Brute-force limits. `Default` (Keycloak's brute-force detector's wait numbers):
 ///
@@ -94,20 +99,45 @@ pub(crate) enum Key<'a> {
 }
 
 #[derive(Debug)]
-struct Counter {
-    failures: AtomicU32,
-    /// Unix milliseconds of the last failure (or of the window's start, for sign-ups).
-    at: AtomicI64,
+struct Window {
+    taken: AtomicU32,
+    /// Unix milliseconds of the window's start.
+    started: AtomicI64,
 }
 
-/// Failure counters in a bounded in-memory cache. Each server process counts on its
-/// own: behind a load balancer with N instances an attacker gets N times the budget.
-#[derive(Debug, Clone)]
+/// Why [`Throttle::check`] refused.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// A key is waiting this long yet.
+    Wait(Duration),
+    /// The counters could not be read (answered like any store failure: 503 when
+    /// the database is unavailable, else 500).
+    Store(StoreError),
+}
+
+/// What [`Throttle::check`] saw: the keys that had failures counted, so that a
+/// success clears a counter only where there is one (a success writes nothing).
+#[derive(Debug, Default)]
+pub(crate) struct Checked(Vec<String>);
+
+/// The detector: the policy ([`ThrottleConfig`]) over failure counters kept in a
+/// [`ThrottleStore`] — this process's memory, or a database shared by every
+/// instance. Sign-up windows are always counted in this process.
+#[derive(Clone)]
 pub(crate) struct Throttle {
-    counters: moka::sync::Cache<String, Arc<Counter>>,
-    signups: moka::sync::Cache<String, Arc<Counter>>,
+    counters: Arc<dyn ThrottleStore>,
+    signups: moka::sync::Cache<String, Arc<Window>>,
     config: ThrottleConfig,
     clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("config", &self.config)
+            .field("shared", &self.counters.shared())
+            .finish_non_exhaustive()
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -125,12 +155,15 @@ fn source(ip: Option<IpAddr>) -> String {
 }
 
 impl Throttle {
-    pub(crate) fn new(config: ThrottleConfig, clock: Arc<dyn Clock>) -> Self {
+    /// The detector over `counters`, or over counters in this process's memory.
+    pub(crate) fn new(
+        config: ThrottleConfig,
+        clock: Arc<dyn Clock>,
+        counters: Option<Arc<dyn ThrottleStore>>,
+    ) -> Self {
         Self {
-            counters: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(config.failure_reset.max(Duration::from_secs(1)))
-                .build(),
+            counters: counters
+                .unwrap_or_else(|| Arc::new(MemoryThrottleStore::new(config.failure_reset))),
             signups: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.signup_window.max(Duration::from_secs(1)))
@@ -144,7 +177,7 @@ impl Throttle {
         self.clock.now().timestamp_millis()
     }
 
-    /// The cache key and the threshold of `key`.
+    /// The counter's key and the threshold of `key`.
     fn key(&self, key: Key<'_>) -> (String, u32) {
         let c = &self.config;
         match key {
@@ -162,74 +195,86 @@ impl Throttle {
         Some(doubled.min(self.config.max_wait))
     }
 
-    /// `Err(retry_after)` while any of the keys is waiting.
-    pub(crate) fn check(&self, keys: &[Key<'_>]) -> Result<(), Duration> {
+    /// `Err(Refused::Wait(retry_after))` while any of the keys is waiting. One read
+    /// of the counters (one indexed query when they are in a database).
+    pub(crate) async fn check(&self, keys: &[Key<'_>]) -> Result<Checked, Refused> {
+        let named: Vec<(String, u32)> = keys.iter().map(|&k| self.key(k)).collect();
+        let texts: Vec<&str> = named.iter().map(|(k, _)| k.as_str()).collect();
+        let counts = self
+            .counters
+            .failure_counts(&texts)
+            .await
+            .map_err(Refused::Store)?;
         let now = self.now();
+        let reset = millis(self.config.failure_reset);
         let mut wait: Option<Duration> = None;
-        for &k in keys {
-            let (key, threshold) = self.key(k);
-            let Some(c) = self.counters.get(&key) else {
+        let mut counted = Vec::new();
+        for ((key, threshold), count) in named.into_iter().zip(counts) {
+            let Some(c) = count else {
                 continue;
             };
-            let last = c.at.load(Ordering::Relaxed);
-            if now.saturating_sub(last) >= millis(self.config.failure_reset) {
+            if now.saturating_sub(c.last_failure) >= reset {
                 continue;
             }
-            let Some(w) = self.wait(c.failures.load(Ordering::Relaxed), threshold) else {
+            counted.push(key);
+            let Some(w) = self.wait(c.failures, threshold) else {
                 continue;
             };
-            let left = last.saturating_add(millis(w)).saturating_sub(now);
+            let left = c.last_failure.saturating_add(millis(w)).saturating_sub(now);
             if let Ok(left @ 1..) = u64::try_from(left) {
                 let left = whole_seconds(left);
                 wait = Some(wait.map_or(left, |d| d.max(left)));
             }
         }
-        wait.map_or(Ok(()), Err)
+        wait.map_or(Ok(Checked(counted)), |w| Err(Refused::Wait(w)))
     }
 
-    /// Counts one failure against each key.
-    pub(crate) fn fail(&self, keys: &[Key<'_>]) {
-        let now = self.now();
-        for &k in keys {
-            let (key, _) = self.key(k);
-            let c = self.counters.get_with(key, || {
-                Arc::new(Counter {
-                    failures: AtomicU32::new(0),
-                    at: AtomicI64::new(now),
-                })
-            });
-            let last = c.at.swap(now, Ordering::Relaxed);
-            if now.saturating_sub(last) >= millis(self.config.failure_reset) {
-                c.failures.store(1, Ordering::Relaxed);
-            } else {
-                c.failures.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Counts one failure against each key (one statement when the counters are in
+    /// a database). A failure to count is logged: the request fails anyway.
+    pub(crate) async fn fail(&self, keys: &[Key<'_>]) {
+        let named: Vec<String> = keys.iter().map(|&k| self.key(k).0).collect();
+        let texts: Vec<&str> = named.iter().map(String::as_str).collect();
+        if let Err(e) = self
+            .counters
+            .record_failure(&texts, self.now(), millis(self.config.failure_reset))
+            .await
+        {
+            tracing::error!(error = %e, "could not count an authentication failure");
         }
     }
 
-    /// Forgets a key's failures (an account's from the source it signed in from).
-    pub(crate) fn clear(&self, key: Key<'_>) {
-        self.counters.invalidate(&self.key(key).0);
+    /// After a success: forgets the failures of `key` (an account's from the source
+    /// it signed in from) — only if [`check`](Self::check) saw some, so a success
+    /// with nothing to forget writes nothing.
+    pub(crate) async fn succeeded(&self, checked: &Checked, key: Key<'_>) {
+        let (key, _) = self.key(key);
+        if !checked.0.contains(&key) {
+            return;
+        }
+        if let Err(e) = self.counters.clear_failures(&key).await {
+            tracing::warn!(error = %e, "could not clear a failure counter");
+        }
     }
 
     /// Takes one sign-up from the source's window, or `Err(retry_after)` when the
-    /// window is used up.
+    /// window is used up. Counted in this process: the limit guards this process's
+    /// password-hashing threads, and a sign-up request adds no write of its own.
     pub(crate) fn take_signup(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
         let now = self.now();
         let window = millis(self.config.signup_window);
         let c = self.signups.get_with(source(ip), || {
-            Arc::new(Counter {
-                failures: AtomicU32::new(0),
-                at: AtomicI64::new(now),
+            Arc::new(Window {
+                taken: AtomicU32::new(0),
+                started: AtomicI64::new(now),
             })
         });
-        let started = c.at.load(Ordering::Relaxed);
+        let started = c.started.load(Ordering::Relaxed);
         if now.saturating_sub(started) >= window {
-            c.at.store(now, Ordering::Relaxed);
-            c.failures.store(1, Ordering::Relaxed);
+            c.started.store(now, Ordering::Relaxed);
+            c.taken.store(1, Ordering::Relaxed);
             return Ok(());
         }
-        if c.failures.fetch_add(1, Ordering::Relaxed) < self.config.signups_per_ip {
+        if c.taken.fetch_add(1, Ordering::Relaxed) < self.config.signups_per_ip {
             return Ok(());
         }
         let left = started.saturating_add(window).saturating_sub(now);
@@ -256,37 +301,47 @@ mod tests {
                 signup_window: Duration::from_secs(600),
             },
             Arc::new(clock.clone()),
+            None,
         )
     }
 
-    #[test]
-    fn waits_double_past_the_threshold_up_to_the_ceiling() {
+    async fn waiting(t: &Throttle, keys: &[Key<'_>]) -> Result<(), Duration> {
+        match t.check(keys).await {
+            Ok(_) => Ok(()),
+            Err(Refused::Wait(w)) => Err(w),
+            Err(Refused::Store(e)) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn waits_double_past_the_threshold_up_to_the_ceiling() {
         let clock = ManualClock::at(1_800_000_000);
         let t = throttle(&clock);
         let ip: IpAddr = [127, 0, 0, 1].into();
         let keys = [Key::AccountFrom("ann@example.com", Some(ip))];
-        t.fail(&keys);
-        assert!(t.check(&keys).is_ok());
-        t.fail(&keys);
-        assert_eq!(t.check(&keys), Err(Duration::from_secs(60)));
+        t.fail(&keys).await;
+        assert!(waiting(&t, &keys).await.is_ok());
+        t.fail(&keys).await;
+        assert_eq!(waiting(&t, &keys).await, Err(Duration::from_secs(60)));
         // Another source is not held back.
         let other = [Key::AccountFrom("ann@example.com", None)];
-        assert!(t.check(&other).is_ok());
+        assert!(waiting(&t, &other).await.is_ok());
         clock.advance(60);
-        assert!(t.check(&keys).is_ok());
-        t.fail(&keys);
-        assert_eq!(t.check(&keys), Err(Duration::from_secs(120)));
+        assert!(waiting(&t, &keys).await.is_ok());
+        t.fail(&keys).await;
+        assert_eq!(waiting(&t, &keys).await, Err(Duration::from_secs(120)));
         clock.advance(120);
-        t.fail(&keys);
-        assert_eq!(t.check(&keys), Err(Duration::from_secs(200)));
+        t.fail(&keys).await;
+        assert_eq!(waiting(&t, &keys).await, Err(Duration::from_secs(200)));
         // Forgotten after the quiet period.
         clock.advance(3600);
-        assert!(t.check(&keys).is_ok());
-        t.fail(&keys);
-        assert!(t.check(&keys).is_ok());
-        t.clear(keys[0]);
-        t.fail(&keys);
-        assert!(t.check(&keys).is_ok());
+        assert!(waiting(&t, &keys).await.is_ok());
+        t.fail(&keys).await;
+        assert!(waiting(&t, &keys).await.is_ok());
+        let checked = t.check(&keys).await.ok().unwrap();
+        t.succeeded(&checked, keys[0]).await;
+        t.fail(&keys).await;
+        assert!(waiting(&t, &keys).await.is_ok());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::client_auth::{self, Presented};
 use super::error::{OAuthError, OAuthErrorCode, no_store};
-use super::throttle::{Key, account_key};
+use super::throttle::{Key, Refused, account_key};
 use super::{AppState, ClientIp};
 use crate::email::Email;
 use crate::issuer::{GrantRequest, IssuedTokens, IssuerError, has_any, without};
@@ -141,6 +141,8 @@ pub(super) fn form_body(
 /// Authenticates the client of an `/o/*` request, counting failures per (client,
 /// source address). A source that is waiting is refused unless it presents a secret
 /// already verified: a stranger guessing a client's secret never locks the client out.
+/// Such a secret (the remembered-success cache) is not even checked against the
+/// counters: a busy resource server's introspections read no counter.
 pub(super) async fn authenticate_client(
     state: &AppState,
     ip: &ClientIp,
@@ -148,20 +150,26 @@ pub(super) async fn authenticate_client(
 ) -> Result<(Client, Presented), OAuthError> {
     let presented = presented.ok_or_else(|| OAuthError::invalid_client(true))?;
     let keys = ip.client_keys(&presented.client_id);
-    if let Err(wait) = state.throttle.check(&keys)
-        && !state.client_auth.known_good(&presented).await
-    {
-        return Err(OAuthError::throttled(wait));
+    if !state.client_auth.known_good(&presented).await {
+        state.throttle.check(&keys).await.map_err(refused)?;
     }
     match state.client_auth.authenticate(&presented).await {
         Ok(client) => Ok((client, presented)),
         Err(e) => {
             if e.code() == OAuthErrorCode::InvalidClient {
                 crate::metrics::auth_failure("client");
-                state.throttle.fail(&keys);
+                state.throttle.fail(&keys).await;
             }
             Err(e)
         }
+    }
+}
+
+/// The answer to a throttled request, or to counters that could not be read.
+pub(super) fn refused(r: Refused) -> OAuthError {
+    match r {
+        Refused::Wait(wait) => OAuthError::throttled(wait),
+        Refused::Store(e) => OAuthError::internal(&e),
     }
 }
 
@@ -299,7 +307,7 @@ async fn password_grant(
     let scope = negotiate(state, client, body.unique_value("scope").as_deref(), true)?;
     let account = account_key(&username);
     let keys = ip.account_keys(&account);
-    state.throttle.check(&keys).map_err(OAuthError::throttled)?;
+    let checked = state.throttle.check(&keys).await.map_err(refused)?;
 
     let user = match Email::parse(&username) {
         Ok(email) => state
@@ -324,12 +332,15 @@ async fn password_grant(
         Some(user) if ok => user,
         _ => {
             crate::metrics::auth_failure("password");
-            state.throttle.fail(&keys);
+            state.throttle.fail(&keys).await;
             return Err(OAuthError::new(OAuthErrorCode::InvalidGrant)
                 .describe("Invalid credentials given."));
         }
     };
-    state.throttle.clear(Key::AccountFrom(&account, ip.0));
+    state
+        .throttle
+        .succeeded(&checked, Key::AccountFrom(&account, ip.0))
+        .await;
     // Checked once the password is: a wrong password answers invalid_grant alike.
     if wants_staff_scope(state, &scope) && !user.is_staff {
         return Err(staff_only());

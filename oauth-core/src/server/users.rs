@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::ClientIp;
 use super::bearer::UserToken;
+use super::throttle::Refused;
 use crate::api::{ApiError, CharField, FieldErrors, parse_body};
 use crate::email::Email;
 use crate::secret::Password;
@@ -206,7 +207,10 @@ pub(super) async fn change_password(
         })?;
     let account = user.email.key();
     let keys = ip.account_keys(&account);
-    state.throttle.check(&keys).map_err(ApiError::Throttled)?;
+    state.throttle.check(&keys).await.map_err(|r| match r {
+        Refused::Wait(wait) => ApiError::Throttled(wait),
+        Refused::Store(e) => ApiError::internal(&e),
+    })?;
 
     let mut errors = FieldErrors::default();
     let old = CharField::new("old_password").read(&fields, &mut errors);
@@ -220,7 +224,7 @@ pub(super) async fn change_password(
             .map_err(|e| ApiError::internal(&e))?;
         if !ok {
             crate::metrics::auth_failure("password");
-            state.throttle.fail(&keys);
+            state.throttle.fail(&keys).await;
             errors.add("old_password", WRONG_OLD);
         }
     }

@@ -14,6 +14,7 @@ mod revocations;
 #[cfg(feature = "pages")]
 mod sessions;
 mod sqlite_reader;
+mod throttle;
 
 pub use housekeeping::{Cleanup, Cleared};
 /// The sea-orm this store is built on, for embedders that add tables of their own.

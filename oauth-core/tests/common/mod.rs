@@ -220,6 +220,11 @@ impl Harness {
     /// A second server instance over the same PostgreSQL schema, with its own
     /// connection pool: what another process sharing the database would be.
     pub async fn second_instance(&self) -> Router {
+        self.second_instance_with(lenient()).await
+    }
+
+    /// As [`second_instance`](Self::second_instance), with these throttle limits.
+    pub async fn second_instance_with(&self, throttle: ThrottleConfig) -> Router {
         let (url, schema) = self
             .pg
             .as_ref()
@@ -232,7 +237,7 @@ impl Harness {
         AuthServer::from_store(store)
             .password_hasher(self.hasher.clone())
             .clock(Arc::new(self.clock.clone()))
-            .throttle(lenient())
+            .throttle(throttle)
             .issuer_url("https://auth.example.test")
             .router()
             .unwrap()

@@ -9,5 +9,6 @@ pub mod import_ledger;
 pub mod revocation;
 pub mod revocation_purged;
 pub mod session;
+pub mod throttle;
 pub mod token;
 pub mod user;

@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::entity::{code, session, token};
 use super::{SeaOrmStore, backend};
-use crate::store::{RevocationLog as _, StoreError, UnixTime};
+use crate::store::{RevocationLog as _, StoreError, ThrottleStore as _, UnixTime};
 
 /// What [`SeaOrmStore::clear_expired`] deletes, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,10 @@ pub struct Cleanup {
     /// Revocation log entries older than this are deleted; a receiver resuming
     /// from before them gets a reset.
     pub revocation_retention: Duration,
+    /// Failure counters (PostgreSQL's shared throttle) quiet for this long are
+    /// deleted: they count as zero already
+    /// ([`ThrottleConfig::failure_reset`](crate::ThrottleConfig::failure_reset)).
+    pub failure_reset: Duration,
     /// Rows deleted per statement (DOT's `CLEAR_EXPIRED_TOKENS_BATCH_SIZE`).
     pub batch_size: u64,
     /// Pause between two batches (DOT's `CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL`).
@@ -38,6 +42,7 @@ impl Cleanup {
             now,
             token_retention: Duration::from_secs(24 * 3600),
             revocation_retention: Duration::from_secs(24 * 3600),
+            failure_reset: crate::ThrottleConfig::default().failure_reset,
             batch_size: 10_000,
             batch_pause: Duration::ZERO,
         }
@@ -55,14 +60,17 @@ pub struct Cleared {
     pub sessions: u64,
     /// Revocation log entries.
     pub revocations: u64,
+    /// Failure counters.
+    pub failure_counters: u64,
 }
 
 impl std::fmt::Display for Cleared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} tokens, {} authorization codes, {} sessions, {} revocation log entries",
-            self.tokens, self.codes, self.sessions, self.revocations
+            "{} tokens, {} authorization codes, {} sessions, {} revocation log entries, \
+             {} failure counters",
+            self.tokens, self.codes, self.sessions, self.revocations, self.failure_counters
         )
     }
 }
@@ -106,6 +114,9 @@ impl SeaOrmStore {
             .rows_affected;
         cleared.revocations = self
             .purge_revocations(c.now.saturating_sub(secs(c.revocation_retention)))
+            .await?;
+        cleared.failure_counters = self
+            .purge_throttle(c.now.saturating_sub(secs(c.failure_reset)))
             .await?;
         Ok(cleared)
     }

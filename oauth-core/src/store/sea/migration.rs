@@ -10,6 +10,7 @@ mod m20261128_000004_authorization_code;
 mod m20261128_000005_admin_log;
 mod m20261128_000006_revocation_log;
 mod m20261128_000007_import_ledger;
+mod m20261128_000008_throttle;
 
 /// Runs the store's migrations: `Migrator::up(&db, None)`, or let
 /// [`SeaOrmStore::open`](super::SeaOrmStore::open) do it.
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_admin_log::Migration),
             Box::new(m20261128_000006_revocation_log::Migration),
             Box::new(m20261128_000007_import_ledger::Migration),
+            Box::new(m20261128_000008_throttle::Migration),
         ]
     }
 

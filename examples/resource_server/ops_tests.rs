@@ -80,6 +80,14 @@ async fn metrics_are_exported_and_move_and_readiness_follows_the_auth_server() {
             .unwrap()
             .status()
     };
+    let items = async |url: &str, token: &str| {
+        http.get(format!("{url}/items/"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
     assert_eq!(ready(&auth.url()).await, StatusCode::OK);
     assert_eq!(ready(&rs.url()).await, StatusCode::OK);
 
@@ -103,21 +111,12 @@ async fn metrics_are_exported_and_move_and_readiness_follows_the_auth_server() {
         .unwrap();
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     for _ in 0..3 {
-        let r = http
-            .get(format!("{}/items/", rs.url()))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(items(&rs.url(), &access).await, StatusCode::OK);
     }
-    let bad = http
-        .get(format!("{}/items/", rs.url()))
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        items(&rs.url(), "not-a-token").await,
+        StatusCode::UNAUTHORIZED
+    );
     let refreshed = http
         .post(format!("{}/o/token/", auth.url()))
         .basic_auth("rs-id", Some("rs-secret"))
@@ -156,13 +155,7 @@ async fn metrics_are_exported_and_move_and_readiness_follows_the_auth_server() {
     // The refresh revoked the first access token: the stream carries it.
     let revoked = tokio::time::Instant::now();
     loop {
-        let r = http
-            .get(format!("{}/items/", rs.url()))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == StatusCode::UNAUTHORIZED {
+        if items(&rs.url(), &access).await == StatusCode::UNAUTHORIZED {
             break;
         }
         assert!(revoked.elapsed() < std::time::Duration::from_secs(2));
@@ -227,23 +220,14 @@ async fn metrics_are_exported_and_move_and_readiness_follows_the_auth_server() {
         &dir.path().join("rs2.log"),
     )
     .await;
-    let r = http
-        .get(format!("{}/items/", fresh.url()))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        items(&fresh.url(), &access).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(ready(&fresh.url()).await, StatusCode::SERVICE_UNAVAILABLE);
     auth.restart().await;
     assert_eq!(ready(&auth.url()).await, StatusCode::OK);
     // The next call reaches it again (the token was revoked by the refresh): ready.
-    let r = http
-        .get(format!("{}/items/", fresh.url()))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(items(&fresh.url(), &access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(ready(&fresh.url()).await, StatusCode::OK);
 }

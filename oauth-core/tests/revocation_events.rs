@@ -36,8 +36,12 @@ async fn latest(h: &Harness) -> i64 {
     h.store.revocations_after(0, 1).await.unwrap().latest
 }
 
-fn token_entry(e: &RevocationEvent) -> TokenHash {
-    match &e.tokens {
+/// The one entry logged after `mark`, which must name one token.
+async fn one_token_entry(h: &Harness, mark: i64) -> TokenHash {
+    let events = log_after(h, mark).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, RevocationKind::TokenRevoked);
+    match &events[0].tokens {
         RevokedTokens::Token(h) => *h,
         other => panic!("expected a token entry, got {other:?}"),
     }
@@ -51,51 +55,26 @@ async fn every_revocation_source_is_logged(h: &Harness) {
 
     // Refresh rotation: the rotated-away access token ends.
     let mark = latest(h).await;
-    let rotated = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-        )
-        .await;
+    let rotated = h.refresh(&refresh).await;
     assert_eq!(rotated.status, StatusCode::OK);
-    let events = log_after(h, mark).await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].kind, RevocationKind::TokenRevoked);
-    assert_eq!(token_entry(&events[0]), TokenHash::of(&access));
+    assert_eq!(one_token_entry(h, mark).await, TokenHash::of(&access));
 
     // Replay of the old refresh token: the family's live access token ends.
     let mark = latest(h).await;
-    let replay = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-        )
-        .await;
+    let replay = h.refresh(&refresh).await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
-    let events = log_after(h, mark).await;
-    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
-        token_entry(&events[0]),
+        one_token_entry(h, mark).await,
         TokenHash::of(&rotated.str("access_token"))
     );
 
     // RFC 7009, by the refresh token: the family's access token ends.
     let second = h.login("ann@example.com", PASSWORD).await;
     let mark = latest(h).await;
-    let revoked = h
-        .post_form(
-            "/o/revoke_token/",
-            Some(("rs-id", "rs-secret")),
-            &[("token", &second.str("refresh_token"))],
-        )
-        .await;
+    let revoked = h.revoke(&second.str("refresh_token")).await;
     assert_eq!(revoked.status, StatusCode::OK);
-    let events = log_after(h, mark).await;
-    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
-        token_entry(&events[0]),
+        one_token_entry(h, mark).await,
         TokenHash::of(&second.str("access_token"))
     );
 
@@ -215,6 +194,23 @@ fn stream_request(last_event_id: Option<i64>, auth: Option<&str>) -> Request<Bod
     req.body(Body::empty()).unwrap()
 }
 
+/// The first `n` events of the stream for `rs-id` resuming after `last`.
+async fn first_events(
+    h: &Harness,
+    last: Option<i64>,
+    n: usize,
+) -> Vec<(String, String, serde_json::Value)> {
+    let rs = basic_header("rs-id", "rs-secret");
+    let res = h
+        .router
+        .clone()
+        .oneshot(stream_request(last, Some(&rs)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    read_events(&mut res.into_body(), n).await
+}
+
 /// The stream: who may read it, live entries, resume, and reset after a purge.
 async fn the_stream_serves_resumes_and_resets(h: &Harness) {
     let rs = basic_header("rs-id", "rs-secret");
@@ -249,12 +245,7 @@ async fn the_stream_serves_resumes_and_resets(h: &Harness) {
 
     let login = h.login("bob@example.com", PASSWORD).await;
     let access = login.str("access_token");
-    h.post_form(
-        "/o/revoke_token/",
-        Some(("rs-id", "rs-secret")),
-        &[("token", &access)],
-    )
-    .await;
+    h.revoke(&access).await;
     let live = read_events(&mut body, 1).await;
     assert_eq!(live[0].1, "token-revoked");
     assert_eq!(
@@ -265,39 +256,18 @@ async fn the_stream_serves_resumes_and_resets(h: &Harness) {
     assert!(revoked_id > start);
 
     // Resuming from before it replays it, then says it is caught up.
-    let res = h
-        .router
-        .clone()
-        .oneshot(stream_request(Some(start), Some(&rs)))
-        .await
-        .unwrap();
-    let mut body = res.into_body();
-    let replay = read_events(&mut body, 2).await;
+    let replay = first_events(h, Some(start), 2).await;
     assert_eq!(replay[0].0, revoked_id.to_string());
     assert_eq!(replay[0].1, "token-revoked");
     assert_eq!(replay[1].1, "sync");
 
     // Purged past the receiver's position: a reset, then caught up.
     h.store.purge_revocations(h.clock.unix() + 1).await.unwrap();
-    let res = h
-        .router
-        .clone()
-        .oneshot(stream_request(Some(start), Some(&rs)))
-        .await
-        .unwrap();
-    let mut body = res.into_body();
-    let reset = read_events(&mut body, 2).await;
+    let reset = first_events(h, Some(start), 2).await;
     assert_eq!(reset[0].1, "reset");
     assert_eq!(reset[1].1, "sync");
     // …and a receiver already past the purge resumes without one.
-    let res = h
-        .router
-        .clone()
-        .oneshot(stream_request(Some(revoked_id), Some(&rs)))
-        .await
-        .unwrap();
-    let mut body = res.into_body();
-    assert_eq!(read_events(&mut body, 1).await[0].1, "sync");
+    assert_eq!(first_events(h, Some(revoked_id), 1).await[0].1, "sync");
 
     // A malformed Last-Event-ID is refused.
     let res = h
@@ -426,13 +396,7 @@ async fn revocations_reach_a_follower(a: &Harness, b_router: Router, label: &str
             .str("access_token");
         rs.authenticate(&token).await.expect("active on B");
         let revoked_at = Instant::now();
-        let r = a
-            .post_form(
-                "/o/revoke_token/",
-                Some(("rs-id", "rs-secret")),
-                &[("token", &token)],
-            )
-            .await;
+        let r = a.revoke(&token).await;
         assert_eq!(r.status, StatusCode::OK);
         until(
             "the revocation reaches B's cache",
@@ -506,13 +470,7 @@ async fn while_the_stream_is_down_the_cap_holds_and_missed_entries_follow() {
     .await;
     rs.authenticate(&t2).await.unwrap();
     let revoke = async |t: &str| {
-        let r = h
-            .post_form(
-                "/o/revoke_token/",
-                Some(("rs-id", "rs-secret")),
-                &[("token", t)],
-            )
-            .await;
+        let r = h.revoke(t).await;
         assert_eq!(r.status, StatusCode::OK);
     };
     revoke(&t1).await;

@@ -323,6 +323,29 @@ impl Harness {
         .await
     }
 
+    /// The refresh grant through `rs-id` with Basic auth.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post_form(
+            "/o/token/",
+            Some(("rs-id", "rs-secret")),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// RFC 7009 revocation by `rs-id` with Basic auth.
+    pub async fn revoke(&self, token: &str) -> Reply {
+        self.post_form(
+            "/o/revoke_token/",
+            Some(("rs-id", "rs-secret")),
+            &[("token", token)],
+        )
+        .await
+    }
+
     pub async fn introspect(&self, token: &str) -> Value {
         let r = self
             .post_form(

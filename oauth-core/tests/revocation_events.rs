@@ -22,7 +22,7 @@ use oauth_core::resource::{
 };
 use oauth_core::{
     Clock as _, RevocationEvent, RevocationKind, RevocationLog, RevokedTokens, TokenHash,
-    TokenStore,
+    TokenStore, UserStore as _,
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
@@ -515,4 +515,78 @@ async fn while_the_stream_is_down_the_cap_holds_and_missed_entries_follow() {
         rs_long.authenticate(&t3).await,
         Err(AuthError::InvalidToken)
     );
+}
+
+/// PostgreSQL's short cache of token lookups: a revocation or a user change on
+/// this instance shows at once; one committed by another instance as soon as
+/// PostgreSQL notifies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cached_lookups_follow_revocations_and_user_changes() {
+    let Some(a) = Harness::new(common::Backend::Postgres, common::lenient()).await else {
+        common::postgres_skipped();
+        return;
+    };
+    let b = a.second_instance().await;
+    let introspect_b = async |token: &str| {
+        let res = b
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/o/introspect/")
+                    .header(header::AUTHORIZATION, basic_header("rs-id", "rs-secret"))
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(common::encode(&[("token", token)])))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["active"] == true
+    };
+    let user = a.user("erin@example.com").await;
+    let login = async || {
+        a.login("erin@example.com", PASSWORD)
+            .await
+            .str("access_token")
+    };
+
+    // Revoked on A: B's (cached) answer follows within the notification.
+    let token = login().await;
+    assert!(introspect_b(&token).await && introspect_b(&token).await);
+    let started = Instant::now();
+    assert_eq!(a.revoke(&token).await.status, StatusCode::OK);
+    let took = until(
+        "B sees the revocation",
+        Duration::from_secs(1),
+        async || !introspect_b(&token).await,
+    )
+    .await;
+    eprintln!(
+        "revoked on A, inactive on B after {took:?} ({:?} since the request)",
+        started.elapsed()
+    );
+
+    // On the instance itself: at once, for revocations and user changes alike.
+    let token = login().await;
+    assert!(a.active(&token).await && a.active(&token).await);
+    a.revoke(&token).await;
+    assert!(!a.active(&token).await, "revoked here: inactive at once");
+    let token = login().await;
+    assert!(a.active(&token).await);
+    a.store
+        .set_user_flags(
+            user,
+            oauth_core::UserFlags {
+                is_active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        !a.active(&token).await,
+        "deactivated here: inactive at once"
+    );
+    a.cleanup().await;
 }

@@ -15,6 +15,7 @@ mod revocations;
 mod sessions;
 mod sqlite_reader;
 mod throttle;
+mod token_cache;
 
 pub use housekeeping::{Cleanup, Cleared};
 /// The sea-orm this store is built on, for embedders that add tables of their own.
@@ -43,6 +44,7 @@ use self::ordering::{Key, lock, retry};
 use self::revocations::Wakeups;
 pub(crate) use self::revocations::revoke_logged;
 use self::sqlite_reader::{SqliteReader, TokenRow};
+use self::token_cache::TokenCache;
 use super::{
     Client, ClientRegistry, GrantType, NewUser, Page, RefreshGrace, RevocationKind, RevokedTokens,
     RotatedToken, Rotation, StoreError, TokenFamily, TokenKind, TokenOwner, TokenQuery,
@@ -69,6 +71,7 @@ pub struct StoreConfig {
     acquire_timeout: Duration,
     schema: Option<String>,
     inline_reads: bool,
+    token_cache: Duration,
 }
 
 impl StoreConfig {
@@ -82,6 +85,7 @@ impl StoreConfig {
             acquire_timeout: Duration::from_secs(3),
             schema: None,
             inline_reads: true,
+            token_cache: Duration::from_secs(1),
         }
     }
 
@@ -121,6 +125,19 @@ impl StoreConfig {
     #[must_use]
     pub fn inline_reads(mut self, on: bool) -> Self {
         self.inline_reads = on;
+        self
+    }
+
+    /// How long a PostgreSQL store reuses a token lookup for introspection
+    /// (default 1 s; zero: never). Revocations and user changes made through this
+    /// store empty the cache at once, revocations committed by other instances
+    /// when PostgreSQL notifies them (milliseconds), anything else within this
+    /// lifetime. Only found tokens are kept: a token issued a moment ago on
+    /// another instance is never "unknown" here. SQLite reads inline instead
+    /// ([`inline_reads`](Self::inline_reads)) and has no such cache.
+    #[must_use]
+    pub fn token_cache(mut self, lifetime: Duration) -> Self {
+        self.token_cache = lifetime;
         self
     }
 
@@ -211,10 +228,20 @@ impl SeaOrmStore {
         } else {
             None
         };
+        let postgres = db.get_database_backend() == DbBackend::Postgres;
+        let wakeups = Arc::new(Wakeups::new(
+            (postgres && !config.token_cache.is_zero())
+                .then(|| TokenCache::new(config.token_cache, 100_000)),
+            postgres.then(|| config.url.clone()),
+        ));
+        if wakeups.tokens.is_some() {
+            // Revocations committed elsewhere must empty the cache.
+            wakeups.listen();
+        }
         Ok(Self {
             db,
             reader,
-            wakeups: Arc::default(),
+            wakeups,
         })
     }
 
@@ -532,6 +559,8 @@ impl UserStore for SeaOrmStore {
         }
         if flags != UserFlags::default() {
             found(update.exec(&self.db).await.map_err(backend)?.rows_affected)?;
+            // Introspection reports the owner's activity and staff scopes.
+            self.wakeups.forget_tokens();
         }
         self.user_by_id(id).await?.ok_or(StoreError::NotFound)
     }
@@ -558,6 +587,8 @@ impl UserStore for SeaOrmStore {
             .exec(&self.db)
             .await
             .map_err(backend)?;
+        // Its tokens went with it (foreign keys).
+        self.wakeups.forget_tokens();
         Ok(res.rows_affected > 0)
     }
 }
@@ -682,6 +713,11 @@ impl TokenStore for SeaOrmStore {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(TokenRecord, Option<TokenOwner>)>, StoreError> {
+        let cache = self.wakeups.tokens.as_ref();
+        if let Some(hit) = cache.and_then(|c| c.get(hash)) {
+            return Ok(Some(hit));
+        }
+        let epoch = cache.map(TokenCache::epoch);
         let found = match self.read_inline(hash) {
             Some(found) => found,
             None => token::Entity::find()
@@ -706,7 +742,11 @@ impl TokenStore for SeaOrmStore {
                 },
             )
             .transpose()?;
-        Ok(Some((token.try_into()?, owner)))
+        let found = (token.try_into()?, owner);
+        if let (Some(cache), Some(epoch)) = (cache, epoch) {
+            cache.keep(*hash, &found, epoch);
+        }
+        Ok(Some(found))
     }
 
     async fn rotate_refresh(

@@ -13,6 +13,7 @@ use sea_orm::{
 };
 
 use super::entity::{revocation, revocation_purged, token};
+use super::token_cache::TokenCache;
 use super::{SeaOrmStore, backend, corrupt};
 use crate::store::revocations::Signal;
 use crate::store::{
@@ -30,11 +31,50 @@ const CHANNEL: &str = "oauth_revocations";
 pub(super) struct Wakeups {
     signal: Signal,
     listening: AtomicBool,
+    /// Emptied before every wake-up: a revocation here, or notified from elsewhere.
+    pub(super) tokens: Option<TokenCache>,
+    /// The database URL, for the `LISTEN` connection (PostgreSQL only): a
+    /// connection of its own, outside the pool.
+    pub(super) listen_url: Option<String>,
 }
 
 impl Wakeups {
+    /// With a cache of token lookups to empty at every wake-up.
+    pub(super) fn new(tokens: Option<TokenCache>, listen_url: Option<String>) -> Self {
+        Self {
+            tokens,
+            listen_url,
+            ..Self::default()
+        }
+    }
+
+    /// After a revocation committed here, or was notified from another process:
+    /// cached lookups go first, then the streams wake (and re-read the log).
     pub(super) fn wake(&self) {
+        self.forget_tokens();
         self.signal.wake();
+    }
+
+    /// Empties the lookup cache, if there is one (a user changed).
+    pub(super) fn forget_tokens(&self) {
+        if let Some(cache) = &self.tokens {
+            cache.flush();
+        }
+    }
+
+    /// Starts relaying PostgreSQL notifications, once.
+    pub(super) fn listen(self: &Arc<Self>) {
+        let Some(url) = &self.listen_url else {
+            return;
+        };
+        if !self.listening.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(listen(url.clone(), Arc::clone(self)));
+                }
+                Err(_) => self.listening.store(false, Ordering::Release),
+            }
+        }
     }
 }
 
@@ -224,16 +264,7 @@ impl RevocationLog for SeaOrmStore {
 
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         let receiver = self.wakeups.signal.subscribe();
-        if self.db.get_database_backend() == DbBackend::Postgres
-            && !self.wakeups.listening.swap(true, Ordering::AcqRel)
-        {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn(listen(self.db.clone(), Arc::clone(&self.wakeups)));
-                }
-                Err(_) => self.wakeups.listening.store(false, Ordering::Release),
-            }
-        }
+        self.wakeups.listen();
         receiver
     }
 }
@@ -241,11 +272,11 @@ impl RevocationLog for SeaOrmStore {
 /// Relays PostgreSQL notifications of [`CHANNEL`] to the in-process signal, for as
 /// long as the process runs; reconnects after a failure (and wakes the readers, who
 /// may have missed something meanwhile).
-async fn listen(db: sea_orm::DatabaseConnection, wakeups: Arc<Wakeups>) {
+async fn listen(url: String, wakeups: Arc<Wakeups>) {
     use sea_orm::sqlx::postgres::PgListener;
     loop {
         let listener = async {
-            let mut l = PgListener::connect_with(db.get_postgres_connection_pool()).await?;
+            let mut l = PgListener::connect(&url).await?;
             l.listen(CHANNEL).await?;
             Ok::<_, sea_orm::sqlx::Error>(l)
         };

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../../examples/common/cargo_env.rs"]
+mod cargo_env;
+
 pub fn quick() -> bool {
     std::env::var("QUICK").is_ok_and(|v| v == "1" || v == "true")
 }
@@ -50,25 +53,9 @@ pub fn example(name: &str) -> PathBuf {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    // `cargo bench` runs this process with the package's variables set
-    // (CARGO_MANIFEST_DIR, CARGO_PKG_*, …). Some build scripts (ring's) track such
-    // variables, so passing them on made this build and the next `cargo bench`
-    // rebuild each other's dependencies every time: 3 minutes each way.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "OUT_DIR",
-            ]
-            .contains(&&*name)
-        {
-            build.env_remove(&*name);
-        }
-    }
+    // Without it this build and the next `cargo bench` rebuilt each other's
+    // dependencies every time: 3 minutes each way.
+    cargo_env::remove_cargo_run_vars(&mut build);
     let status = build
         .args(["build", "--quiet", "--profile", profile, "--examples"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))

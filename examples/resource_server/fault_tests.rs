@@ -162,6 +162,18 @@ impl As {
         assert_eq!(a.status, StatusCode::OK, "introspection: {}", a.body);
         a.json()["active"].as_bool().unwrap()
     }
+
+    /// Revokes `token` (RFC 7009) and returns the status answered.
+    pub(crate) async fn revoke(&self, token: &str) -> reqwest::Result<StatusCode> {
+        let r = self
+            .http
+            .post(format!("{}/o/revoke_token/", self.url))
+            .basic_auth("rs-id", Some("rs-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await?;
+        Ok(r.status())
+    }
 }
 
 /// What the clients of the kill -9 test were told had happened.

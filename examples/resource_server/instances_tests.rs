@@ -287,15 +287,7 @@ async fn two_auth_servers_on_one_postgres_database() {
     let (mut at_b, mut at_rs) = (Vec::new(), Vec::new());
     for token in &tokens {
         let revoked = Instant::now();
-        let r = on_a
-            .http
-            .post(format!("{}/o/revoke_token/", a.url()))
-            .basic_auth("rs-id", Some("rs-secret"))
-            .form(&[("token", token.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(on_a.revoke(token).await.unwrap(), StatusCode::OK);
         // Measured from the revocation request's start.
         let answered = revoked.elapsed();
         let (b_took, rs_took) = tokio::join!(
@@ -338,15 +330,7 @@ async fn two_auth_servers_on_one_postgres_database() {
     assert_eq!(items(&http, &rs, &capped).await, StatusCode::OK);
     proxy.set_cut(true);
     for token in [&capped, &replayed] {
-        let r = on_a
-            .http
-            .post(format!("{}/o/revoke_token/", a.url()))
-            .basic_auth("rs-id", Some("rs-secret"))
-            .form(&[("token", token.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(on_a.revoke(token).await.unwrap(), StatusCode::OK);
     }
     let revoked = Instant::now();
     assert_eq!(

@@ -15,6 +15,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../common/cargo_env.rs"]
+mod cargo_env;
+
 /// The two example servers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Example {
@@ -77,25 +80,7 @@ fn build_examples(dir: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("no target directory above {}", dir.display()))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(&cargo);
-    // The variables cargo sets for the test it runs must not reach this build:
-    // some build scripts (ring's) track them, and passing them on would make this
-    // build and the next `cargo test` rebuild each other's dependencies.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "OUT_DIR",
-            ]
-            .contains(&&*name)
-        {
-            build.env_remove(&*name);
-        }
-    }
+    cargo_env::remove_cargo_run_vars(&mut build);
     let out = build
         .args(["build", "--quiet", "--profile", &profile])
         .args(["--example", "auth_server", "--example", "resource_server"])

@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::browser::{Browser, pairs};
-use common::{Backend, Harness, lenient};
+use common::{Backend, Harness, Reply, lenient};
 use oauth_core::django::{DjangoSource, ImportOptions, ImportReport, import};
 use oauth_core::sea::sea_orm::{
     ConnectOptions, ConnectionTrait as _, Database, DbBackend, Statement, Value as SqlValue,
 };
-use oauth_core::{ClientRegistry as _, Email, UserStore as _};
+use oauth_core::{ClientRegistry as _, Email, User, UserStore as _};
 use serde_json::json;
 
 /// Users who can sign in, with their plaintext passwords.
@@ -120,13 +120,52 @@ where
     panic!("{what}: its hash was not replaced by ours");
 }
 
-async fn password_hash(h: &Harness, email: &str) -> Option<String> {
+async fn user(h: &Harness, email: &str) -> User {
     h.store
         .user_by_email(&Email::parse(email).unwrap())
         .await
         .unwrap()
         .unwrap()
-        .password_hash
+}
+
+async fn password_hash(h: &Harness, email: &str) -> Option<String> {
+    user(h, email).await.password_hash
+}
+
+/// The status of the password grant for `email` and `password`.
+async fn login_status(h: &Harness, email: &str, password: &str) -> StatusCode {
+    h.login(email, password).await.status
+}
+
+/// The refresh grant with `refresh_token`, by `rs-id`.
+async fn refresh(h: &Harness, refresh_token: &str) -> Reply {
+    h.post_form(
+        "/o/token/",
+        Some(("rs-id", "rs-secret")),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// A copy of the fixture in `dir`; returns its URL.
+fn copy_of_fixture(dir: &std::path::Path) -> String {
+    let copy = dir.join("dot.sqlite3");
+    std::fs::copy(fixture(), &copy).unwrap();
+    format!("sqlite://{}", copy.display())
+}
+
+/// Runs `changes` on the SQLite database at `url`, as DOT (or damage) would.
+async fn change_sqlite(url: &str, changes: &[&str]) {
+    let mut opts = ConnectOptions::new(format!("{url}?mode=rw"));
+    opts.sqlx_logging(false);
+    let db = Database::connect(opts).await.unwrap();
+    for sql in changes {
+        db.execute_unprepared(sql).await.unwrap();
+    }
+    db.close().await.unwrap();
 }
 
 /// Signs in at `/accounts/login/` as a browser does.
@@ -153,9 +192,9 @@ async fn users_sign_in_with_the_token_endpoint(h: &Harness) {
         assert_eq!(r.status, StatusCode::OK, "{email}: {}", r.json);
         eventually_scrypt(email, || password_hash(h, email)).await;
         // And again, now with our hash.
-        assert_eq!(h.login(email, password).await.status, StatusCode::OK);
+        assert_eq!(login_status(h, email, password).await, StatusCode::OK);
         assert_eq!(
-            h.login(email, "wrong-password").await.status,
+            login_status(h, email, "wrong-password").await,
             StatusCode::BAD_REQUEST
         );
     }
@@ -186,19 +225,8 @@ async fn the_inactive_and_the_unusable_cannot_sign_in(h: &Harness) {
         assert_eq!(r.json["error"], "invalid_grant");
         assert_eq!(page_login(h, email, password).await, StatusCode::OK);
     }
-    let inactive = h
-        .store
-        .user_by_email(&Email::parse("inactive@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!inactive.is_active);
-    let admin = h
-        .store
-        .user_by_email(&Email::parse("pbkdf2@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(!user(h, "inactive@example.com").await.is_active);
+    let admin = user(h, "pbkdf2@example.com").await;
     assert!(admin.is_staff && admin.is_superuser && admin.is_active);
     assert_eq!(admin.date_joined.to_rfc3339(), "2024-01-02T03:04:05+00:00");
     assert!(admin.last_login.is_some());
@@ -207,22 +235,20 @@ async fn the_inactive_and_the_unusable_cannot_sign_in(h: &Harness) {
 async fn applications_authenticate_with_their_secrets(h: &Harness) {
     for (id, secret) in APPS {
         // Revocation authenticates the client and answers 200 for any token.
-        let r = h
-            .post_form(
+        let revoke = |secret| {
+            h.post_form(
                 "/o/revoke_token/",
                 Some((id, secret)),
                 &[("token", "nothing")],
             )
-            .await;
+        };
+        let r = revoke(secret).await;
         assert_eq!(r.status, StatusCode::OK, "{id}: {:?}", r.json);
-        let r = h
-            .post_form(
-                "/o/revoke_token/",
-                Some((id, "wrong")),
-                &[("token", "nothing")],
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{id}");
+        assert_eq!(
+            revoke("wrong").await.status,
+            StatusCode::UNAUTHORIZED,
+            "{id}"
+        );
         eventually_scrypt(id, || async {
             h.store.client(id).await.unwrap().unwrap().secret_hash
         })
@@ -281,16 +307,7 @@ async fn live_tokens_keep_working(h: &Harness) {
         assert_eq!(h.introspect(dead).await, json!({"active": false}), "{dead}");
     }
     // A refresh token rotates as in DOT, within its family.
-    let r = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "live-refresh-pbkdf2"),
-            ],
-        )
-        .await;
+    let r = refresh(h, "live-refresh-pbkdf2").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["scope"], "read write");
     assert!(
@@ -298,27 +315,9 @@ async fn live_tokens_keep_working(h: &Harness) {
         "the family's old access token ends"
     );
     // The refresh token of an expired access token still works, as in DOT.
-    let r = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "refresh-bcrypt"),
-            ],
-        )
-        .await;
+    let r = refresh(h, "refresh-bcrypt").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "revoked-refresh-sha1"),
-            ],
-        )
-        .await;
+    let r = refresh(h, "revoked-refresh-sha1").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
 }
 
@@ -423,14 +422,10 @@ async fn bad_source_rows_are_skipped_not_fatal() {
     // A copy of the fixture with a damaged user, application and token, and with
     // DOT 1.x's columns only (no token_checksum, no hash_client_secret).
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("dot.sqlite3");
-    std::fs::copy(fixture(), &copy).unwrap();
-    let url = format!("sqlite://{}", copy.display());
-    {
-        let mut opts = ConnectOptions::new(format!("{url}?mode=rw"));
-        opts.sqlx_logging(false);
-        let db = Database::connect(opts).await.unwrap();
-        for sql in [
+    let url = copy_of_fixture(dir.path());
+    change_sqlite(
+        &url,
+        &[
             "PRAGMA foreign_keys = OFF",
             "UPDATE users_customuser SET email = 'not an email' WHERE email = 'sha1@example.com'",
             "UPDATE users_customuser SET password = 'md5$salt$5f4dcc3b5aa765d61d8327deb882cf99' WHERE email = 'scrypt@example.com'",
@@ -444,11 +439,9 @@ async fn bad_source_rows_are_skipped_not_fatal() {
             "DROP INDEX oauth2_provider_refreshtoken_token_checksum_revoked_46c81d1d_uniq",
             "ALTER TABLE oauth2_provider_refreshtoken DROP COLUMN token_checksum",
             "ALTER TABLE oauth2_provider_application DROP COLUMN hash_client_secret",
-        ] {
-            db.execute_unprepared(sql).await.unwrap();
-        }
-        db.close().await.unwrap();
-    }
+        ],
+    )
+    .await;
     let h = harness(Backend::Sqlite).await.unwrap();
     assert!(DjangoSource::connect(&url, None).await.is_err());
     let source = DjangoSource::connect(&url, Some("users_customuser"))
@@ -476,9 +469,7 @@ async fn bad_source_rows_are_skipped_not_fatal() {
     // clear are hashed, hashed ones recognised.
     assert!(h.active("live-access-pbkdf2").await);
     assert_eq!(
-        h.login("pbkdf2@example.com", "pbkdf2_sha256-pass-1234")
-            .await
-            .status,
+        login_status(&h, "pbkdf2@example.com", "pbkdf2_sha256-pass-1234").await,
         StatusCode::OK
     );
     h.cleanup().await;
@@ -640,36 +631,28 @@ async fn postgres_source_login_page_and_dry_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_import_brings_what_changed_in_django() {
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("dot.sqlite3");
-    std::fs::copy(fixture(), &copy).unwrap();
-    let url = format!("sqlite://{}", copy.display());
     let h = harness(Backend::Sqlite).await.unwrap();
+    let url = copy_of_fixture(dir.path());
     assert_first_import(&run(&h, &url, false).await);
     // argon2@ signs in here first: their hash is ours now.
     assert_eq!(
-        h.login("argon2@example.com", "argon2-pass-1234")
-            .await
-            .status,
+        login_status(&h, "argon2@example.com", "argon2-pass-1234").await,
         StatusCode::OK
     );
     eventually_scrypt("argon2@", || password_hash(&h, "argon2@example.com")).await;
-    {
-        let mut opts = ConnectOptions::new(format!("{url}?mode=rw"));
-        opts.sqlx_logging(false);
-        let db = Database::connect(opts).await.unwrap();
-        // What DOT does on a refresh, by hand; and bcrypt@ changes their password
-        // at DOT (to "sha1@"'s hash, whose password is known).
-        for sql in [
+    // What DOT does on a refresh, by hand; and bcrypt@ changes their password
+    // at DOT (to "sha1@"'s hash, whose password is known).
+    change_sqlite(
+        &url,
+        &[
             "PRAGMA foreign_keys = OFF",
             "UPDATE oauth2_provider_refreshtoken SET revoked = '2026-01-01 00:00:00', access_token_id = NULL WHERE token = 'live-refresh-pbkdf2'",
             "DELETE FROM oauth2_provider_accesstoken WHERE token = 'live-access-pbkdf2'",
             "INSERT INTO oauth2_provider_accesstoken (token, token_checksum, expires, scope, application_id, user_id, created, updated, resource) VALUES ('new-access-pbkdf2', '', '2100-01-01 00:00:00', 'read write', 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '[]')",
             "UPDATE users_customuser SET password = (SELECT password FROM users_customuser WHERE email = 'sha1@example.com') WHERE email = 'bcrypt@example.com'",
-        ] {
-            db.execute_unprepared(sql).await.unwrap();
-        }
-        db.close().await.unwrap();
-    }
+        ],
+    )
+    .await;
     let second = run(&h, &url, false).await;
     let text = second.to_string();
     assert_eq!(second.users.updated, 1, "{text}");
@@ -684,29 +667,16 @@ async fn a_second_import_brings_what_changed_in_django() {
     assert!(!h.active("live-access-pbkdf2").await);
     assert!(h.active("new-access-pbkdf2").await);
     assert!(h.active("live-access-argon2").await);
-    let r = h
-        .post_form(
-            "/o/token/",
-            Some(("rs-id", "rs-secret")),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "live-refresh-pbkdf2"),
-            ],
-        )
-        .await;
+    let r = refresh(&h, "live-refresh-pbkdf2").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     // The password changed at DOT is the one that works now; the hash upgraded
     // here for a user unchanged there stays.
     assert_eq!(
-        h.login("bcrypt@example.com", "pbkdf2_sha1-pass-1234")
-            .await
-            .status,
+        login_status(&h, "bcrypt@example.com", "pbkdf2_sha1-pass-1234").await,
         StatusCode::OK
     );
     assert_eq!(
-        h.login("bcrypt@example.com", "bcrypt_sha256-pass-1234")
-            .await
-            .status,
+        login_status(&h, "bcrypt@example.com", "bcrypt_sha256-pass-1234").await,
         StatusCode::BAD_REQUEST
     );
     assert!(

@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbBackend, QueryResult,
-    Statement,
+    ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbBackend, DbErr,
+    QueryResult, Statement,
 };
 
 use super::ImportError;
@@ -205,6 +205,26 @@ impl DjangoSource {
             .map_err(|e| ImportError::Source(format!("reading the Django database: {e}")))
     }
 
+    /// Runs `sql` and reads each row with `read`, given the row's `id`: a row whose
+    /// id cannot be read, or that `read` fails on, is a [`BadRow`].
+    async fn rows<T>(
+        &self,
+        sql: &str,
+        read: impl Fn(&QueryResult, i64) -> Result<T, DbErr>,
+    ) -> Result<Vec<Result<T, BadRow>>, ImportError> {
+        Ok(self
+            .query(sql)
+            .await?
+            .iter()
+            .map(|r| {
+                let id = r
+                    .try_get::<i64>("", "id")
+                    .map_err(|e| (None, e.to_string()))?;
+                read(r, id).map_err(|e| (Some(id), format!("unreadable row: {e}")))
+            })
+            .collect())
+    }
+
     /// `col` as a 64-bit integer, or NULL.
     fn int(col: &str) -> String {
         format!("CAST(\"{col}\" AS BIGINT)")
@@ -254,33 +274,19 @@ impl DjangoSource {
             login = self.time(&c, "last_login"),
             table = self.user_table,
         );
-        Ok(self
-            .query(&sql)
-            .await?
-            .iter()
-            .map(|r| {
-                let id = r
-                    .try_get::<i64>("", "id")
-                    .map_err(|e| (None, e.to_string()))?;
-                let bad = |e: sea_orm::DbErr| (Some(id), format!("unreadable row: {e}"));
-                Ok(SourceUser {
-                    id,
-                    email: r
-                        .try_get::<Option<String>>("", "email")
-                        .map_err(bad)?
-                        .unwrap_or_default(),
-                    password: r
-                        .try_get::<Option<String>>("", "password")
-                        .map_err(bad)?
-                        .unwrap_or_default(),
-                    is_active: r.try_get::<i64>("", "is_active").map_err(bad)? != 0,
-                    is_staff: r.try_get::<i64>("", "is_staff").map_err(bad)? != 0,
-                    is_superuser: r.try_get::<i64>("", "is_superuser").map_err(bad)? != 0,
-                    date_joined: r.try_get("", "date_joined").map_err(bad)?,
-                    last_login: r.try_get("", "last_login").map_err(bad)?,
-                })
+        self.rows(&sql, |r, id| {
+            Ok(SourceUser {
+                id,
+                email: text_or_empty(r, "email")?,
+                password: text_or_empty(r, "password")?,
+                is_active: flag_set(r, "is_active")?,
+                is_staff: flag_set(r, "is_staff")?,
+                is_superuser: flag_set(r, "is_superuser")?,
+                date_joined: r.try_get("", "date_joined")?,
+                last_login: r.try_get("", "last_login")?,
             })
-            .collect())
+        })
+        .await
     }
 
     /// Every application row.
@@ -307,40 +313,25 @@ impl DjangoSource {
             user = Self::int("user_id"),
             created = self.time(&c, "created"),
         );
-        Ok(self
-            .query(&sql)
-            .await?
-            .iter()
-            .map(|r| {
-                let id = r
-                    .try_get::<i64>("", "id")
-                    .map_err(|e| (None, e.to_string()))?;
-                let bad = |e: sea_orm::DbErr| (Some(id), format!("unreadable row: {e}"));
-                let text = |col: &str| -> Result<String, BadRow> {
-                    Ok(r.try_get::<Option<String>>("", col)
-                        .map_err(bad)?
-                        .unwrap_or_default())
-                };
-                Ok(SourceApplication {
-                    id,
-                    client_id: text("client_id")?,
-                    client_secret: text("client_secret")?,
-                    hash_client_secret: r
-                        .try_get::<Option<i64>>("", "hash_client_secret")
-                        .map_err(bad)?
-                        .map(|v| v != 0),
-                    client_type: text("client_type")?,
-                    grant_type: text("grant_type")?,
-                    redirect_uris: text("redirect_uris")?,
-                    allowed_origins: text("allowed_origins")?,
-                    skip_authorization: r.try_get::<i64>("", "skip_authorization").map_err(bad)?
-                        != 0,
-                    name: text("name")?,
-                    user_id: r.try_get("", "user_id").map_err(bad)?,
-                    created: r.try_get("", "created").map_err(bad)?,
-                })
+        self.rows(&sql, |r, id| {
+            Ok(SourceApplication {
+                id,
+                client_id: text_or_empty(r, "client_id")?,
+                client_secret: text_or_empty(r, "client_secret")?,
+                hash_client_secret: r
+                    .try_get::<Option<i64>>("", "hash_client_secret")?
+                    .map(|v| v != 0),
+                client_type: text_or_empty(r, "client_type")?,
+                grant_type: text_or_empty(r, "grant_type")?,
+                redirect_uris: text_or_empty(r, "redirect_uris")?,
+                allowed_origins: text_or_empty(r, "allowed_origins")?,
+                skip_authorization: flag_set(r, "skip_authorization")?,
+                name: text_or_empty(r, "name")?,
+                user_id: r.try_get("", "user_id")?,
+                created: r.try_get("", "created")?,
             })
-            .collect())
+        })
+        .await
     }
 
     /// Every access-token row.
@@ -360,30 +351,19 @@ impl DjangoSource {
             expires = self.time(&c, "expires"),
             created = self.time(&c, "created"),
         );
-        Ok(self
-            .query(&sql)
-            .await?
-            .iter()
-            .map(|r| {
-                let id = r
-                    .try_get::<i64>("", "id")
-                    .map_err(|e| (None, e.to_string()))?;
-                let bad = |e: sea_orm::DbErr| (Some(id), format!("unreadable row: {e}"));
-                Ok(SourceAccessToken {
-                    id,
-                    token: r.try_get("", "token").map_err(bad)?,
-                    checksum: r.try_get("", "checksum").map_err(bad)?,
-                    user_id: r.try_get("", "user_id").map_err(bad)?,
-                    application_id: r.try_get("", "application_id").map_err(bad)?,
-                    scope: r
-                        .try_get::<Option<String>>("", "scope")
-                        .map_err(bad)?
-                        .unwrap_or_default(),
-                    expires: r.try_get("", "expires").map_err(bad)?,
-                    created: r.try_get("", "created").map_err(bad)?,
-                })
+        self.rows(&sql, |r, id| {
+            Ok(SourceAccessToken {
+                id,
+                token: r.try_get("", "token")?,
+                checksum: r.try_get("", "checksum")?,
+                user_id: r.try_get("", "user_id")?,
+                application_id: r.try_get("", "application_id")?,
+                scope: text_or_empty(r, "scope")?,
+                expires: r.try_get("", "expires")?,
+                created: r.try_get("", "created")?,
             })
-            .collect())
+        })
+        .await
     }
 
     /// Every refresh-token row.
@@ -404,28 +384,30 @@ impl DjangoSource {
             created = self.time(&c, "created"),
             revoked = self.time(&c, "revoked"),
         );
-        Ok(self
-            .query(&sql)
-            .await?
-            .iter()
-            .map(|r| {
-                let id = r
-                    .try_get::<i64>("", "id")
-                    .map_err(|e| (None, e.to_string()))?;
-                let bad = |e: sea_orm::DbErr| (Some(id), format!("unreadable row: {e}"));
-                Ok(SourceRefreshToken {
-                    id,
-                    token: r.try_get("", "token").map_err(bad)?,
-                    checksum: r.try_get("", "checksum").map_err(bad)?,
-                    user_id: r.try_get("", "user_id").map_err(bad)?,
-                    application_id: r.try_get("", "application_id").map_err(bad)?,
-                    access_token_id: r.try_get("", "access_token_id").map_err(bad)?,
-                    created: r.try_get("", "created").map_err(bad)?,
-                    revoked: r.try_get("", "revoked").map_err(bad)?,
-                })
+        self.rows(&sql, |r, id| {
+            Ok(SourceRefreshToken {
+                id,
+                token: r.try_get("", "token")?,
+                checksum: r.try_get("", "checksum")?,
+                user_id: r.try_get("", "user_id")?,
+                application_id: r.try_get("", "application_id")?,
+                access_token_id: r.try_get("", "access_token_id")?,
+                created: r.try_get("", "created")?,
+                revoked: r.try_get("", "revoked")?,
             })
-            .collect())
+        })
+        .await
     }
+}
+
+/// A text column read from a row, NULL read as "".
+fn text_or_empty(r: &QueryResult, col: &str) -> Result<String, DbErr> {
+    Ok(r.try_get::<Option<String>>("", col)?.unwrap_or_default())
+}
+
+/// A column selected as 0 or 1 (see [`DjangoSource::flag`]) read from a row.
+fn flag_set(r: &QueryResult, col: &str) -> Result<bool, DbErr> {
+    Ok(r.try_get::<i64>("", col)? != 0)
 }
 
 /// Table names go into SQL text: letters, digits and underscores only.

@@ -33,9 +33,11 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() {
   local status=$?
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+  # Newest first: the resource server holds the auth server's revocation stream,
+  # which the auth server's graceful shutdown would otherwise wait out.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
   done
   if [ "$status" -ne 0 ]; then
     for log in "$tmp"/*.log; do

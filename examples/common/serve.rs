@@ -35,17 +35,22 @@ pub struct Timeouts {
     pub header_read: Duration,
     /// No byte in either direction.
     pub idle: Duration,
+    /// After a shutdown signal, how long open connections may finish what they are
+    /// doing; then the process ends regardless. Streams (the revocation stream a
+    /// resource server follows) never finish on their own: this ends them.
+    pub shutdown_grace: Duration,
 }
 
 impl Timeouts {
     /// From `REQUEST_TIMEOUT_SECONDS` (30), `HEADER_READ_TIMEOUT_SECONDS` (10) and
-    /// `IDLE_TIMEOUT_SECONDS` (60).
+    /// `IDLE_TIMEOUT_SECONDS` (60), `SHUTDOWN_GRACE_SECONDS` (10).
     pub fn from_env() -> Result<Self, crate::Error> {
         use crate::env::parsed;
         Ok(Self {
             request: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECONDS", 30)?),
             header_read: Duration::from_secs(parsed("HEADER_READ_TIMEOUT_SECONDS", 10)?),
             idle: Duration::from_secs(parsed("IDLE_TIMEOUT_SECONDS", 60)?),
+            shutdown_grace: Duration::from_secs(parsed("SHUTDOWN_GRACE_SECONDS", 10)?),
         })
     }
 }
@@ -106,8 +111,17 @@ pub async fn serve(
     }
     drop(stop_rx);
     stop_tx.send_replace(());
-    // Every connection task holds a receiver: wait until the last has finished.
-    stop_tx.closed().await;
+    // Every connection task holds a receiver: wait until the last has finished, or
+    // the grace period has passed (an endless stream would hold shutdown forever).
+    if tokio::time::timeout(timeouts.shutdown_grace, stop_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = stop_tx.receiver_count(),
+            "shutdown grace period over: closing the connections still open"
+        );
+    }
     Ok(())
 }
 
@@ -239,6 +253,7 @@ mod tests {
         request: Duration::from_millis(400),
         header_read: Duration::from_millis(300),
         idle: Duration::from_millis(600),
+        shutdown_grace: Duration::from_millis(500),
     };
 
     /// Reads until the server closes; the time that took.
@@ -310,6 +325,53 @@ mod tests {
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    /// An endless stream (the revocation stream) does not hold shutdown: past the
+    /// grace period `serve` returns.
+    #[tokio::test]
+    async fn shutdown_ends_an_endless_stream_after_the_grace_period() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let endless = axum::routing::get(|| async {
+            let ticks = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok::<_, std::convert::Infallible>("tick\n"), ()))
+            });
+            axum::body::Body::from_stream(ticks)
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            Router::new().route("/stream", endless),
+            Timeouts {
+                request: Duration::from_secs(30),
+                idle: Duration::from_secs(30),
+                ..SMALL
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 64];
+        let n = s.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        let started = Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returned")
+            .unwrap()
+            .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(2),
             "{took:?}"
         );
     }

@@ -145,6 +145,12 @@ impl fmt::Debug for Email {
     }
 }
 
+impl From<Email> for String {
+    fn from(email: Email) -> String {
+        email.0
+    }
+}
+
 impl AsRef<str> for Email {
     fn as_ref(&self) -> &str {
         &self.0

@@ -45,6 +45,7 @@ mod client_ip;
 mod code_grant;
 mod cors;
 mod error;
+mod form;
 mod introspect;
 mod metadata;
 mod revocations;

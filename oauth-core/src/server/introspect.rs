@@ -2,36 +2,45 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use oxide_auth::frontends::dev::QueryParameter;
-use oxide_auth_axum::{OAuthRequest, WebError};
 use serde::Serialize;
 
 use super::bearer::bearer_token;
 use super::client_auth;
 use super::error::{OAuthError, OAuthErrorCode, no_store};
+use super::form::FormRequest;
 use super::token::authenticate_client;
 use super::{AppState, ClientIp};
 use crate::issuer::TokenInfo;
-use crate::store::ClientKind;
+use crate::scope::Scope;
+use crate::store::{ClientKind, UserId};
 
 /// The scope a bearer token needs to call the endpoint.
 pub const INTROSPECTION_SCOPE: &str = "introspection";
 
 /// RFC 7662 §2.2 for an active token: DOT's fields plus `iat`, `sub`, `token_type`.
+/// Serialised straight from the token's record: no field is copied first.
 #[derive(Serialize)]
 struct Active<'a> {
     active: bool,
-    scope: String,
+    scope: &'a Scope,
     exp: i64,
     iat: i64,
     client_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     username: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<String>,
+    sub: Option<Subject>,
     token_type: &'static str,
+}
+
+/// A user id as RFC 7662's `sub`: a string.
+struct Subject(UserId);
+
+impl Serialize for Subject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 #[derive(Serialize)]
@@ -43,12 +52,12 @@ fn answer(info: Option<&TokenInfo>) -> Response {
     let mut response = match info {
         Some(info) => Json(Active {
             active: true,
-            scope: info.scope.to_string(),
+            scope: &info.scope,
             exp: info.expires_at,
             iat: info.issued_at,
             client_id: &info.client_id,
             username: info.user.as_ref().map(|u| u.email.as_str()),
-            sub: info.user.as_ref().map(|u| u.id.to_string()),
+            sub: info.user.as_ref().map(|u| Subject(u.id)),
             token_type: "Bearer",
         })
         .into_response(),
@@ -61,34 +70,24 @@ fn answer(info: Option<&TokenInfo>) -> Response {
 pub(super) async fn introspect(
     State(state): State<AppState>,
     ip: ClientIp,
-    method: Method,
-    req: Result<OAuthRequest, WebError>,
+    req: Result<FormRequest, OAuthError>,
 ) -> Result<Response, OAuthError> {
-    let req = req
-        .as_ref()
-        .map_err(|_| OAuthError::invalid_request("Send exactly one Authorization header."))?;
-    let params = if method == Method::GET {
-        req.query()
-    } else {
-        req.body()
-    };
-    let param = |name: &str| {
-        params
-            .and_then(|p| p.unique_value(name))
-            .map(|v| v.into_owned())
-    };
-
+    // The query of a GET (as DOT answers it), else the form body.
+    let req = req?;
+    let client_id = req.unique("client_id");
+    let client_secret = req.unique("client_secret");
     authorize_caller(
         &state,
         &ip,
-        req.authorization_header(),
-        param("client_id").as_deref(),
-        param("client_secret").as_deref(),
+        req.authorization(),
+        client_id.as_deref(),
+        client_secret.as_deref(),
     )
     .await?;
 
-    let token =
-        param("token").ok_or_else(|| OAuthError::invalid_request("Token parameter is missing."))?;
+    let token = req
+        .unique("token")
+        .ok_or_else(|| OAuthError::invalid_request("Token parameter is missing."))?;
     let info = state
         .issuer
         .introspect(&token)

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -34,6 +35,16 @@ struct Active<'a> {
     token_type: &'static str,
 }
 
+/// `value` as a JSON response, written once into a buffer that holds an active
+/// answer (axum's `Json` starts at 128 bytes and grows).
+fn json(value: &impl Serialize) -> Response {
+    let mut body = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => OAuthError::internal(&e).into_response(),
+    }
+}
+
 /// A user id as RFC 7662's `sub`: a string.
 struct Subject(UserId);
 
@@ -50,7 +61,7 @@ struct Inactive {
 
 fn answer(info: Option<&TokenInfo>) -> Response {
     let mut response = match info {
-        Some(info) => Json(Active {
+        Some(info) => json(&Active {
             active: true,
             scope: &info.scope,
             exp: info.expires_at,
@@ -59,8 +70,7 @@ fn answer(info: Option<&TokenInfo>) -> Response {
             username: info.user.as_ref().map(|u| u.email.as_str()),
             sub: info.user.as_ref().map(|u| Subject(u.id)),
             token_type: "Bearer",
-        })
-        .into_response(),
+        }),
         None => Json(Inactive { active: false }).into_response(),
     };
     no_store(&mut response);

@@ -9,14 +9,17 @@
 //! | `unknown` | + the token's hash and the SQLite lookup, a miss (`{"active":false}`) |
 //! | `active` | + the owner, scope handling and the full answer |
 //!
-//! Each prints nanoseconds and heap allocations (a counting global allocator) per
-//! request (dhat's heap profiler, after the timed runs). Instruction counts come from running one variant under callgrind, which
-//! counts instructions whatever the machine's load:
+//! Each prints microseconds (noisy on a shared machine) and heap allocations per
+//! request: dhat's allocator counts them once its profiler runs, after the timed
+//! runs, and adds its own bookkeeping to each. Instruction counts come from running
+//! one variant under callgrind, which counts them whatever the machine's load
+//! (total instructions ÷ (`REQUESTS` + 100 warm-up requests)):
 //!
 //! ```sh
 //! cargo bench --bench breakdown --no-run   # prints the binary's path
-//! VARIANT=active valgrind --tool=callgrind --collect-atstart=no \
-//!   --toggle-collect='breakdown::measure*' target/release/deps/breakdown-…
+//! VARIANT=active REQUESTS=2000 ALLOCATIONS=false valgrind --tool=callgrind \
+//!   --collect-atstart=no --toggle-collect='breakdown::measure*' \
+//!   target/release/deps/breakdown-…
 //! callgrind_annotate --inclusive=yes callgrind.out.*
 //! ```
 //!

@@ -82,9 +82,15 @@ pub struct Server {
 impl Server {
     /// Starts `binary` with `env` on a free loopback port and waits for `/healthz`.
     pub fn start(binary: &PathBuf, env: &[(&str, String)]) -> Self {
+        Self::start_with_args(binary, &[], env)
+    }
+
+    /// [`start`](Self::start) with command-line arguments.
+    pub fn start_with_args(binary: &PathBuf, args: &[&str], env: &[(&str, String)]) -> Self {
         let port = free_port();
         let mut cmd = Command::new(binary);
-        cmd.env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        cmd.args(args)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -57,6 +57,25 @@ impl Email {
         Ok(Self(format!("{local}@{domain}")))
     }
 
+    /// An address read back from storage, where only parsed (normalized) addresses
+    /// are written: checked as [`parse`](Self::parse) checks, and kept as it is,
+    /// without a copy, when it is in normal form already (else normalized).
+    #[cfg_attr(not(feature = "sea-orm"), allow(dead_code))]
+    pub(crate) fn from_stored(stored: String) -> Result<Self, InvalidEmail> {
+        let normal = stored.chars().count() <= Self::MAX_LEN
+            && stored.trim().len() == stored.len()
+            && stored.rsplit_once('@').is_some_and(|(local, domain)| {
+                (is_dot_atom(local) || is_quoted(local))
+                    && !domain.bytes().any(|b| b.is_ascii_uppercase())
+                    && (domain == "localhost" || is_host_name(domain))
+            });
+        if normal {
+            Ok(Self(stored))
+        } else {
+            Self::parse(&stored)
+        }
+    }
+
     /// The normalized address.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -145,6 +164,12 @@ impl fmt::Debug for Email {
     }
 }
 
+impl From<Email> for String {
+    fn from(email: Email) -> String {
+        email.0
+    }
+}
+
 impl AsRef<str> for Email {
     fn as_ref(&self) -> &str {
         &self.0
@@ -154,6 +179,19 @@ impl AsRef<str> for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_addresses_are_checked_as_parsed_ones() {
+        for s in [
+            "ann@example.com",
+            "Ann.B@example.com",
+            "x@localhost",
+            " ann@Example.COM",
+        ] {
+            assert_eq!(Email::from_stored(s.to_owned()), Email::parse(s), "{s:?}");
+        }
+        assert!(Email::from_stored("not an address".to_owned()).is_err());
+    }
 
     #[test]
     fn accepts_what_django_accepts() {

@@ -402,7 +402,7 @@ impl TokenIssuer for OpaqueTokenIssuer {
                     Some(o) => Some((
                         TokenUser {
                             id,
-                            email: o.email.as_str().to_owned(),
+                            email: o.email.into(),
                         },
                         o.is_staff,
                     )),
@@ -416,7 +416,8 @@ impl TokenIssuer for OpaqueTokenIssuer {
             Some((u, staff)) => (Some(u), staff),
             None => (None, false),
         };
-        let scope = if is_staff {
+        // (The scope is rebuilt only when it names a staff scope to remove.)
+        let scope = if is_staff || !has_any(&record.scope, &self.staff_scopes) {
             record.scope
         } else {
             without(&record.scope, &self.staff_scopes)

@@ -119,8 +119,15 @@ impl PartialEq for Scope {
 }
 
 impl fmt::Display for Scope {
+    /// The tokens separated by single spaces, written one by one (no joined copy).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(" "))
+        for (i, token) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(token)?;
+        }
+        Ok(())
     }
 }
 

@@ -48,6 +48,7 @@ mod client_ip;
 mod code_grant;
 mod cors;
 mod error;
+mod form;
 mod introspect;
 mod metadata;
 mod revocations;
@@ -758,9 +759,10 @@ fn both<S: Clone + Send + Sync + 'static>(
     }
 }
 
-/// Reads the body up front, refusing one over the limit with a JSON 413 — declared
-/// or not (a chunked body is counted as it arrives). Every endpoint reads its whole
-/// body anyway; doing it here gives one clear answer instead of a parse failure.
+/// Refuses a body over the limit with a JSON 413 — declared or not: a declared
+/// length is checked at once, a body without one (chunked) is read up front and
+/// counted as it arrives. Every endpoint reads its whole body anyway; doing it here
+/// gives one clear answer instead of a parse failure.
 async fn reject_large(req: Request, next: Next, limit: usize) -> Response {
     let too_large = || {
         ApiError::Detail(
@@ -774,8 +776,14 @@ async fn reject_large(req: Request, next: Next, limit: usize) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return too_large();
+    match declared {
+        Some(n) if n > limit => return too_large(),
+        // A declared length within the limit: the server reading the request stops
+        // at that length (hyper fails a body that claims more), so there is nothing
+        // to count and the body goes on as it came, uncopied. (DefaultBodyLimit
+        // still bounds every extractor.)
+        Some(_) => return next.run(req).await,
+        None => {}
     }
     let (parts, body) = req.into_parts();
     match axum::body::to_bytes(body, limit).await {

@@ -227,14 +227,17 @@ impl Counting {
 
 #[async_trait]
 impl ThrottleStore for Counting {
-    async fn failure_counts(&self, keys: &[&str]) -> Result<Vec<Option<FailureCount>>, StoreError> {
+    async fn failure_counts(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<FailureCount>>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.store().failure_counts(keys).await
     }
 
     async fn record_failure(
         &self,
-        keys: &[&str],
+        keys: &[&[u8]],
         now_ms: i64,
         reset_ms: i64,
     ) -> Result<Vec<FailureCount>, StoreError> {
@@ -242,7 +245,7 @@ impl ThrottleStore for Counting {
         self.store().record_failure(keys, now_ms, reset_ms).await
     }
 
-    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+    async fn clear_failures(&self, key: &[u8]) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.store().clear_failures(key).await
     }
@@ -390,7 +393,7 @@ async fn from_store_picks_the_counters_by_backend_postgres() {
 
 /// The contract every `ThrottleStore` keeps.
 async fn contract(store: &dyn ThrottleStore) {
-    let (a, b) = ("as:10.0.0.1|ann@x.com", "a:ann@x.com");
+    let (a, b): (&[u8], &[u8]) = (b"as:10.0.0.1|ann@x.com", b"a:ann@x.com");
     assert_eq!(store.failure_counts(&[a, b]).await.unwrap(), [None, None]);
     let c = |failures, last_failure| FailureCount {
         failures,
@@ -484,10 +487,10 @@ async fn contract_postgres_and_concurrent_failures() {
             other.clone()
         };
         set.spawn(async move {
-            let keys: &[&str] = if i % 3 == 0 {
-                &["i:10.9.9.9", "cs:10.9.9.9|rs-id"]
+            let keys: &[&[u8]] = if i % 3 == 0 {
+                &[b"i:10.9.9.9", b"cs:10.9.9.9|rs-id"]
             } else {
-                &["cs:10.9.9.9|rs-id", "i:10.9.9.9"]
+                &[b"cs:10.9.9.9|rs-id", b"i:10.9.9.9"]
             };
             store.record_failure(keys, now, 60_000).await.unwrap()
         });
@@ -496,7 +499,7 @@ async fn contract_postgres_and_concurrent_failures() {
         done.unwrap();
     }
     let counts = other
-        .failure_counts(&["i:10.9.9.9", "cs:10.9.9.9|rs-id"])
+        .failure_counts(&[b"i:10.9.9.9", b"cs:10.9.9.9|rs-id"])
         .await
         .unwrap();
     assert_eq!(

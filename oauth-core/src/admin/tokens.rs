@@ -307,7 +307,7 @@ async fn revoke(
         )
     } else if let Some(client_id) = field("client") {
         let name = match pages.app.client_auth.client(client_id).await {
-            Ok(Some(c)) => c.name,
+            Ok(Some(c)) => c.name.clone(),
             _ => client_id.to_owned(),
         };
         let revoked = page_try!(

@@ -453,7 +453,7 @@ async fn detail_page(
     let mut apps = Vec::with_capacity(consents.len());
     for c in consents {
         let name = match pages.app.client_auth.client(&c.client_id).await {
-            Ok(Some(client)) => client.name,
+            Ok(Some(client)) => client.name.clone(),
             _ => c.client_id.clone(),
         };
         apps.push(AppRow {

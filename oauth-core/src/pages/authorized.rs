@@ -29,7 +29,7 @@ pub(crate) async fn list(State(pages): State<PagesState>, session: Session) -> R
     let mut apps = Vec::with_capacity(consents.len());
     for c in consents {
         let name = match pages.app.client_auth.client(&c.client_id).await {
-            Ok(Some(client)) => client.name,
+            Ok(Some(client)) => client.name.clone(),
             Ok(None) => continue,
             Err(_) => c.client_id.clone(),
         };
@@ -85,7 +85,7 @@ pub(crate) async fn revoke(
         return pages.internal(&e).await;
     }
     let name = match app.client_auth.client(client_id).await {
-        Ok(Some(c)) => c.name,
+        Ok(Some(c)) => c.name.clone(),
         _ => client_id.to_owned(),
     };
     if let Err(e) = session

@@ -269,7 +269,7 @@ pub(crate) async fn validate(
                 let exact = ExactUrl::new(uri.clone())
                     .map_err(|_| Refusal::Page("The redirect URI is not valid.".into()))?;
                 bound = Some((uri, redirect_uri.is_some()));
-                client = Some(found);
+                client = Some(std::sync::Arc::unwrap_or_clone(found));
                 Input::Bound {
                     request: &request,
                     bound_client: BoundClient {

@@ -33,6 +33,10 @@ pub(crate) struct Presented {
 
 /// Decodes one RFC 6749 §2.3.1 component (`application/x-www-form-urlencoded`).
 fn form_decode(s: &str) -> String {
+    // Nothing to decode (the usual case): the component as it is.
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return s.to_owned();
+    }
     form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -95,7 +99,7 @@ pub(crate) struct ClientAuthenticator {
     registry: Arc<dyn ClientRegistry>,
     hasher: PasswordHasher,
     verified: moka::future::Cache<[u8; 32], ()>,
-    clients: Option<moka::sync::Cache<String, Client>>,
+    clients: Option<moka::sync::Cache<String, Arc<Client>>>,
 }
 
 /// Why a secret check did not succeed (never cached).
@@ -138,8 +142,9 @@ impl ClientAuthenticator {
     }
 
     /// The registration, from the short-lived cache or the registry. Unknown ids are
-    /// not cached, so random ids cannot fill the cache.
-    pub(crate) async fn client(&self, client_id: &str) -> Result<Option<Client>, OAuthError> {
+    /// not cached, so random ids cannot fill the cache. Shared, not copied: a
+    /// registration holds a dozen strings.
+    pub(crate) async fn client(&self, client_id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
         if let Some(c) = self.clients.as_ref().and_then(|cache| cache.get(client_id)) {
             return Ok(Some(c));
         }
@@ -147,7 +152,8 @@ impl ClientAuthenticator {
             .registry
             .client(client_id)
             .await
-            .map_err(|e| OAuthError::internal(&e))?;
+            .map_err(|e| OAuthError::internal(&e))?
+            .map(Arc::new);
         if let (Some(cache), Some(c)) = (&self.clients, &client) {
             cache.insert(client_id.to_owned(), c.clone());
         }
@@ -210,20 +216,16 @@ impl ClientAuthenticator {
 
     /// The authenticated client, or `invalid_client`. Unknown client and wrong secret
     /// are answered alike, and both pay one KDF run.
-    pub(crate) async fn authenticate(&self, p: &Presented) -> Result<Client, OAuthError> {
+    pub(crate) async fn authenticate(&self, p: &Presented) -> Result<Arc<Client>, OAuthError> {
         let fail = || OAuthError::invalid_client(p.method == Method::Basic);
         let client = self.client(&p.client_id).await?;
-        let (client, secret, stored) = match (client, &p.secret) {
+        let (client, secret) = match (client, &p.secret) {
             // A public client identifies itself without a secret (RFC 6749 §2.1).
             (Some(c), None) if c.kind == ClientKind::Public => return Ok(c),
-            (Some(c), Some(secret)) if c.kind == ClientKind::Confidential => {
-                match c.secret_hash.clone() {
-                    Some(stored) => (c, secret, stored),
-                    None => {
-                        self.burn(secret).await;
-                        return Err(fail());
-                    }
-                }
+            (Some(c), Some(secret))
+                if c.kind == ClientKind::Confidential && c.secret_hash.is_some() =>
+            {
+                (c, secret)
             }
             (_, Some(secret)) => {
                 self.burn(secret).await;
@@ -231,15 +233,21 @@ impl ClientAuthenticator {
             }
             (_, None) => return Err(fail()),
         };
+        let stored = client.secret_hash.as_deref().unwrap_or_default();
+        let key = Self::cache_key(&client.client_id, secret, stored);
+        // A success remembered (the usual case): answered without building the
+        // loader below. Expired entries are absent here as there.
+        if self.verified.contains_key(&key) {
+            return Ok(client);
+        }
         // Concurrent first requests of one client wait for a single KDF run instead
         // of each paying one (a herd of them would otherwise queue for seconds).
-        let key = Self::cache_key(&client.client_id, secret, &stored);
         let check = self
             .verified
             .try_get_with(key, async {
                 match self
                     .hasher
-                    .verify(&Password::new(secret.secret()), Some(&stored))
+                    .verify(&Password::new(secret.secret()), Some(stored))
                     .await
                 {
                     Ok(true) => Ok(()),
@@ -253,8 +261,8 @@ impl ClientAuthenticator {
                 // Only a secret in another format (imported from Django) is
                 // replaced: a generated secret's entropy, not its KDF cost, is
                 // what protects it, so older scrypt parameters can stay.
-                if !stored.starts_with("$scrypt$") && self.hasher.needs_rehash(&stored) {
-                    self.upgrade_secret(&client.client_id, secret, stored);
+                if !stored.starts_with("$scrypt$") && self.hasher.needs_rehash(stored) {
+                    self.upgrade_secret(&client.client_id, secret, stored.to_owned());
                 }
                 Ok(client)
             }

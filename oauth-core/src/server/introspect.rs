@@ -2,24 +2,25 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::Method;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use oxide_auth::frontends::dev::QueryParameter;
-use oxide_auth_axum::{OAuthRequest, WebError};
 use serde::Serialize;
 
 use super::bearer::bearer_token;
 use super::client_auth;
 use super::error::{OAuthError, OAuthErrorCode, no_store};
+use super::form::FormRequest;
 use super::token::authenticate_client;
 use super::{AppState, ClientIp};
 use crate::issuer::TokenInfo;
-use crate::store::ClientKind;
+use crate::scope::Scope;
+use crate::store::{ClientKind, UserId};
 
 /// The scope a bearer token needs to call the endpoint.
 pub const INTROSPECTION_SCOPE: &str = "introspection";
 
 /// RFC 7662 §2.2 for an active token: DOT's fields plus `iat`, `sub`, `token_type`.
+/// Serialised straight from the token's record: no field is copied first.
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = ActiveToken))]
@@ -28,7 +29,8 @@ pub(super) struct Active<'a> {
     #[cfg_attr(feature = "openapi", schema(value_type = bool))]
     active: bool,
     /// Space-separated scopes.
-    scope: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    scope: &'a Scope,
     /// Expiry, seconds since the epoch.
     exp: i64,
     /// Issue time, seconds since the epoch.
@@ -40,11 +42,30 @@ pub(super) struct Active<'a> {
     username: Option<&'a str>,
     /// The user's id; absent for a client's own token.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(required = false))]
-    sub: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = false))]
+    sub: Option<Subject>,
     /// Always `Bearer`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     token_type: &'static str,
+}
+
+/// `value` as a JSON response, written once into a buffer that holds an active
+/// answer (axum's `Json` starts at 128 bytes and grows).
+fn json(value: &impl Serialize) -> Response {
+    let mut body = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => OAuthError::internal(&e).into_response(),
+    }
+}
+
+/// A user id as RFC 7662's `sub`: a string.
+struct Subject(UserId);
+
+impl Serialize for Subject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 /// An inactive, unknown or revoked token: exactly `{"active": false}`.
@@ -111,9 +132,9 @@ pub(super) struct IntrospectionRequest {
 pub(super) async fn introspect_post(
     state: State<AppState>,
     ip: ClientIp,
-    req: Result<OAuthRequest, WebError>,
+    req: Result<FormRequest, OAuthError>,
 ) -> Result<Response, OAuthError> {
-    introspect(state, ip, Method::POST, req).await
+    introspect(state, ip, req).await
 }
 
 /// `GET /o/introspect/?token=…`, as DOT answers it.
@@ -132,24 +153,23 @@ pub(super) async fn introspect_post(
 pub(super) async fn introspect_get(
     state: State<AppState>,
     ip: ClientIp,
-    req: Result<OAuthRequest, WebError>,
+    req: Result<FormRequest, OAuthError>,
 ) -> Result<Response, OAuthError> {
-    introspect(state, ip, Method::GET, req).await
+    introspect(state, ip, req).await
 }
 
 fn answer(info: Option<&TokenInfo>) -> Response {
     let mut response = match info {
-        Some(info) => Json(Active {
+        Some(info) => json(&Active {
             active: true,
-            scope: info.scope.to_string(),
+            scope: &info.scope,
             exp: info.expires_at,
             iat: info.issued_at,
             client_id: &info.client_id,
             username: info.user.as_ref().map(|u| u.email.as_str()),
-            sub: info.user.as_ref().map(|u| u.id.to_string()),
+            sub: info.user.as_ref().map(|u| Subject(u.id)),
             token_type: "Bearer",
-        })
-        .into_response(),
+        }),
         None => Json(Inactive { active: false }).into_response(),
     };
     no_store(&mut response);
@@ -159,34 +179,24 @@ fn answer(info: Option<&TokenInfo>) -> Response {
 async fn introspect(
     State(state): State<AppState>,
     ip: ClientIp,
-    method: Method,
-    req: Result<OAuthRequest, WebError>,
+    req: Result<FormRequest, OAuthError>,
 ) -> Result<Response, OAuthError> {
-    let req = req
-        .as_ref()
-        .map_err(|_| OAuthError::invalid_request("Send exactly one Authorization header."))?;
-    let params = if method == Method::GET {
-        req.query()
-    } else {
-        req.body()
-    };
-    let param = |name: &str| {
-        params
-            .and_then(|p| p.unique_value(name))
-            .map(|v| v.into_owned())
-    };
-
+    // The query of a GET (as DOT answers it), else the form body.
+    let req = req?;
+    let client_id = req.unique("client_id");
+    let client_secret = req.unique("client_secret");
     authorize_caller(
         &state,
         &ip,
-        req.authorization_header(),
-        param("client_id").as_deref(),
-        param("client_secret").as_deref(),
+        req.authorization(),
+        client_id.as_deref(),
+        client_secret.as_deref(),
     )
     .await?;
 
-    let token =
-        param("token").ok_or_else(|| OAuthError::invalid_request("Token parameter is missing."))?;
+    let token = req
+        .unique("token")
+        .ok_or_else(|| OAuthError::invalid_request("Token parameter is missing."))?;
     let info = state
         .issuer
         .introspect(&token)

@@ -118,7 +118,7 @@ pub(crate) enum Refused {
 /// What [`Throttle::check`] saw: the keys that had failures counted, so that a
 /// success clears a counter only where there is one (a success writes nothing).
 #[derive(Debug, Default)]
-pub(crate) struct Checked(Vec<String>);
+pub(crate) struct Checked(Vec<Vec<u8>>);
 
 /// The detector: the policy ([`ThrottleConfig`]) over failure counters kept in a
 /// [`ThrottleStore`] — this process's memory, or a database shared by every
@@ -177,15 +177,33 @@ impl Throttle {
         self.clock.now().timestamp_millis()
     }
 
-    /// The counter's key and the threshold of `key`.
-    fn key(&self, key: Key<'_>) -> (String, u32) {
+    /// The counter's key and the threshold of `key`: a tag, the source address as its
+    /// octets (a tag of its own says which kind, so the length is known), then the
+    /// account or client. Bytes, not text: no address is formatted for the check
+    /// that every client authentication makes.
+    fn key(&self, key: Key<'_>) -> (Vec<u8>, u32) {
         let c = &self.config;
-        match key {
-            Key::AccountFrom(a, ip) => (format!("as:{}|{}", source(ip), a), c.per_account_source),
-            Key::Account(a) => (format!("a:{a}"), c.per_account),
-            Key::ClientFrom(id, ip) => (format!("cs:{}|{id}", source(ip)), c.per_client),
-            Key::Ip(ip) => (format!("i:{ip}"), c.per_ip),
+        let (tag, ip, name, threshold) = match key {
+            Key::AccountFrom(a, ip) => (b'S', ip, a, c.per_account_source),
+            Key::Account(a) => (b'A', None, a, c.per_account),
+            Key::ClientFrom(id, ip) => (b'C', ip, id, c.per_client),
+            Key::Ip(ip) => (b'I', Some(ip), "", c.per_ip),
+        };
+        let mut k = Vec::with_capacity(2 + 16 + name.len());
+        k.push(tag);
+        match ip {
+            None => k.push(0),
+            Some(IpAddr::V4(v4)) => {
+                k.push(4);
+                k.extend_from_slice(&v4.octets());
+            }
+            Some(IpAddr::V6(v6)) => {
+                k.push(6);
+                k.extend_from_slice(&v6.octets());
+            }
         }
+        k.extend_from_slice(name.as_bytes());
+        (k, threshold)
     }
 
     /// The wait after `failures` failures of a key with this threshold.
@@ -198,8 +216,8 @@ impl Throttle {
     /// `Err(Refused::Wait(retry_after))` while any of the keys is waiting. One read
     /// of the counters (one indexed query when they are in a database).
     pub(crate) async fn check(&self, keys: &[Key<'_>]) -> Result<Checked, Refused> {
-        let named: Vec<(String, u32)> = keys.iter().map(|&k| self.key(k)).collect();
-        let texts: Vec<&str> = named.iter().map(|(k, _)| k.as_str()).collect();
+        let named: Vec<(Vec<u8>, u32)> = keys.iter().map(|&k| self.key(k)).collect();
+        let texts: Vec<&[u8]> = named.iter().map(|(k, _)| k.as_slice()).collect();
         let counts = self
             .counters
             .failure_counts(&texts)
@@ -232,8 +250,8 @@ impl Throttle {
     /// Counts one failure against each key (one statement when the counters are in
     /// a database). A failure to count is logged: the request fails anyway.
     pub(crate) async fn fail(&self, keys: &[Key<'_>]) {
-        let named: Vec<String> = keys.iter().map(|&k| self.key(k).0).collect();
-        let texts: Vec<&str> = named.iter().map(String::as_str).collect();
+        let named: Vec<Vec<u8>> = keys.iter().map(|&k| self.key(k).0).collect();
+        let texts: Vec<&[u8]> = named.iter().map(Vec::as_slice).collect();
         if let Err(e) = self
             .counters
             .record_failure(&texts, self.now(), millis(self.config.failure_reset))

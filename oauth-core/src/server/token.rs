@@ -6,6 +6,7 @@
 //! stores answering each step; the `password` grant is ours.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -147,7 +148,7 @@ pub(super) async fn authenticate_client(
     state: &AppState,
     ip: &ClientIp,
     presented: Option<Presented>,
-) -> Result<(Client, Presented), OAuthError> {
+) -> Result<(Arc<Client>, Presented), OAuthError> {
     let presented = presented.ok_or_else(|| OAuthError::invalid_client(true))?;
     let keys = ip.client_keys(&presented.client_id);
     if !state.client_auth.known_good(&presented).await {

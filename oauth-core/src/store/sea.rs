@@ -735,7 +735,7 @@ impl TokenStore for SeaOrmStore {
             .map(
                 |(email, is_active, is_staff)| -> Result<TokenOwner, StoreError> {
                     Ok(TokenOwner {
-                        email: Email::parse(&email).map_err(|_| corrupt("user email"))?,
+                        email: Email::from_stored(email).map_err(|_| corrupt("user email"))?,
                         is_active,
                         is_staff,
                     })

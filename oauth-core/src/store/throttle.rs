@@ -19,7 +19,7 @@ pub struct FailureCount {
 
 /// Failure counters by key, for the brute-force detector.
 ///
-/// A key is a short text naming what is counted (an account from a source address,
+/// A key is a short byte string naming what is counted (an account from a source address,
 /// a client from a source address, …); it may hold an email address or an IP
 /// address, so a store that writes it anywhere lasting should keep only a digest of
 /// it. Reads happen on every password check and client authentication that is not
@@ -28,7 +28,8 @@ pub struct FailureCount {
 pub trait ThrottleStore: Send + Sync {
     /// The counters of `keys`, in the same order; `None` where nothing was counted
     /// (or the counter was cleared or purged).
-    async fn failure_counts(&self, keys: &[&str]) -> Result<Vec<Option<FailureCount>>, StoreError>;
+    async fn failure_counts(&self, keys: &[&[u8]])
+    -> Result<Vec<Option<FailureCount>>, StoreError>;
 
     /// Counts one failure at `now_ms` (Unix milliseconds) against each of `keys`,
     /// and returns the counters after, in the same order. A counter whose latest
@@ -37,14 +38,14 @@ pub trait ThrottleStore: Send + Sync {
     /// are all counted.
     async fn record_failure(
         &self,
-        keys: &[&str],
+        keys: &[&[u8]],
         now_ms: i64,
         reset_ms: i64,
     ) -> Result<Vec<FailureCount>, StoreError>;
 
     /// Forgets the failures of `key` (an account signed in from the source it was
     /// guessed from).
-    async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
+    async fn clear_failures(&self, key: &[u8]) -> Result<(), StoreError>;
 
     /// Deletes counters whose latest failure is before `before` (Unix seconds);
     /// returns how many. Counters past the reset period count as zero anyway, so
@@ -91,14 +92,14 @@ mod memory {
     /// # use oauth_core::store::{MemoryThrottleStore, ThrottleStore};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), oauth_core::StoreError> {
     /// let counters = MemoryThrottleStore::new(std::time::Duration::from_secs(3600));
-    /// counters.record_failure(&["a:ann@example.com"], 1_000, 3_600_000).await?;
-    /// let after = counters.record_failure(&["a:ann@example.com"], 2_000, 3_600_000).await?;
+    /// counters.record_failure(&[b"a:ann@example.com"], 1_000, 3_600_000).await?;
+    /// let after = counters.record_failure(&[b"a:ann@example.com"], 2_000, 3_600_000).await?;
     /// assert_eq!(after[0].failures, 2);
     /// # Ok(()) }
     /// ```
     #[derive(Debug, Clone)]
     pub struct MemoryThrottleStore {
-        counters: moka::sync::Cache<String, Arc<Counter>>,
+        counters: moka::sync::Cache<Vec<u8>, Arc<Counter>>,
     }
 
     impl MemoryThrottleStore {
@@ -132,7 +133,7 @@ mod memory {
     impl ThrottleStore for MemoryThrottleStore {
         async fn failure_counts(
             &self,
-            keys: &[&str],
+            keys: &[&[u8]],
         ) -> Result<Vec<Option<FailureCount>>, StoreError> {
             Ok(keys
                 .iter()
@@ -142,7 +143,7 @@ mod memory {
 
         async fn record_failure(
             &self,
-            keys: &[&str],
+            keys: &[&[u8]],
             now_ms: i64,
             reset_ms: i64,
         ) -> Result<Vec<FailureCount>, StoreError> {
@@ -170,7 +171,7 @@ mod memory {
                 .collect())
         }
 
-        async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        async fn clear_failures(&self, key: &[u8]) -> Result<(), StoreError> {
             self.counters.invalidate(key);
             Ok(())
         }

@@ -14,8 +14,8 @@ use super::entity::throttle::{self, Column};
 use super::{SeaOrmStore, backend};
 use crate::store::{FailureCount, StoreError, ThrottleStore, UnixTime};
 
-fn digest(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
+fn digest(key: &[u8]) -> Vec<u8> {
+    Sha256::digest(key).to_vec()
 }
 
 fn count(m: &throttle::Model) -> FailureCount {
@@ -27,7 +27,10 @@ fn count(m: &throttle::Model) -> FailureCount {
 
 #[async_trait]
 impl ThrottleStore for SeaOrmStore {
-    async fn failure_counts(&self, keys: &[&str]) -> Result<Vec<Option<FailureCount>>, StoreError> {
+    async fn failure_counts(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<FailureCount>>, StoreError> {
         let hashes: Vec<Vec<u8>> = keys.iter().map(|k| digest(k)).collect();
         let rows: HashMap<Vec<u8>, FailureCount> = throttle::Entity::find()
             .filter(Column::KeyHash.is_in(hashes.clone()))
@@ -42,7 +45,7 @@ impl ThrottleStore for SeaOrmStore {
 
     async fn record_failure(
         &self,
-        keys: &[&str],
+        keys: &[&[u8]],
         now_ms: i64,
         reset_ms: i64,
     ) -> Result<Vec<FailureCount>, StoreError> {
@@ -115,7 +118,7 @@ impl ThrottleStore for SeaOrmStore {
             .collect()
     }
 
-    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+    async fn clear_failures(&self, key: &[u8]) -> Result<(), StoreError> {
         throttle::Entity::delete_many()
             .filter(Column::KeyHash.eq(digest(key)))
             .exec(&self.db)

@@ -19,7 +19,8 @@
 //!
 //! Run with: `cargo bench --bench external` (`QUICK=1`: one short round, a smoke
 //! run; `ONLY=introspection` or `ONLY=resource` for one half; `SECONDS_PER_RUN`,
-//! `ROUNDS` to change the defaults of 8 s and 3).
+//! `ROUNDS` to change the defaults of 8 s and 3; `BENCH_POSTGRES=postgres://…/db`
+//! runs the auth server on a fresh PostgreSQL database made beside that one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -54,17 +55,31 @@ fn main() {
     let only = std::env::var("ONLY").unwrap_or_default();
     let auth_bin = support::example("auth_server");
     let dir = tempfile::tempdir().unwrap();
+    let rt = support::runtime();
+    // BENCH_POSTGRES=postgres://…/db: the auth server on a fresh PostgreSQL database
+    // made beside that one (several instances' setup), dropped afterwards.
+    let postgres = std::env::var("BENCH_POSTGRES")
+        .ok()
+        .map(|admin| rt.block_on(Scratch::create(admin)));
+    let database_url = postgres.as_ref().map_or_else(
+        || format!("sqlite://{}", dir.path().join("as.db").display()),
+        |pg| pg.url.clone(),
+    );
+    println!(
+        "auth server on {}",
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     let auth = Server::start(
         &auth_bin,
         &[
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("as.db").display()),
-            ),
+            ("DATABASE_URL", database_url),
             ("BENCH_CEILING", "true".into()),
         ],
     );
-    let rt = support::runtime();
     let token = rt.block_on(async {
         let tokens =
             support::user_tokens(&auth.url, "bench@example.com", "bench-passphrase-41").await;
@@ -89,6 +104,44 @@ fn main() {
     }
     if only.is_empty() || only == "resource" {
         resource(&runs, &rt, &auth, &token, dir.path());
+    }
+}
+
+/// A PostgreSQL database of the bench's own, next to the one `admin` names.
+struct Scratch {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Scratch {
+    async fn create(admin: String) -> Self {
+        use oauth_core::sea::sea_orm::{ConnectionTrait as _, Database};
+        let name = format!("oauth_bench_{}", std::process::id());
+        let db = Database::connect(&admin).await.unwrap();
+        db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        use oauth_core::sea::sea_orm::{ConnectionTrait as _, Database};
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // On a thread of its own: the bench's runtime may be gone by now.
+        let _ = std::thread::spawn(move || {
+            support::runtime().block_on(async {
+                if let Ok(db) = Database::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = db.execute_unprepared(&sql).await;
+                }
+            });
+        })
+        .join();
     }
 }
 

@@ -27,6 +27,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,10 +38,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
-use oauth_core::{
-    AuthServer, Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher,
-    ScryptParams,
-};
+use oauth_core::{AuthServer, ClientRegistry, Password, PasswordHasher, ScryptParams};
 use tower::ServiceExt as _;
 
 // Counts nothing (and costs next to nothing) until a profiler runs.
@@ -173,20 +172,11 @@ async fn setup(dir: &tempfile::TempDir) -> (Router, String) {
     store.migrate().await.unwrap();
     let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
     store
-        .register_client(Client {
-            client_id: "rs-id".into(),
-            secret_hash: Some(hasher.hash(&Password::new("rs-secret")).await.unwrap()),
-            kind: ClientKind::Confidential,
-            name: "bench".into(),
-            grant_types: vec![GrantType::Password],
-            redirect_uris: vec![],
-            allowed_origins: vec![],
-            skip_authorization: false,
-            allowed_scope: "read write introspection".parse().unwrap(),
-            default_scope: "read write".parse().unwrap(),
-            owner: None,
-            created_at: chrono::Utc::now(),
-        })
+        .register_client(support::bench_client(
+            hasher.hash(&Password::new("rs-secret")).await.unwrap(),
+            "read write introspection",
+            "read write",
+        ))
         .await
         .unwrap();
     let store = Arc::new(store);

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +22,8 @@ use oauth_core::resource::{
 };
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
 use oauth_core::{
-    AuthServer, Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher,
-    ScryptParams, TokenFamily, TokenHash, TokenKind, TokenRecord, TokenStore, generate_token,
+    AuthServer, Client, ClientKind, ClientRegistry, Password, PasswordHasher, ScryptParams,
+    TokenFamily, TokenHash, TokenKind, TokenRecord, TokenStore, generate_token,
 };
 use tower::ServiceExt as _;
 
@@ -67,20 +69,11 @@ fn client_authentication(c: &mut Criterion) {
     let router = rt.block_on(async {
         let hasher = PasswordHasher::new(ScryptParams::PRODUCTION).unwrap();
         clients
-            .register_client(Client {
-                client_id: "rs-id".into(),
-                secret_hash: Some(hasher.hash(&Password::new("rs-secret")).await.unwrap()),
-                kind: ClientKind::Confidential,
-                name: "bench".into(),
-                grant_types: vec![GrantType::Password],
-                redirect_uris: vec![],
-                allowed_origins: vec![],
-                skip_authorization: false,
-                allowed_scope: "read".parse().unwrap(),
-                default_scope: "read".parse().unwrap(),
-                owner: None,
-                created_at: chrono::Utc::now(),
-            })
+            .register_client(support::bench_client(
+                hasher.hash(&Password::new("rs-secret")).await.unwrap(),
+                "read",
+                "read",
+            ))
             .await
             .unwrap();
         AuthServer::new(

@@ -347,3 +347,22 @@ pub async fn user_tokens(auth: &str, email: &str, password: &str) -> serde_json:
     )
     .await
 }
+
+/// The benches' confidential client `rs-id` (password grant), with this secret
+/// hash, allowed scope and default scope.
+pub fn bench_client(secret_hash: String, allowed: &str, default: &str) -> oauth_core::Client {
+    oauth_core::Client {
+        client_id: "rs-id".into(),
+        secret_hash: Some(secret_hash),
+        kind: oauth_core::ClientKind::Confidential,
+        name: "bench".into(),
+        grant_types: vec![oauth_core::GrantType::Password],
+        redirect_uris: vec![],
+        allowed_origins: vec![],
+        skip_authorization: false,
+        allowed_scope: allowed.parse().unwrap(),
+        default_scope: default.parse().unwrap(),
+        owner: None,
+        created_at: chrono::Utc::now(),
+    }
+}

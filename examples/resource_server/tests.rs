@@ -34,6 +34,8 @@ pub(crate) struct AuthServerUnderTest {
     addr: SocketAddr,
     pub(crate) store: Arc<SeaOrmStore>,
     introspections: Arc<AtomicUsize>,
+    /// Revocation stream connections made (the resource server following it).
+    streams: Arc<AtomicUsize>,
     access_ttl: Duration,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -55,6 +57,7 @@ impl AuthServerUnderTest {
             addr: listener.local_addr().unwrap(),
             store,
             introspections: Arc::new(AtomicUsize::new(0)),
+            streams: Arc::new(AtomicUsize::new(0)),
             access_ttl,
             task: None,
             _dir: dir,
@@ -93,6 +96,7 @@ impl AuthServerUnderTest {
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let counter = self.introspections.clone();
+        let streams = self.streams.clone();
         let router = AuthServer::from_store(self.store.clone())
             .pages(
                 // The example auth server's default site name.
@@ -110,6 +114,9 @@ impl AuthServerUnderTest {
                 move |req: Request, next: Next| {
                     if req.uri().path().starts_with("/o/introspect") {
                         counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if req.uri().path().starts_with("/o/revocations") {
+                        streams.fetch_add(1, Ordering::SeqCst);
                     }
                     next.run(req)
                 },
@@ -200,6 +207,18 @@ pub(crate) async fn world_with(cache_cap: Duration, access_ttl: Duration, seed: 
     oauth_core::resource::ensure_crypto_provider();
     let auth = AuthServerUnderTest::start(access_ttl, seed).await;
     let rs = ResourceServerUnderTest::start(&auth.url(), cache_cap).await;
+    if seed {
+        // The resource server's first `sync` empties its cache (answers fetched
+        // before it cannot have been covered): let it arrive before the test's
+        // first request, so that call counts mean what the tests say.
+        for _ in 0..200 {
+            if auth.streams.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     World {
         auth,
         rs,

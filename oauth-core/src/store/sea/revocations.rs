@@ -36,6 +36,8 @@ pub(super) struct Wakeups {
     /// The database URL, for the `LISTEN` connection (PostgreSQL only): a
     /// connection of its own, outside the pool.
     pub(super) listen_url: Option<String>,
+    /// The newest log id a reader of this store has seen.
+    seen: std::sync::atomic::AtomicI64,
 }
 
 impl Wakeups {
@@ -201,6 +203,14 @@ impl RevocationLog for SeaOrmStore {
             .into_iter()
             .map(RevocationEvent::try_from)
             .collect::<Result<Vec<_>, _>>()?;
+        // A reader may find an entry before this process hears its notification:
+        // the lookup cache must not answer for a token the entry names once the
+        // entry is out (a resource server re-asks as soon as it applies it).
+        if let Some(newest) = events.last().map(|e| e.id)
+            && self.wakeups.seen.fetch_max(newest, Ordering::AcqRel) < newest
+        {
+            self.wakeups.forget_tokens();
+        }
         let latest = match events.last() {
             Some(e) if (events.len() as u64) < limit => e.id,
             _ => revocation::Entity::find()

@@ -82,7 +82,7 @@ pub fn lenient() -> ThrottleConfig {
 }
 
 impl Harness {
-    /// `None` for PostgreSQL when `TEST_DATABASE_URL` is unset.
+    /// `None` for PostgreSQL when `TEST_DATABASE_URL` is unset (said once on stderr).
     pub async fn new(backend: Backend, throttle: ThrottleConfig) -> Option<Self> {
         Self::build(backend, throttle, |server| server).await
     }
@@ -115,7 +115,10 @@ impl Harness {
                 )
             }
             Backend::Postgres => {
-                let url = std::env::var("TEST_DATABASE_URL").ok()?;
+                let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+                    postgres_skipped();
+                    return None;
+                };
                 let schema = unique_schema();
                 let store = SeaOrmStore::connect(StoreConfig::new(&url).schema(&schema))
                     .await

@@ -201,17 +201,19 @@ impl ClientAuthenticator {
         h.finalize().into()
     }
 
-    /// Whether these credentials were verified a moment ago (the remembered-success
-    /// cache): no KDF run, one registration lookup (usually cached).
-    pub(crate) async fn known_good(&self, p: &Presented) -> bool {
-        let (Some(secret), Ok(Some(client))) = (&p.secret, self.client(&p.client_id).await) else {
-            return false;
-        };
-        let Some(stored) = client.secret_hash.as_deref() else {
-            return false;
-        };
+    /// The client, when these very credentials were verified a moment ago (the
+    /// remembered-success cache): no KDF run, no throttle probe, one registration
+    /// lookup (usually cached) and one digest. `None` means "not known": the caller
+    /// goes on to [`authenticate`](Self::authenticate), which decides.
+    pub(crate) async fn remembered(&self, p: &Presented) -> Option<Arc<Client>> {
+        let secret = p.secret.as_ref()?;
+        let client = self.client(&p.client_id).await.ok()??;
+        if client.kind != ClientKind::Confidential {
+            return None;
+        }
+        let stored = client.secret_hash.as_deref()?;
         let key = Self::cache_key(&client.client_id, secret, stored);
-        self.verified.contains_key(&key)
+        self.verified.contains_key(&key).then_some(client)
     }
 
     /// The authenticated client, or `invalid_client`. Unknown client and wrong secret

@@ -150,10 +150,13 @@ pub(super) async fn authenticate_client(
     presented: Option<Presented>,
 ) -> Result<(Arc<Client>, Presented), OAuthError> {
     let presented = presented.ok_or_else(|| OAuthError::invalid_client(true))?;
-    let keys = ip.client_keys(&presented.client_id);
-    if !state.client_auth.known_good(&presented).await {
-        state.throttle.check(&keys).await.map_err(refused)?;
+    // The usual request of a busy client: answered from the remembered success
+    // without a throttle probe or a second lookup and digest.
+    if let Some(client) = state.client_auth.remembered(&presented).await {
+        return Ok((client, presented));
     }
+    let keys = ip.client_keys(&presented.client_id);
+    state.throttle.check(&keys).await.map_err(refused)?;
     match state.client_auth.authenticate(&presented).await {
         Ok(client) => Ok((client, presented)),
         Err(e) => {

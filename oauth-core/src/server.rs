@@ -57,6 +57,7 @@ pub(crate) mod throttle;
 pub(crate) mod token;
 pub(crate) mod users;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +65,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 #[cfg(not(feature = "openapi"))]
 use axum::routing::MethodRouter;
@@ -536,18 +536,14 @@ impl AuthServer {
             None => router,
         };
         let trusted: Arc<[IpNet]> = self.trusted_proxies.into();
-        let router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
-            client_ip::resolve(req, next, trusted.clone())
-        }));
+        let router = router.layer(client_ip::ResolveLayer::new(trusted));
         // Outside the client-address layer: a health check needs no caller address.
         let router = operations!(ApiRouter::<()>::from(router), paths::HEALTHZ, [get healthz]);
         #[cfg(feature = "openapi")]
         let (router, health) = router.split_for_parts();
         let router = router
             .layer(DefaultBodyLimit::max(limit))
-            .layer(middleware::from_fn(move |req: Request, next: Next| {
-                reject_large(req, next, limit)
-            }));
+            .layer(RejectLargeLayer { limit });
         #[cfg(feature = "openapi")]
         {
             doc.merge(health);
@@ -763,35 +759,89 @@ fn both<S: Clone + Send + Sync + 'static>(
 /// length is checked at once, a body without one (chunked) is read up front and
 /// counted as it arrives. Every endpoint reads its whole body anyway; doing it here
 /// gives one clear answer instead of a parse failure.
-async fn reject_large(req: Request, next: Next, limit: usize) -> Response {
-    let too_large = || {
-        ApiError::Detail(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body is larger than {limit} bytes.").into(),
-        )
-        .into_response()
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(n) if n > limit => return too_large(),
-        // A declared length within the limit: the server reading the request stops
-        // at that length (hyper fails a body that claims more), so there is nothing
-        // to count and the body goes on as it came, uncopied. (DefaultBodyLimit
-        // still bounds every extractor.)
-        Some(_) => return next.run(req).await,
-        None => {}
-    }
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+///
+/// A plain service rather than `axum::middleware::from_fn`: a request with a
+/// declared length (nearly all) goes on with no boxed copy of the router and no
+/// boxed future; only the chunked body and the refusal take the boxed path.
+#[derive(Clone, Copy)]
+struct RejectLargeLayer {
+    limit: usize,
+}
+
+impl<S> tower::Layer<S> for RejectLargeLayer {
+    type Service = RejectLarge<S>;
+
+    fn layer(&self, inner: S) -> RejectLarge<S> {
+        RejectLarge {
+            inner,
+            limit: self.limit,
         }
-        Err(_) => too_large(),
+    }
+}
+
+#[derive(Clone)]
+struct RejectLarge<S> {
+    inner: S,
+    limit: usize,
+}
+
+type BoxedAnswer = futures_util::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+impl<S> tower::Service<Request> for RejectLarge<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<S::Future, BoxedAnswer>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use futures_util::future::Either;
+        let limit = self.limit;
+        let too_large = move || {
+            ApiError::Detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {limit} bytes.").into(),
+            )
+            .into_response()
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(n) if n > limit => return Either::Right(Box::pin(async move { Ok(too_large()) })),
+            // A declared length within the limit: the server reading the request
+            // stops at that length (hyper fails a body that claims more), so there is
+            // nothing to count and the body goes on as it came, uncopied.
+            // (DefaultBodyLimit still bounds every extractor.)
+            Some(_) => return Either::Left(self.inner.call(req)),
+            None => {}
+        }
+        // The service that was made ready goes with the request; a fresh clone
+        // stays for the next one (tower's rule for services moved into futures).
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        Either::Right(Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => {
+                    inner
+                        .call(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+                Err(_) => Ok(too_large()),
+            }
+        }))
     }
 }
 

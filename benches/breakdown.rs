@@ -190,7 +190,9 @@ async fn setup(dir: &tempfile::TempDir) -> (Router, String) {
             )
         }),
     );
-    // As the example builds it (examples/auth_server/main.rs, examples/common/serve.rs).
+    // As the example builds it (examples/auth_server/main.rs); the request timeout
+    // is tower-http's, which arms its timer on every request where the example's
+    // (examples/common/serve.rs) arms it only for an answer that is not ready at once.
     let router = AuthServer::from_store(store)
         .password_hasher(hasher)
         .router()

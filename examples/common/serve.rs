@@ -18,13 +18,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer as _, ServiceExt as _};
-use tower_http::timeout::TimeoutLayer;
 
 /// The timeouts of [`serve`].
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +57,89 @@ impl Timeouts {
 
 /// The request-timeout layer: a request not answered within `timeout` gets 503
 /// (the client may retry; 408 would blame it for a slow server).
-pub fn request_timeout(timeout: Duration) -> TimeoutLayer {
-    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)
+///
+/// Unlike `tower_http::timeout::TimeoutLayer`, which arms a timer for every request,
+/// this polls the request first and arms the timer only when the answer is not
+/// ready at once: most answers here are (a cached introspection, a health check), and
+/// a timer costs an allocation and two trips through the runtime's timer wheel. The
+/// deadline still counts from the moment the request arrived.
+pub fn request_timeout(timeout: Duration) -> RequestTimeoutLayer {
+    RequestTimeoutLayer { timeout }
+}
+
+/// See [`request_timeout`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTimeoutLayer {
+    timeout: Duration,
+}
+
+impl<S> tower::Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// See [`request_timeout`].
+#[derive(Debug, Clone)]
+pub struct RequestTimeout<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for RequestTimeout<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::response::Response>,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = TimedAnswer<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        TimedAnswer {
+            deadline: Instant::now() + self.timeout,
+            answer: Box::pin(self.inner.call(req)),
+            timer: None,
+        }
+    }
+}
+
+/// The future of [`RequestTimeout`]: the answer, or 503 at the deadline.
+pub struct TimedAnswer<F> {
+    deadline: Instant,
+    answer: Pin<Box<F>>,
+    /// Armed the first time the answer is not ready.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<F, E> Future for TimedAnswer<F>
+where
+    F: Future<Output = Result<axum::response::Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(r) = this.answer.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ok(StatusCode::SERVICE_UNAVAILABLE.into_response())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Serves `router` (with [`ConnectInfo<SocketAddr>`]) until `shutdown` resolves, then
@@ -133,27 +214,43 @@ fn log_end(result: Result<(), hyper::Error>, remote: SocketAddr) {
 
 /// A socket that fails with `TimedOut` once nothing has been read or written for
 /// `idle` while hyper waits on it.
+///
+/// Progress only notes the time; the timer is moved when it fires and finds that
+/// bytes moved since (to `last + idle`), so a busy connection touches the runtime's
+/// timer wheel about once per `idle`, not on every read and write.
 struct IdleTimeout<T> {
     inner: T,
     idle: Duration,
+    /// When a byte last moved either way.
+    last: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<T> IdleTimeout<T> {
     fn new(inner: T, idle: Duration) -> Self {
+        let now = Instant::now();
         Self {
             inner,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            last: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + idle)),
         }
     }
 
     fn progressed(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.idle);
+        self.last = Instant::now();
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.idle;
+            if due <= Instant::now() {
+                return true;
+            }
+            // Bytes moved since the timer was set: wait for the rest of the period.
+            self.deadline.as_mut().reset(due);
+        }
+        false
     }
 }
 
@@ -309,6 +406,41 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
         assert!(answer.ends_with("ok"), "{answer}");
         assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    /// A connection in use outlives the idle timeout many times over, and closes
+    /// one idle period (not less, not two) after its last byte.
+    #[tokio::test]
+    async fn a_busy_connection_is_kept_then_closed_one_idle_period_after_its_last_byte() {
+        let addr = start(Timeouts {
+            header_read: Duration::from_secs(30),
+            ..SMALL
+        })
+        .await;
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        let mut last = started;
+        while started.elapsed() < SMALL.idle * 3 {
+            busy.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let n = busy.read(&mut buf).await.unwrap();
+            last = Instant::now();
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200 OK"),
+                "closed while in use"
+            );
+            tokio::time::sleep(SMALL.idle / 3).await;
+        }
+        let (_, rest) = closed_after(&mut busy).await;
+        let took = last.elapsed();
+        assert!(rest.is_empty(), "{rest}");
+        assert!(
+            took >= SMALL.idle - Duration::from_millis(50) && took < SMALL.idle * 2,
+            "closed {took:?} after the last byte (idle {:?})",
+            SMALL.idle
+        );
     }
 
     /// A handler slower than the request timeout is answered 503 at the timeout.

@@ -232,7 +232,13 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(idle));
+        .with_expiry(Expiry::OnInactivity(idle))
+        // Idle expiry counts from the last use: every answer saves the session with
+        // a new expiry and sends the cookie again. Without this, tower-sessions saves
+        // only a changed session, and a user who keeps using the pages is signed out
+        // `idle` after the last change (their sign-in). Pages are few and low volume;
+        // the store's `save` never brings back a session ended meanwhile.
+        .with_always_save(true);
     let css = pages
         .stylesheet
         .unwrap_or_else(|| view::STYLESHEET.to_owned());

@@ -8,10 +8,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
-use common::{Harness, PASSWORD};
+use common::{Backend, Harness, PASSWORD};
 use oauth_core::{Client, ClientRegistry, GrantStore, GrantType, Redemption, UserFlags, UserStore};
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -62,6 +64,28 @@ scenarios!(
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
 );
+
+/// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
+/// builds its own harness on the backend it is given (PostgreSQL only with
+/// `TEST_DATABASE_URL`).
+macro_rules! configured_scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod configured_sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+        )* }
+        mod configured_postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        )* }
+    };
+}
+
+configured_scenarios!(idle_expiry_counts_from_last_use);
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92ZR7gW0pQmUXyA6xKMbbj1kLsVs";
 const LOOPBACK: &str = "http://127.0.0.1/callback";
@@ -391,6 +415,55 @@ async fn consent_page_shows_client_and_scopes_with_safe_headers(h: &Harness) {
             assert!(set.contains(attr), "{set}");
         }
     }
+}
+
+/// The attributes of a `Set-Cookie` value, after its name=value pair.
+fn cookie_attributes(set: &str) -> Vec<&str> {
+    set.split(';').skip(1).map(str::trim).collect()
+}
+
+/// Idle expiry counts from the last use of the session, not from its last change:
+/// a user who keeps using the pages stays signed in past the idle time; one who
+/// stops is signed out once it has passed. Sessions expire on the wall clock (the
+/// store compares whole seconds), hence real, short sleeps: a 2 s idle time, so an
+/// idle session ends between 1 and 2 s after its last use.
+async fn idle_expiry_counts_from_last_use(backend: Backend) {
+    let idle = Duration::from_secs(2);
+    let Some(h) =
+        Harness::build_with_pages(backend, common::lenient(), |p| p.idle_timeout(idle), |s| s)
+            .await
+    else {
+        return;
+    };
+    register(&h, "native", None, &[LOOPBACK], false).await;
+    h.user("ann@example.com").await;
+    let mut b = Browser::new(&h);
+    b.sign_in("ann@example.com").await;
+    // The consent page: it reads the session and changes nothing in it.
+    let consent = format!(
+        "/o/authorize/?{}",
+        authorize_query("native", Some(LOOPBACK), &[])
+    );
+    // Used every 0.4 s for 2.4 s in all, longer than the idle time since sign-in
+    // (the last change): still signed in, and every answer sends the cookie again
+    // with a fresh Max-Age, so the browser keeps it as long as the server does.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let p = b.get(&consent).await;
+        assert_eq!(p.status, StatusCode::OK, "signed out while in use");
+        let set = p
+            .headers
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .expect("the cookie is sent again");
+        assert!(cookie_attributes(&set).contains(&"Max-Age=2"), "{set}");
+    }
+    // Then unused for longer than the idle time: signed out.
+    tokio::time::sleep(idle + Duration::from_millis(100)).await;
+    let p = b.get(&consent).await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert!(p.location().starts_with("/accounts/login/"));
+    h.cleanup().await;
 }
 
 async fn allow_issues_a_code_and_cancel_is_access_denied(h: &Harness) {

@@ -63,6 +63,7 @@ scenarios!(
     new_password_ends_browser_sessions,
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
+    session_cookie_flags_on_https,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -85,7 +86,10 @@ macro_rules! configured_scenarios {
     };
 }
 
-configured_scenarios!(idle_expiry_counts_from_last_use);
+configured_scenarios!(
+    session_cookie_flags_on_plain_http,
+    idle_expiry_counts_from_last_use,
+);
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92ZR7gW0pQmUXyA6xKMbbj1kLsVs";
 const LOOPBACK: &str = "http://127.0.0.1/callback";
@@ -402,24 +406,69 @@ async fn consent_page_shows_client_and_scopes_with_safe_headers(h: &Harness) {
     assert!(h_("content-type").unwrap().starts_with("text/html"));
     // Never CORS on the authorization endpoint.
     assert!(h_("access-control-allow-origin").is_none());
-    // The session cookie: HttpOnly, SameSite=Lax, Secure with __Host- on https.
-    let cookie = b.cookie.clone().unwrap();
-    assert!(cookie.starts_with("__Host-oauth_session="), "{cookie}");
-    let login = b.get("/accounts/login/").await;
-    let set = login
+}
+
+/// Signs ann@example.com in from a fresh browser whose pages come from `origin`; the
+/// `Set-Cookie` of the sign-in's answer (which sets the new session's cookie).
+async fn sign_in_cookie(h: &Harness, origin: &str) -> String {
+    let mut b = Browser::new(h);
+    let form = b.get("/accounts/login/").await;
+    let p = b
+        .post_with(
+            "/accounts/login/",
+            &pairs(&[
+                ("csrfmiddlewaretoken", &form.field("csrfmiddlewaretoken")),
+                ("username", "ann@example.com"),
+                ("password", PASSWORD),
+            ]),
+            &[("origin", origin)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let set: Vec<_> = p
         .headers
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    if let Some(set) = set {
-        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
-            assert!(set.contains(attr), "{set}");
-        }
-    }
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    set[0].clone()
 }
 
 /// The attributes of a `Set-Cookie` value, after its name=value pair.
 fn cookie_attributes(set: &str) -> Vec<&str> {
     set.split(';').skip(1).map(str::trim).collect()
+}
+
+async fn session_cookie_flags_on_https(h: &Harness) {
+    h.user("ann@example.com").await;
+    // https issuer: `__Host-` name, Secure, HttpOnly, SameSite=Lax, Path=/, no Domain.
+    let set = sign_in_cookie(h, ISSUER).await;
+    assert!(set.starts_with("__Host-oauth_session="), "{set}");
+    let attrs = cookie_attributes(&set);
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr}: {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+}
+
+/// A plain-http issuer (a developer's machine): the cookie cannot be `Secure`, so
+/// it cannot have the `__Host-` name either; the other flags stay.
+async fn session_cookie_flags_on_plain_http(backend: Backend) {
+    const HTTP_ISSUER: &str = "http://127.0.0.1:8000";
+    let Some(h) = Harness::build(backend, common::lenient(), |s| s.issuer_url(HTTP_ISSUER)).await
+    else {
+        return;
+    };
+    h.user("ann@example.com").await;
+    let set = sign_in_cookie(&h, HTTP_ISSUER).await;
+    assert!(set.starts_with("oauth_session="), "{set}");
+    let attrs = cookie_attributes(&set);
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr}: {set}");
+    }
+    assert!(!attrs.contains(&"Secure"), "{set}");
+    h.cleanup().await;
 }
 
 /// Idle expiry counts from the last use of the session, not from its last change:

@@ -67,7 +67,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_sessions::cookie::SameSite;
@@ -265,6 +266,7 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         routes
     };
     let routes = routes
+        .layer(axum::middleware::from_fn(see_other_after_post))
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state);
@@ -280,6 +282,28 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
             )
         }),
     )
+}
+
+/// Every redirect answering a POST is a 303 (RFC 9700 §4.12): the browser follows
+/// it with a GET and never re-sends the form — a 307 or 308 would post the password
+/// or the consent on to wherever it points. The shared answers ([`to_login`],
+/// [`found`]) are 302s, right for a GET; this makes them right after a POST too,
+/// for every handler of the pages and the console.
+async fn see_other_after_post(req: axum::extract::Request, next: Next) -> Response {
+    let post = req.method() == Method::POST;
+    let mut response = next.run(req).await;
+    if post
+        && matches!(
+            response.status(),
+            StatusCode::MOVED_PERMANENTLY
+                | StatusCode::FOUND
+                | StatusCode::TEMPORARY_REDIRECT
+                | StatusCode::PERMANENT_REDIRECT
+        )
+    {
+        *response.status_mut() = StatusCode::SEE_OTHER;
+    }
+    response
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -468,7 +492,8 @@ impl PagesInner {
     }
 }
 
-/// 302 to the login page, to come back to `next` afterwards.
+/// 302 to the login page, to come back to `next` afterwards (a 303 when it answers
+/// a POST: see [`see_other_after_post`]).
 pub(crate) fn to_login(next: &str) -> Response {
     let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
     found(&format!("/accounts/login/?next={next}"))

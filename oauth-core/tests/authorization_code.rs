@@ -64,6 +64,7 @@ scenarios!(
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
     session_cookie_flags_on_https,
+    anonymous_posts_are_sent_to_login_with_303,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -1255,4 +1256,68 @@ async fn cors_only_for_registered_origins(h: &Harness) {
         body,
         json!({"error": "invalid_grant", "error_description": "The code is invalid or expired."})
     );
+}
+
+/// Every POST of the pages answers a redirect with 303 (RFC 9700 §4.12), also when
+/// it sends a visitor whose session has no user — never signed in, or signed out
+/// since the form was shown — to the login page.
+async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
+    register(h, "conf", Some("conf-secret"), &[LOOPBACK], false).await;
+    let ann = h.user("ann@example.com").await;
+    // A visitor with a session (and so a CSRF token) but no user.
+    let mut anon = Browser::new(h);
+    let csrf = anon
+        .get("/accounts/login/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let form = pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]);
+    for path in [
+        "/o/authorized_tokens/revoke/",
+        "/o/applications/register/",
+        "/o/applications/conf/update/",
+        "/o/applications/conf/rotate/",
+        "/o/applications/conf/delete/",
+    ] {
+        let p = anon.post(path, &form).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}: {}", p.body);
+        assert!(p.location().starts_with("/accounts/login/?next="), "{path}");
+    }
+    // The other POSTs: sign-out answers 303 too; a consent without a user is a
+    // 403 page, not a redirect.
+    let p = anon.post("/accounts/logout/", &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let csrf = anon
+        .get("/accounts/login/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = anon
+        .post(
+            "/o/authorize/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("allow", "Authorize")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+    // Signed out since the page was shown (its absolute lifetime passed): the
+    // revoke button sends the user to sign in again with a 303, and revokes nothing.
+    let mut b = Browser::new(h);
+    b.sign_in("ann@example.com").await;
+    code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let csrf = b
+        .get("/o/authorized_tokens/")
+        .await
+        .field("csrfmiddlewaretoken");
+    h.clock.advance(10 * 3600);
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        p.location(),
+        "/accounts/login/?next=%2Fo%2Fauthorized_tokens%2F"
+    );
+    assert!(h.store.consent(ann, "conf").await.unwrap().is_some());
 }

@@ -255,7 +255,8 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         .route("/accounts/logout", post(login::logout))
         .route("/o/authorized_tokens/", get(authorized::list))
         .route("/o/authorized_tokens", get(authorized::list))
-        .route("/o/authorized_tokens/revoke/", post(authorized::revoke));
+        .route("/o/authorized_tokens/revoke/", post(authorized::revoke))
+        .route("/o/authorized_tokens/revoke", post(authorized::revoke));
     // DOT's self-service application pages share the console's form and log.
     #[cfg(feature = "admin")]
     let routes = if state.admin_log.is_some() {

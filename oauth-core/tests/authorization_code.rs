@@ -65,6 +65,7 @@ scenarios!(
     cors_only_for_registered_origins,
     session_cookie_flags_on_https,
     anonymous_posts_are_sent_to_login_with_303,
+    revoke_answers_without_trailing_slash,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -1273,6 +1274,7 @@ async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
     let form = pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]);
     for path in [
         "/o/authorized_tokens/revoke/",
+        "/o/authorized_tokens/revoke",
         "/o/applications/register/",
         "/o/applications/conf/update/",
         "/o/applications/conf/rotate/",
@@ -1320,4 +1322,38 @@ async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
         "/accounts/login/?next=%2Fo%2Fauthorized_tokens%2F"
     );
     assert!(h.store.consent(ann, "conf").await.unwrap().is_some());
+}
+
+/// `/o/authorized_tokens/revoke` answers as `/o/authorized_tokens/revoke/` does
+/// (the trailing slash is optional on every path of the flow).
+async fn revoke_answers_without_trailing_slash(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let tokens = exchange(
+        h,
+        &code,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    let csrf = b
+        .get("/o/authorized_tokens")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), "/o/authorized_tokens/");
+    assert!(!h.active(&tokens.str("access_token")).await);
+    assert!(
+        b.get("/o/authorized_tokens/")
+            .await
+            .body
+            .contains("was revoked")
+    );
 }

@@ -66,6 +66,7 @@ scenarios!(
     session_cookie_flags_on_https,
     anonymous_posts_are_sent_to_login_with_303,
     revoke_answers_without_trailing_slash,
+    codes_of_deactivated_or_deleted_users_are_refused,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -1356,4 +1357,77 @@ async fn revoke_answers_without_trailing_slash(h: &Harness) {
             .body
             .contains("was revoked")
     );
+}
+
+/// A code whose user was deactivated or deleted after it was issued is refused at
+/// the exchange, whichever way the account changed (here straight in the store, as
+/// a script or another service would: no page voided anything).
+async fn codes_of_deactivated_or_deleted_users_are_refused(h: &Harness) {
+    let mut b = setup(h).await;
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.store
+        .set_user_flags(
+            ann,
+            UserFlags {
+                is_active: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    // Reactivated, the spent code stays spent.
+    h.store
+        .set_user_flags(
+            ann,
+            UserFlags {
+                is_active: Some(true),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+
+    // Deactivated through the console: refused too.
+    let mut b = Browser::new(h);
+    b.sign_in("ann@example.com").await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get(&format!("/admin/users/{ann}/"))
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            &format!("/admin/users/{ann}/"),
+            &pairs(&[("csrfmiddlewaretoken", &csrf)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(!h.store.user_by_id(ann).await.unwrap().unwrap().is_active);
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+
+    // Deleted.
+    let bob = h.user("bob@example.com").await;
+    let mut b = Browser::new(h);
+    b.sign_in("bob@example.com").await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.store.delete_user(bob).await.unwrap();
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
 }

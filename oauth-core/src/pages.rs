@@ -8,7 +8,7 @@
 //! | `GET`/`POST /accounts/login/` | sign-in form (Django's path) |
 //! | `POST /accounts/logout/` | ends the session |
 //! | `GET /o/authorized_tokens/` | the applications the user authorized (DOT's page) |
-//! | `POST /o/authorized_tokens/revoke/` | withdraws one: its tokens stop working, its consent is forgotten |
+//! | `POST /o/authorized_tokens/revoke/` | withdraws one: its tokens and unexchanged codes stop working, its consent is forgotten |
 //! | `/o/applications/…` | DOT's self-service application pages, served with the console (feature `admin`, `Pages::admin`) |
 //!
 //! Sessions live in a [`SessionStore`] — with the `sea-orm` feature, the

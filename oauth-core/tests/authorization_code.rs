@@ -66,7 +66,10 @@ scenarios!(
     session_cookie_flags_on_https,
     anonymous_posts_are_sent_to_login_with_303,
     revoke_answers_without_trailing_slash,
+    withdrawing_an_application_voids_its_unexchanged_codes,
+    staff_withdrawal_voids_the_users_codes_for_that_client,
     codes_of_deactivated_or_deleted_users_are_refused,
+    new_password_voids_unexchanged_codes,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -1359,6 +1362,107 @@ async fn revoke_answers_without_trailing_slash(h: &Harness) {
     );
 }
 
+/// A code issued but not yet exchanged when the user withdraws the application
+/// from /o/authorized_tokens/ can no longer be exchanged (within its lifetime it
+/// otherwise could: tokens issued after the withdrawal). The user's codes for
+/// other clients, and another user's for this one, still work.
+async fn withdrawing_an_application_voids_its_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.user("bob@example.com").await;
+    let mut bob = Browser::new(h);
+    bob.sign_in("bob@example.com").await;
+    let bobs = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
+
+    let csrf = b
+        .get("/o/authorized_tokens/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+
+    let conf = |code: String| async move {
+        exchange(
+            h,
+            &code,
+            "conf",
+            Some("conf-secret"),
+            &[("redirect_uri", LOOPBACK)],
+        )
+        .await
+    };
+    let r = conf(pending).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    let r = exchange(
+        h,
+        &other_client,
+        "native",
+        None,
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = conf(bobs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // Authorized again after the withdrawal: a new code works.
+    let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    assert_eq!(conf(fresh).await.status, StatusCode::OK);
+}
+
+/// The admin console's per-application revoke on a user's page voids that user's
+/// unexchanged codes for the application as the user's own revoke does.
+async fn staff_withdrawal_voids_the_users_codes_for_that_client(h: &Harness) {
+    let mut b = setup(h).await;
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get(&format!("/admin/users/{ann}/"))
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            &format!("/admin/users/{ann}/applications/revoke/"),
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let r = exchange(
+        h,
+        &pending,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    let r = exchange(
+        h,
+        &other_client,
+        "native",
+        None,
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
 /// A code whose user was deactivated or deleted after it was issued is refused at
 /// the exchange, whichever way the account changed (here straight in the store, as
 /// a script or another service would: no page voided anything).
@@ -1429,5 +1533,55 @@ async fn codes_of_deactivated_or_deleted_users_are_refused(h: &Harness) {
     h.store.delete_user(bob).await.unwrap();
     let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+}
+
+/// A new password — through the API or set by staff — voids the user's codes not
+/// yet exchanged, as it ends their sessions and other tokens.
+async fn new_password_voids_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let token = h
+        .login("ann@example.com", PASSWORD)
+        .await
+        .str("access_token");
+    let new = "quartz-lantern-51";
+    let r = h
+        .json(
+            Method::PUT,
+            "/users/password/",
+            Some(&token),
+            json!({"old_password": PASSWORD, "password": new, "password2": new}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+
+    // Set by staff on the console.
+    let bob = h.user("bob@example.com").await;
+    let mut b = Browser::new(h);
+    b.sign_in("bob@example.com").await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get(&format!("/admin/users/{bob}/"))
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            &format!("/admin/users/{bob}/password/"),
+            &pairs(&[
+                ("csrfmiddlewaretoken", &csrf),
+                ("password", new),
+                ("password2", new),
+            ]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
     assert_eq!(r.str("error"), "invalid_grant");
 }

@@ -70,6 +70,8 @@ scenarios!(
     staff_withdrawal_voids_the_users_codes_for_that_client,
     codes_of_deactivated_or_deleted_users_are_refused,
     new_password_voids_unexchanged_codes,
+    custom_scheme_public_client_is_asked_every_time,
+    ipv6_loopback_redirect_uris_match_any_port,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -95,6 +97,7 @@ macro_rules! configured_scenarios {
 configured_scenarios!(
     session_cookie_flags_on_plain_http,
     idle_expiry_counts_from_last_use,
+    configured_code_lifetime_is_enforced,
 );
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92ZR7gW0pQmUXyA6xKMbbj1kLsVs";
@@ -1584,4 +1587,123 @@ async fn new_password_voids_unexchanged_codes(h: &Harness) {
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
     assert_eq!(r.str("error"), "invalid_grant");
+}
+
+/// A public client whose redirect URI is a private-use scheme (RFC 8252 §7.1) is
+/// asked for consent every time: any app on the device can claim the scheme, so a
+/// remembered consent proves nothing about who is asking (OAuth 2.1 §7.4.2,
+/// RFC 8252 §8.6). The consent is remembered all the same (the page lists it).
+async fn custom_scheme_public_client_is_asked_every_time(h: &Harness) {
+    const APP: &str = "com.example.app:/cb";
+    let mut b = setup(h).await;
+    register(h, "mobile", None, &[APP], false).await;
+    let query = authorize_query("mobile", Some(APP), &[]);
+    for _ in 0..2 {
+        let p = b.allow(&query).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert!(
+            p.location().starts_with(&format!("{APP}?code=")),
+            "{}",
+            p.location()
+        );
+        let q = p.redirect_params();
+        let r = exchange(h, &q["code"], "mobile", None, &[("redirect_uri", APP)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(h.store.consent(ann, "mobile").await.unwrap().is_some());
+    let again = b.get(&format!("/o/authorize/?{query}")).await;
+    assert_eq!(again.status, StatusCode::OK, "the consent page, not a code");
+    assert!(again.body.contains(r#"name="allow""#));
+}
+
+/// RFC 8252 §7.3 for IPv6: a registered `http://[::1]/…` accepts the same URI on
+/// any port (the app picks a free one at run time), and the code is bound to the
+/// port it was sent to; the path must still match exactly.
+async fn ipv6_loopback_redirect_uris_match_any_port(h: &Harness) {
+    const REGISTERED: &str = "http://[::1]/callback";
+    let mut b = setup(h).await;
+    register(h, "native6", None, &[REGISTERED], false).await;
+    for uri in [
+        "http://[::1]:53123/callback",
+        "http://[::1]:8/callback",
+        REGISTERED,
+    ] {
+        let p = b.allow(&authorize_query("native6", Some(uri), &[])).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{uri}: {}", p.body);
+        assert!(
+            p.location().starts_with(&format!("{uri}?code=")),
+            "{uri}: {}",
+            p.location()
+        );
+        let code = p.redirect_params()["code"].clone();
+        let r = exchange(h, &code, "native6", None, &[("redirect_uri", uri)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
+    }
+    // Another port at the token endpoint than at /o/authorize/: refused.
+    let p = b
+        .allow(&authorize_query(
+            "native6",
+            Some("http://[::1]:53123/callback"),
+            &[],
+        ))
+        .await;
+    let code = p.redirect_params()["code"].clone();
+    let r = exchange(
+        h,
+        &code,
+        "native6",
+        None,
+        &[("redirect_uri", "http://[::1]:53124/callback")],
+    )
+    .await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    // Only the port is free: another path, another loopback address, or the IPv4
+    // loopback for an IPv6 registration is the error page.
+    for uri in [
+        "http://[::1]:53123/other",
+        "http://[::1]:53123/callback/",
+        "http://[::2]:53123/callback",
+        "http://127.0.0.1:53123/callback",
+        "https://[::1]:53123/callback",
+    ] {
+        assert_error_page(
+            &b.get(&format!(
+                "/o/authorize/?{}",
+                authorize_query("native6", Some(uri), &[])
+            ))
+            .await,
+        );
+    }
+}
+
+/// A code lifetime other than the default (`AuthServer::code_ttl`, here 5 s) is
+/// the one enforced, on the server's clock: a code 4 s old is exchanged, one 6 s
+/// old is refused.
+async fn configured_code_lifetime_is_enforced(backend: Backend) {
+    let Some(h) = Harness::build(backend, common::lenient(), |s| {
+        s.code_ttl(Duration::from_secs(5))
+    })
+    .await
+    else {
+        return;
+    };
+    let mut b = setup(&h).await;
+    let uri = ("redirect_uri", LOOPBACK);
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.clock.advance(6);
+    let r = exchange(&h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.clock.advance(4);
+    let r = exchange(&h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    h.cleanup().await;
 }

@@ -212,6 +212,7 @@ mod tests {
         "/o/authorized_tokens/",
         "/o/authorized_tokens",
         "/o/authorized_tokens/revoke/",
+        "/o/authorized_tokens/revoke",
         "/static/oauth/style.css",
         // pages + admin: DOT's self-service application pages
         "/o/applications/",

@@ -145,7 +145,9 @@ pub fn routes(admin: &Admin, sessions: SqlSessionStore) -> Router<AppState> {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/admin/")
-        .with_expiry(Expiry::OnInactivity(idle));
+        .with_expiry(Expiry::OnInactivity(idle))
+        // Idle expiry from the last use, not the last change (see oauth-core's pages).
+        .with_always_save(true);
     Router::new()
         .route("/admin/callback", get(sign_in::callback))
         .route("/admin/logout/", post(sign_in::logout))

@@ -8,7 +8,7 @@
 //! | `GET`/`POST /accounts/login/` | sign-in form (Django's path) |
 //! | `POST /accounts/logout/` | ends the session |
 //! | `GET /o/authorized_tokens/` | the applications the user authorized (DOT's page) |
-//! | `POST /o/authorized_tokens/revoke/` | withdraws one: its tokens stop working, its consent is forgotten |
+//! | `POST /o/authorized_tokens/revoke/` | withdraws one: its tokens and unexchanged codes stop working, its consent is forgotten |
 //! | `/o/applications/…` | DOT's self-service application pages, served with the console (feature `admin`, `Pages::admin`) |
 //!
 //! Sessions live in a [`SessionStore`] — with the `sea-orm` feature, the
@@ -67,7 +67,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_sessions::cookie::SameSite;
@@ -232,7 +233,13 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(idle));
+        .with_expiry(Expiry::OnInactivity(idle))
+        // Idle expiry counts from the last use: every answer saves the session with
+        // a new expiry and sends the cookie again. Without this, tower-sessions saves
+        // only a changed session, and a user who keeps using the pages is signed out
+        // `idle` after the last change (their sign-in). Pages are few and low volume;
+        // the store's `save` never brings back a session ended meanwhile.
+        .with_always_save(true);
     let css = pages
         .stylesheet
         .unwrap_or_else(|| view::STYLESHEET.to_owned());
@@ -248,7 +255,8 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         .route("/accounts/logout", post(login::logout))
         .route("/o/authorized_tokens/", get(authorized::list))
         .route("/o/authorized_tokens", get(authorized::list))
-        .route("/o/authorized_tokens/revoke/", post(authorized::revoke));
+        .route("/o/authorized_tokens/revoke/", post(authorized::revoke))
+        .route("/o/authorized_tokens/revoke", post(authorized::revoke));
     // DOT's self-service application pages share the console's form and log.
     #[cfg(feature = "admin")]
     let routes = if state.admin_log.is_some() {
@@ -259,6 +267,7 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         routes
     };
     let routes = routes
+        .layer(axum::middleware::from_fn(see_other_after_post))
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state);
@@ -274,6 +283,28 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
             )
         }),
     )
+}
+
+/// Every redirect answering a POST is a 303 (RFC 9700 §4.12): the browser follows
+/// it with a GET and never re-sends the form — a 307 or 308 would post the password
+/// or the consent on to wherever it points. The shared answers ([`to_login`],
+/// [`found`]) are 302s, right for a GET; this makes them right after a POST too,
+/// for every handler of the pages and the console.
+async fn see_other_after_post(req: axum::extract::Request, next: Next) -> Response {
+    let post = req.method() == Method::POST;
+    let mut response = next.run(req).await;
+    if post
+        && matches!(
+            response.status(),
+            StatusCode::MOVED_PERMANENTLY
+                | StatusCode::FOUND
+                | StatusCode::TEMPORARY_REDIRECT
+                | StatusCode::PERMANENT_REDIRECT
+        )
+    {
+        *response.status_mut() = StatusCode::SEE_OTHER;
+    }
+    response
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -462,7 +493,8 @@ impl PagesInner {
     }
 }
 
-/// 302 to the login page, to come back to `next` afterwards.
+/// 302 to the login page, to come back to `next` afterwards (a 303 when it answers
+/// a POST: see [`see_other_after_post`]).
 pub(crate) fn to_login(next: &str) -> Response {
     let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
     found(&format!("/accounts/login/?next={next}"))

@@ -867,3 +867,23 @@ pub(crate) struct ServerState {
     /// Without a trailing slash.
     pub(crate) issuer_url: String,
 }
+
+impl ServerState {
+    /// [`GrantStore::void_codes`] at the server's clock, when there is a grant
+    /// store (without one no code is ever issued). Call it before the token
+    /// revocation it goes with.
+    pub(crate) async fn void_codes(
+        &self,
+        user_id: crate::store::UserId,
+        client_id: Option<&str>,
+    ) -> Result<u64, crate::store::StoreError> {
+        match &self.grants {
+            Some(grants) => {
+                grants
+                    .void_codes(user_id, client_id, self.clock.unix())
+                    .await
+            }
+            None => Ok(0),
+        }
+    }
+}

@@ -198,9 +198,9 @@ async fn every_page_and_form_is_for_staff_only(h: &Harness) {
     }
     for (path, form) in &forms {
         // With a valid CSRF token of the anonymous session: the form is fine,
-        // the visitor is not.
+        // the visitor is not. A redirect after a POST is a 303 (RFC 9700 §4.12).
         let p = submit(&mut anon, path, form).await;
-        assert_eq!(p.status, StatusCode::FOUND, "{path}: {}", p.body);
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}: {}", p.body);
         assert_eq!(p.location(), login_for(path));
         assert_safe_headers(&p, path);
     }

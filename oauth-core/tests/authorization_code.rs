@@ -8,10 +8,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
-use common::{Harness, PASSWORD};
+use common::{Backend, Harness, PASSWORD};
 use oauth_core::{Client, ClientRegistry, GrantStore, GrantType, Redemption, UserFlags, UserStore};
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -61,6 +63,41 @@ scenarios!(
     new_password_ends_browser_sessions,
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
+    session_cookie_flags_on_https,
+    anonymous_posts_are_sent_to_login_with_303,
+    revoke_answers_without_trailing_slash,
+    withdrawing_an_application_voids_its_unexchanged_codes,
+    staff_withdrawal_voids_the_users_codes_for_that_client,
+    codes_of_deactivated_or_deleted_users_are_refused,
+    new_password_voids_unexchanged_codes,
+    custom_scheme_public_client_is_asked_every_time,
+    ipv6_loopback_redirect_uris_match_any_port,
+);
+
+/// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
+/// builds its own harness on the backend it is given (PostgreSQL only with
+/// `TEST_DATABASE_URL`).
+macro_rules! configured_scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod configured_sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+        )* }
+        mod configured_postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        )* }
+    };
+}
+
+configured_scenarios!(
+    session_cookie_flags_on_plain_http,
+    idle_expiry_counts_from_last_use,
+    configured_code_lifetime_is_enforced,
 );
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92ZR7gW0pQmUXyA6xKMbbj1kLsVs";
@@ -378,19 +415,113 @@ async fn consent_page_shows_client_and_scopes_with_safe_headers(h: &Harness) {
     assert!(h_("content-type").unwrap().starts_with("text/html"));
     // Never CORS on the authorization endpoint.
     assert!(h_("access-control-allow-origin").is_none());
-    // The session cookie: HttpOnly, SameSite=Lax, Secure with __Host- on https.
-    let cookie = b.cookie.clone().unwrap();
-    assert!(cookie.starts_with("__Host-oauth_session="), "{cookie}");
-    let login = b.get("/accounts/login/").await;
-    let set = login
+}
+
+/// Signs ann@example.com in from a fresh browser whose pages come from `origin`; the
+/// `Set-Cookie` of the sign-in's answer (which sets the new session's cookie).
+async fn sign_in_cookie(h: &Harness, origin: &str) -> String {
+    let mut b = Browser::new(h);
+    let form = b.get("/accounts/login/").await;
+    let p = b
+        .post_with(
+            "/accounts/login/",
+            &pairs(&[
+                ("csrfmiddlewaretoken", &form.field("csrfmiddlewaretoken")),
+                ("username", "ann@example.com"),
+                ("password", PASSWORD),
+            ]),
+            &[("origin", origin)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let set: Vec<_> = p
         .headers
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    if let Some(set) = set {
-        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
-            assert!(set.contains(attr), "{set}");
-        }
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    set[0].clone()
+}
+
+/// The attributes of a `Set-Cookie` value, after its name=value pair.
+fn cookie_attributes(set: &str) -> Vec<&str> {
+    set.split(';').skip(1).map(str::trim).collect()
+}
+
+async fn session_cookie_flags_on_https(h: &Harness) {
+    h.user("ann@example.com").await;
+    // https issuer: `__Host-` name, Secure, HttpOnly, SameSite=Lax, Path=/, no Domain.
+    let set = sign_in_cookie(h, ISSUER).await;
+    assert!(set.starts_with("__Host-oauth_session="), "{set}");
+    let attrs = cookie_attributes(&set);
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr}: {set}");
     }
+    assert!(!set.contains("Domain"), "{set}");
+}
+
+/// A plain-http issuer (a developer's machine): the cookie cannot be `Secure`, so
+/// it cannot have the `__Host-` name either; the other flags stay.
+async fn session_cookie_flags_on_plain_http(backend: Backend) {
+    const HTTP_ISSUER: &str = "http://127.0.0.1:8000";
+    let Some(h) = Harness::build(backend, common::lenient(), |s| s.issuer_url(HTTP_ISSUER)).await
+    else {
+        return;
+    };
+    h.user("ann@example.com").await;
+    let set = sign_in_cookie(&h, HTTP_ISSUER).await;
+    assert!(set.starts_with("oauth_session="), "{set}");
+    let attrs = cookie_attributes(&set);
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr}: {set}");
+    }
+    assert!(!attrs.contains(&"Secure"), "{set}");
+    h.cleanup().await;
+}
+
+/// Idle expiry counts from the last use of the session, not from its last change:
+/// a user who keeps using the pages stays signed in past the idle time; one who
+/// stops is signed out once it has passed. Sessions expire on the wall clock (the
+/// store compares whole seconds), hence real, short sleeps: a 2 s idle time, so an
+/// idle session ends between 1 and 2 s after its last use.
+async fn idle_expiry_counts_from_last_use(backend: Backend) {
+    let idle = Duration::from_secs(2);
+    let Some(h) =
+        Harness::build_with_pages(backend, common::lenient(), |p| p.idle_timeout(idle), |s| s)
+            .await
+    else {
+        return;
+    };
+    register(&h, "native", None, &[LOOPBACK], false).await;
+    h.user("ann@example.com").await;
+    let mut b = Browser::new(&h);
+    b.sign_in("ann@example.com").await;
+    // The consent page: it reads the session and changes nothing in it.
+    let consent = format!(
+        "/o/authorize/?{}",
+        authorize_query("native", Some(LOOPBACK), &[])
+    );
+    // Used every 0.4 s for 2.4 s in all, longer than the idle time since sign-in
+    // (the last change): still signed in, and every answer sends the cookie again
+    // with a fresh Max-Age, so the browser keeps it as long as the server does.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let p = b.get(&consent).await;
+        assert_eq!(p.status, StatusCode::OK, "signed out while in use");
+        let set = p
+            .headers
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .expect("the cookie is sent again");
+        assert!(cookie_attributes(&set).contains(&"Max-Age=2"), "{set}");
+    }
+    // Then unused for longer than the idle time: signed out.
+    tokio::time::sleep(idle + Duration::from_millis(100)).await;
+    let p = b.get(&consent).await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert!(p.location().starts_with("/accounts/login/"));
+    h.cleanup().await;
 }
 
 async fn allow_issues_a_code_and_cancel_is_access_denied(h: &Harness) {
@@ -1133,4 +1264,446 @@ async fn cors_only_for_registered_origins(h: &Harness) {
         body,
         json!({"error": "invalid_grant", "error_description": "The code is invalid or expired."})
     );
+}
+
+/// Every POST of the pages answers a redirect with 303 (RFC 9700 §4.12), also when
+/// it sends a visitor whose session has no user — never signed in, or signed out
+/// since the form was shown — to the login page.
+async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
+    register(h, "conf", Some("conf-secret"), &[LOOPBACK], false).await;
+    let ann = h.user("ann@example.com").await;
+    // A visitor with a session (and so a CSRF token) but no user.
+    let mut anon = Browser::new(h);
+    let csrf = anon
+        .get("/accounts/login/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let form = pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]);
+    for path in [
+        "/o/authorized_tokens/revoke/",
+        "/o/authorized_tokens/revoke",
+        "/o/applications/register/",
+        "/o/applications/conf/update/",
+        "/o/applications/conf/rotate/",
+        "/o/applications/conf/delete/",
+    ] {
+        let p = anon.post(path, &form).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}: {}", p.body);
+        assert!(p.location().starts_with("/accounts/login/?next="), "{path}");
+    }
+    // The other POSTs: sign-out answers 303 too; a consent without a user is a
+    // 403 page, not a redirect.
+    let p = anon.post("/accounts/logout/", &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let csrf = anon
+        .get("/accounts/login/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = anon
+        .post(
+            "/o/authorize/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("allow", "Authorize")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+    // Signed out since the page was shown (its absolute lifetime passed): the
+    // revoke button sends the user to sign in again with a 303, and revokes nothing.
+    let mut b = Browser::new(h);
+    b.sign_in("ann@example.com").await;
+    code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let csrf = b
+        .get("/o/authorized_tokens/")
+        .await
+        .field("csrfmiddlewaretoken");
+    h.clock.advance(10 * 3600);
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        p.location(),
+        "/accounts/login/?next=%2Fo%2Fauthorized_tokens%2F"
+    );
+    assert!(h.store.consent(ann, "conf").await.unwrap().is_some());
+}
+
+/// `/o/authorized_tokens/revoke` answers as `/o/authorized_tokens/revoke/` does
+/// (the trailing slash is optional on every path of the flow).
+async fn revoke_answers_without_trailing_slash(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let tokens = exchange(
+        h,
+        &code,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    let csrf = b
+        .get("/o/authorized_tokens")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), "/o/authorized_tokens/");
+    assert!(!h.active(&tokens.str("access_token")).await);
+    assert!(
+        b.get("/o/authorized_tokens/")
+            .await
+            .body
+            .contains("was revoked")
+    );
+}
+
+/// A code issued but not yet exchanged when the user withdraws the application
+/// from /o/authorized_tokens/ can no longer be exchanged (within its lifetime it
+/// otherwise could: tokens issued after the withdrawal). The user's codes for
+/// other clients, and another user's for this one, still work.
+async fn withdrawing_an_application_voids_its_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.user("bob@example.com").await;
+    let mut bob = Browser::new(h);
+    bob.sign_in("bob@example.com").await;
+    let bobs = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
+
+    let csrf = b
+        .get("/o/authorized_tokens/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = b
+        .post(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+
+    let conf = |code: String| async move {
+        exchange(
+            h,
+            &code,
+            "conf",
+            Some("conf-secret"),
+            &[("redirect_uri", LOOPBACK)],
+        )
+        .await
+    };
+    let r = conf(pending).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    let r = exchange(
+        h,
+        &other_client,
+        "native",
+        None,
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = conf(bobs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // Authorized again after the withdrawal: a new code works.
+    let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    assert_eq!(conf(fresh).await.status, StatusCode::OK);
+}
+
+/// The admin console's per-application revoke on a user's page voids that user's
+/// unexchanged codes for the application as the user's own revoke does.
+async fn staff_withdrawal_voids_the_users_codes_for_that_client(h: &Harness) {
+    let mut b = setup(h).await;
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get(&format!("/admin/users/{ann}/"))
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            &format!("/admin/users/{ann}/applications/revoke/"),
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let r = exchange(
+        h,
+        &pending,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    let r = exchange(
+        h,
+        &other_client,
+        "native",
+        None,
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+/// A code whose user was deactivated or deleted after it was issued is refused at
+/// the exchange, whichever way the account changed (here straight in the store, as
+/// a script or another service would: no page voided anything).
+async fn codes_of_deactivated_or_deleted_users_are_refused(h: &Harness) {
+    let mut b = setup(h).await;
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.store
+        .set_user_flags(
+            ann,
+            UserFlags {
+                is_active: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    // Reactivated, the spent code stays spent.
+    h.store
+        .set_user_flags(
+            ann,
+            UserFlags {
+                is_active: Some(true),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+
+    // Deactivated through the console: refused too.
+    let mut b = Browser::new(h);
+    b.sign_in("ann@example.com").await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get(&format!("/admin/users/{ann}/"))
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            &format!("/admin/users/{ann}/"),
+            &pairs(&[("csrfmiddlewaretoken", &csrf)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(!h.store.user_by_id(ann).await.unwrap().unwrap().is_active);
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+
+    // Deleted.
+    let bob = h.user("bob@example.com").await;
+    let mut b = Browser::new(h);
+    b.sign_in("bob@example.com").await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.store.delete_user(bob).await.unwrap();
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+}
+
+/// A new password — through the API or set by staff — voids the user's codes not
+/// yet exchanged, as it ends their sessions and other tokens.
+async fn new_password_voids_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let token = h
+        .login("ann@example.com", PASSWORD)
+        .await
+        .str("access_token");
+    let new = "quartz-lantern-51";
+    let r = h
+        .json(
+            Method::PUT,
+            "/users/password/",
+            Some(&token),
+            json!({"old_password": PASSWORD, "password": new, "password2": new}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+
+    // Set by staff on the console.
+    let bob = h.user("bob@example.com").await;
+    let mut b = Browser::new(h);
+    b.sign_in("bob@example.com").await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get(&format!("/admin/users/{bob}/"))
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            &format!("/admin/users/{bob}/password/"),
+            &pairs(&[
+                ("csrfmiddlewaretoken", &csrf),
+                ("password", new),
+                ("password2", new),
+            ]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.str("error"), "invalid_grant");
+}
+
+/// A public client whose redirect URI is a private-use scheme (RFC 8252 §7.1) is
+/// asked for consent every time: any app on the device can claim the scheme, so a
+/// remembered consent proves nothing about who is asking (OAuth 2.1 §7.4.2,
+/// RFC 8252 §8.6). The consent is remembered all the same (the page lists it).
+async fn custom_scheme_public_client_is_asked_every_time(h: &Harness) {
+    const APP: &str = "com.example.app:/cb";
+    let mut b = setup(h).await;
+    register(h, "mobile", None, &[APP], false).await;
+    let query = authorize_query("mobile", Some(APP), &[]);
+    for _ in 0..2 {
+        let p = b.allow(&query).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert!(
+            p.location().starts_with(&format!("{APP}?code=")),
+            "{}",
+            p.location()
+        );
+        let q = p.redirect_params();
+        let r = exchange(h, &q["code"], "mobile", None, &[("redirect_uri", APP)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    let ann = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(h.store.consent(ann, "mobile").await.unwrap().is_some());
+    let again = b.get(&format!("/o/authorize/?{query}")).await;
+    assert_eq!(again.status, StatusCode::OK, "the consent page, not a code");
+    assert!(again.body.contains(r#"name="allow""#));
+}
+
+/// RFC 8252 §7.3 for IPv6: a registered `http://[::1]/…` accepts the same URI on
+/// any port (the app picks a free one at run time), and the code is bound to the
+/// port it was sent to; the path must still match exactly.
+async fn ipv6_loopback_redirect_uris_match_any_port(h: &Harness) {
+    const REGISTERED: &str = "http://[::1]/callback";
+    let mut b = setup(h).await;
+    register(h, "native6", None, &[REGISTERED], false).await;
+    for uri in [
+        "http://[::1]:53123/callback",
+        "http://[::1]:8/callback",
+        REGISTERED,
+    ] {
+        let p = b.allow(&authorize_query("native6", Some(uri), &[])).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{uri}: {}", p.body);
+        assert!(
+            p.location().starts_with(&format!("{uri}?code=")),
+            "{uri}: {}",
+            p.location()
+        );
+        let code = p.redirect_params()["code"].clone();
+        let r = exchange(h, &code, "native6", None, &[("redirect_uri", uri)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
+    }
+    // Another port at the token endpoint than at /o/authorize/: refused.
+    let p = b
+        .allow(&authorize_query(
+            "native6",
+            Some("http://[::1]:53123/callback"),
+            &[],
+        ))
+        .await;
+    let code = p.redirect_params()["code"].clone();
+    let r = exchange(
+        h,
+        &code,
+        "native6",
+        None,
+        &[("redirect_uri", "http://[::1]:53124/callback")],
+    )
+    .await;
+    assert_eq!(r.str("error"), "invalid_grant");
+    // Only the port is free: another path, another loopback address, or the IPv4
+    // loopback for an IPv6 registration is the error page.
+    for uri in [
+        "http://[::1]:53123/other",
+        "http://[::1]:53123/callback/",
+        "http://[::2]:53123/callback",
+        "http://127.0.0.1:53123/callback",
+        "https://[::1]:53123/callback",
+    ] {
+        assert_error_page(
+            &b.get(&format!(
+                "/o/authorize/?{}",
+                authorize_query("native6", Some(uri), &[])
+            ))
+            .await,
+        );
+    }
+}
+
+/// A code lifetime other than the default (`AuthServer::code_ttl`, here 5 s) is
+/// the one enforced, on the server's clock: a code 4 s old is exchanged, one 6 s
+/// old is refused.
+async fn configured_code_lifetime_is_enforced(backend: Backend) {
+    let Some(h) = Harness::build(backend, common::lenient(), |s| {
+        s.code_ttl(Duration::from_secs(5))
+    })
+    .await
+    else {
+        return;
+    };
+    let mut b = setup(&h).await;
+    let uri = ("redirect_uri", LOOPBACK);
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.clock.advance(6);
+    let r = exchange(&h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.clock.advance(4);
+    let r = exchange(&h, &code, "native", None, &[uri]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    h.cleanup().await;
 }

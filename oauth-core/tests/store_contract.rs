@@ -267,6 +267,7 @@ contract!(
     rotation_refuses_what_it_must,
     password_change_revokes_other_sessions,
     codes_redeem_once_then_replay,
+    codes_are_voided_per_user_and_client,
     consents_merge_list_and_forget,
     origins_are_found_across_clients,
     users_search_filter_order_and_count,
@@ -880,6 +881,85 @@ async fn codes_redeem_once_then_replay(b: &Backend) {
         b.grants.redeem_code(&clean.hash, 1_002).await.unwrap(),
         Redemption::Invalid
     );
+}
+
+/// A withdrawn grant takes the user's codes for that client with it: an unredeemed
+/// one is gone, a redeemed one is marked replayed (so an exchange still storing its
+/// tokens revokes them); other clients' and other users' codes, and codes issued
+/// afterwards, are untouched. With no client, every code of the user goes.
+async fn codes_are_voided_per_user_and_client(b: &Backend) {
+    let ann = owner_and_client(b).await;
+    let bob = b
+        .users
+        .create_user(NewUser::new(
+            email("bob@example.com"),
+            "$scrypt$x".into(),
+            t0(),
+        ))
+        .await
+        .unwrap()
+        .id;
+    let insert = async |user: i64, plain: &str, client: &str| {
+        let c = AuthorizationCode {
+            client_id: client.into(),
+            ..code(user, plain, 1_060)
+        };
+        b.grants.insert_code(&c).await.unwrap();
+        c.hash
+    };
+    let pending = insert(ann, "ann-app-1", "app").await;
+    let pending2 = insert(ann, "ann-app-2", "app").await;
+    let redeemed = insert(ann, "ann-app-3", "app").await;
+    let other_client = insert(ann, "ann-other", "other").await;
+    let other_user = insert(bob, "bob-app", "app").await;
+    assert!(matches!(
+        b.grants.redeem_code(&redeemed, 1_001).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    assert!(!b.grants.code_replayed(&redeemed).await.unwrap());
+
+    assert_eq!(
+        b.grants.void_codes(ann, Some("app"), 1_002).await.unwrap(),
+        2
+    );
+    for hash in [pending, pending2] {
+        assert_eq!(
+            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
+            Redemption::Invalid
+        );
+    }
+    assert!(b.grants.code_replayed(&redeemed).await.unwrap());
+    // Issued after the withdrawal (the user authorized the client again): valid.
+    let later = insert(ann, "ann-app-later", "app").await;
+    for hash in [other_client, other_user, later] {
+        assert!(matches!(
+            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
+            Redemption::Redeemed(_)
+        ));
+        assert!(!b.grants.code_replayed(&hash).await.unwrap());
+    }
+    // Nothing left of the user's for that client: nothing to delete.
+    assert_eq!(
+        b.grants.void_codes(ann, Some("app"), 1_004).await.unwrap(),
+        0
+    );
+
+    // Every client of the user (a new password, a deactivated account).
+    let app = insert(ann, "ann-app-4", "app").await;
+    let other = insert(ann, "ann-other-2", "other").await;
+    let bobs = insert(bob, "bob-app-2", "app").await;
+    assert_eq!(b.grants.void_codes(ann, None, 1_005).await.unwrap(), 2);
+    for hash in [app, other] {
+        assert_eq!(
+            b.grants.redeem_code(&hash, 1_006).await.unwrap(),
+            Redemption::Invalid
+        );
+    }
+    assert!(b.grants.code_replayed(&other_client).await.unwrap());
+    assert!(matches!(
+        b.grants.redeem_code(&bobs, 1_006).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
 }
 
 async fn consents_merge_list_and_forget(b: &Backend) {

@@ -291,6 +291,8 @@ async fn revoke(
         let Some(user) = user else {
             return done(&pages, &session, "No such user.".into(), next).await;
         };
+        // Their unexchanged codes too, first (`GrantStore::void_codes`).
+        page_try!(pages.ok(pages.app.void_codes(user.id, None).await).await);
         let revoked = page_try!(
             pages
                 .ok(pages.app.issuer.revoke_user_tokens(user.id, None).await)

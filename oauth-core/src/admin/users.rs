@@ -498,8 +498,12 @@ async fn detail(
     detail_page(&pages, &session, &me, &user, FormErrors::default()).await
 }
 
-/// Revokes every token of a user; the count, or the error page.
+/// Voids every code and revokes every token of a user (codes first, see
+/// `GrantStore::void_codes`); the number of tokens, or the error page.
 async fn revoke_all(pages: &PagesState, user_id: i64) -> Result<u64, Response> {
+    if let Err(e) = pages.app.void_codes(user_id, None).await {
+        return Err(pages.internal(&e).await);
+    }
     match pages.app.issuer.revoke_user_tokens(user_id, None).await {
         Ok(n) => Ok(n),
         Err(e) => Err(pages.internal(&e).await),
@@ -608,8 +612,10 @@ async fn set_password(
             .ok(pages.app.hasher.hash(&Password::new(get("password"))).await)
             .await
     );
-    // The new hash and the revocation of every token, in one transaction where the
-    // store can, as for the password-change API.
+    // The user's codes are voided first, then the new hash and the revocation of
+    // every token, in one transaction where the store can, as for the
+    // password-change API.
+    page_try!(pages.ok(pages.app.void_codes(user.id, None).await).await);
     let revoked = page_try!(
         pages
             .ok(pages
@@ -731,6 +737,12 @@ async fn revoke_application(
     let Some(client_id) = fields.get("client_id") else {
         return done(&pages, &session, "No application named.".into(), &back).await;
     };
+    // Codes before tokens, as on the user's own page (`GrantStore::void_codes`).
+    page_try!(
+        pages
+            .ok(pages.app.void_codes(user.id, Some(client_id)).await)
+            .await
+    );
     let now = pages.app.clock.unix();
     let revoked = page_try!(
         pages

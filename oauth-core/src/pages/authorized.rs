@@ -1,6 +1,7 @@
 //! `GET /o/authorized_tokens/` (DOT's page): the applications a user authorized,
-//! each with a button that withdraws it — its tokens stop working at once and its
-//! remembered consent is forgotten, so the next authorization asks again.
+//! each with a button that withdraws it — its tokens stop working at once, a code
+//! issued to it but not yet exchanged can no longer be, and its remembered consent
+//! is forgotten, so the next authorization asks again.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -72,8 +73,13 @@ pub(crate) async fn revoke(
     let Some(grants) = app.grants.as_ref() else {
         return pages.internal(&"no grant store").await;
     };
-    // Tokens first: if forgetting the consent failed after, the user can retry and
-    // nothing they asked to stop keeps working meanwhile.
+    // Codes first, then tokens (see `GrantStore::void_codes`: an exchange racing
+    // with this revokes its own tokens), then the consent: if forgetting the
+    // consent failed after, the user can retry and nothing they asked to stop
+    // keeps working meanwhile.
+    if let Err(e) = app.void_codes(user.id, Some(client_id)).await {
+        return pages.internal(&e).await;
+    }
     if let Err(e) = app
         .tokens
         .revoke_user_client_tokens(user.id, client_id, app.clock.unix())

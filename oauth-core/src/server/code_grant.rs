@@ -6,6 +6,7 @@
 //! - the code is consumed by one conditional write (any attempt uses it up), and a
 //!   second use revokes every token issued from it (RFC 6749 §4.1.2);
 //! - its expiry is checked against the server's clock in that write;
+//! - the user who authorized it must still exist and be active;
 //! - `redirect_uri` is required only when the authorization request carried it
 //!   (RFC 6749 §4.1.3; OAuth 2.1 drops it), the machine always wants one;
 //! - the verifier must have RFC 7636 §4.1's syntax before it is hashed.
@@ -155,6 +156,16 @@ pub(super) async fn authorization_code_grant(
                     .map_err(|e| OAuthError::internal(&e))?
                 {
                     Redemption::Redeemed(c) => {
+                        // The user may have been deactivated or deleted since the
+                        // code was issued: then it is worth nothing.
+                        let user = state
+                            .users
+                            .user_by_id(c.user_id)
+                            .await
+                            .map_err(|e| OAuthError::internal(&e))?;
+                        if !user.is_some_and(|u| u.is_active) {
+                            return Err(invalid_grant("The code is invalid or expired."));
+                        }
                         let grant = machine_grant(state, &c, body)?;
                         redeemed = Some(c);
                         Input::Recovered(Some(Box::new(grant)))

@@ -252,7 +252,12 @@ pub(super) async fn change_password(
         .hash(&Password::new(password))
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    // The new hash and the end of the other sessions, in one transaction.
+    // Codes issued with the old password die first (`GrantStore::void_codes`), then
+    // the new hash and the end of the other sessions, in one transaction.
+    state
+        .void_codes(user.id, None)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     let revoked = state
         .users
         .set_password_hash_and_revoke(

@@ -37,7 +37,8 @@ pub struct AuthorizationCode {
     pub expires_at: UnixTime,
     /// When it was redeemed, if it was.
     pub consumed_at: Option<UnixTime>,
-    /// When a second redemption was refused, if one was.
+    /// When a second redemption was refused, if one was — or when the code was
+    /// voided after its redemption ([`GrantStore::void_codes`]).
     pub replayed_at: Option<UnixTime>,
 }
 
@@ -87,6 +88,26 @@ pub trait GrantStore: Send + Sync {
     /// redeemed. The winner of a redemption asks this after storing its tokens: a
     /// replay that came in between revoked the family before those tokens existed.
     async fn code_replayed(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+
+    /// Voids the codes `user_id` authorized for `client_id` (for every client when
+    /// `None`): the user withdrew that grant, or lost the right to make it (a new
+    /// password, a deactivated account). RFC 6749 §4.1.2 lets a code be revoked; it
+    /// must be here, or a code issued just before the withdrawal could still be
+    /// exchanged for fresh tokens within its lifetime.
+    ///
+    /// A code not redeemed yet is deleted: a later exchange finds nothing. A code
+    /// already redeemed is marked replayed, so that an exchange that redeemed it but
+    /// is still storing its tokens revokes them when it checks
+    /// [`code_replayed`](Self::code_replayed). Call this *before* revoking the
+    /// user's tokens: a racing exchange then either stored its tokens before the
+    /// revocation (which revokes them) or checks after this call (and revokes them
+    /// itself). Returns how many codes not yet redeemed were deleted.
+    async fn void_codes(
+        &self,
+        user_id: UserId,
+        client_id: Option<&str>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError>;
 
     /// Deletes codes that expired before `before`; returns how many.
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError>;

@@ -529,6 +529,25 @@ impl GrantStore for MemoryGrantStore {
             .is_some_and(|c| c.replayed_at.is_some()))
     }
 
+    async fn void_codes(
+        &self,
+        user_id: UserId,
+        client_id: Option<&str>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let mut codes = lock(&self.codes);
+        let len = codes.len();
+        let theirs = |c: &AuthorizationCode| {
+            c.user_id == user_id && client_id.is_none_or(|id| c.client_id == id)
+        };
+        codes.retain(|_, c| !theirs(c) || c.consumed_at.is_some());
+        let deleted = (len - codes.len()) as u64;
+        for c in codes.values_mut().filter(|c| theirs(c)) {
+            c.replayed_at.get_or_insert(now);
+        }
+        Ok(deleted)
+    }
+
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {
         let mut codes = lock(&self.codes);
         let len = codes.len();

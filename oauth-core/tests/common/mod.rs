@@ -104,6 +104,28 @@ impl Harness {
         throttle: ThrottleConfig,
         configure: impl FnOnce(AuthServer) -> AuthServer,
     ) -> Option<Self> {
+        Self::with_pages(backend, throttle, |pages| pages, configure).await
+    }
+
+    /// As [`build`](Self::build), with more settings of the browser pages too
+    /// (`pages` receives the harness's: sessions in this store, the console on).
+    pub async fn build_with_pages(
+        backend: Backend,
+        throttle: ThrottleConfig,
+        pages: impl FnOnce(Pages) -> Pages,
+        configure: impl FnOnce(AuthServer) -> AuthServer,
+    ) -> Option<Self> {
+        let h = Self::with_pages(backend, throttle, pages, configure).await?;
+        h.seed_clients().await;
+        Some(h)
+    }
+
+    async fn with_pages(
+        backend: Backend,
+        throttle: ThrottleConfig,
+        pages: impl FnOnce(Pages) -> Pages,
+        configure: impl FnOnce(AuthServer) -> AuthServer,
+    ) -> Option<Self> {
         let (store, dir, pg) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -132,7 +154,9 @@ impl Harness {
         let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
         let router = configure(
             AuthServer::from_store(store.clone())
-                .pages(Pages::new(store.as_ref().clone()).admin(store.clone()))
+                .pages(pages(
+                    Pages::new(store.as_ref().clone()).admin(store.clone()),
+                ))
                 .password_hasher(hasher.clone())
                 .clock(Arc::new(clock.clone()))
                 .throttle(throttle)

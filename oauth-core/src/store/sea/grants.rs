@@ -135,6 +135,38 @@ impl GrantStore for SeaOrmStore {
             .is_some())
     }
 
+    async fn void_codes(
+        &self,
+        user_id: UserId,
+        client_id: Option<&str>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let mut theirs = sea_orm::Condition::all().add(code::Column::UserId.eq(user_id));
+        if let Some(id) = client_id {
+            theirs = theirs.add(code::Column::ClientId.eq(id));
+        }
+        // Delete the unredeemed first, then mark the redeemed: a redemption that
+        // commits in between turns a code from the first kind into the second,
+        // which the mark still finds (the other order could miss it). A code
+        // issued in between is left alone: it was authorized after the withdrawal.
+        let deleted = code::Entity::delete_many()
+            .filter(theirs.clone())
+            .filter(code::Column::ConsumedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(backend)?
+            .rows_affected;
+        code::Entity::update_many()
+            .col_expr(code::Column::ReplayedAt, Expr::value(now))
+            .filter(theirs)
+            .filter(code::Column::ConsumedAt.is_not_null())
+            .filter(code::Column::ReplayedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(deleted)
+    }
+
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {
         let res = code::Entity::delete_many()
             .filter(code::Column::ExpiresAt.lt(before))

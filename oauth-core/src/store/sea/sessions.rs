@@ -13,7 +13,7 @@
 //! column of its own so that all of a user's sessions can be ended at once.
 
 use async_trait::async_trait;
-use sea_orm::sea_query::{Index, OnConflict, Table};
+use sea_orm::sea_query::{Index, Table};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
 };
@@ -149,18 +149,17 @@ impl SessionStore for SqlSessionStore {
         }
     }
 
+    /// Updates the session's row, never creates it: tower-sessions calls `save` only
+    /// for a session it loaded (a new one goes through `create`), so a missing row
+    /// was deleted meanwhile — a sign-out, [`end_user_sessions`](Self::end_user_sessions),
+    /// expiry — and a request that was in flight must not bring it back (the pages
+    /// save every session they answer, to count idle time from the last use).
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        session::Entity::insert(row(record)?)
-            .on_conflict(
-                OnConflict::column(session::Column::IdHash)
-                    .update_columns([
-                        session::Column::Data,
-                        session::Column::UserId,
-                        session::Column::ExpiresAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
+        let row = row(record)?;
+        session::Entity::update_many()
+            .set(row)
+            .filter(session::Column::IdHash.eq(id_hash(&record.id)))
+            .exec(&self.db)
             .await
             .map_err(failed)?;
         Ok(())
@@ -271,7 +270,16 @@ mod tests {
         store.create(&mut record).await.unwrap();
         let loaded = store.load(&record.id).await.unwrap().unwrap();
         assert_eq!(loaded.data, record.data);
+        // Saved again: updated in place.
+        record.data.insert("k".to_owned(), serde_json::json!(2));
+        store.save(&record).await.unwrap();
+        let loaded = store.load(&record.id).await.unwrap().unwrap();
+        assert_eq!(loaded.data["k"], 2);
         store.delete(&record.id).await.unwrap();
+        assert!(store.load(&record.id).await.unwrap().is_none());
+        // A save of a deleted session (a request in flight during a sign-out) does
+        // not bring it back.
+        store.save(&record).await.unwrap();
         assert!(store.load(&record.id).await.unwrap().is_none());
         let tables = sea_orm::ConnectionTrait::query_all_raw(
             &db,

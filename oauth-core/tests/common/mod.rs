@@ -246,6 +246,47 @@ impl Harness {
             .unwrap()
     }
 
+    /// Everything the database holds, as text: on SQLite every byte of its files
+    /// (the main file and the write-ahead log, free pages included); on
+    /// PostgreSQL every row of every table of the schema. For tests that a
+    /// plaintext secret reached no store.
+    pub async fn stored_text(&self) -> String {
+        use oauth_core::sea::sea_orm::{DbBackend, Statement};
+        if let Some(dir) = &self._dir {
+            let mut bytes = vec![];
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+            }
+            return String::from_utf8_lossy(&bytes).into_owned();
+        }
+        let db = self.store.connection();
+        let tables = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            ))
+            .await
+            .unwrap();
+        assert!(tables.len() > 5, "the schema's tables are listed");
+        let mut text = String::new();
+        for table in tables {
+            let table: String = table.try_get("", "t").unwrap();
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!("SELECT CAST(r AS TEXT) AS row FROM \"{table}\" r"),
+                ))
+                .await
+                .unwrap();
+            for row in rows {
+                text.push_str(&row.try_get::<String>("", "row").unwrap());
+                text.push('\n');
+            }
+        }
+        text
+    }
+
     pub async fn cleanup(self) {
         if let Some((url, schema)) = self.pg {
             let admin = SeaOrmStore::connect(StoreConfig::new(url).max_connections(1))

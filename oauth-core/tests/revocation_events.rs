@@ -147,6 +147,36 @@ async fn every_revocation_source_is_logged(h: &Harness) {
     let mark = latest(h).await;
     assert_eq!(h.store.revoke_client_tokens("rs-id", now).await.unwrap(), 0);
     assert!(log_after(h, mark).await.is_empty());
+
+    // Staff status taken away: one token-claims-change entry for the user, no
+    // token revoked (introspection answers again, without the staff scopes).
+    // Making a user staff, or "demoting" one who is not, logs nothing.
+    let flags = |staff| oauth_core::UserFlags {
+        is_staff: Some(staff),
+        ..Default::default()
+    };
+    let token = h
+        .login("ann@example.com", "a-new-one-43-quince")
+        .await
+        .str("access_token");
+    let mark = latest(h).await;
+    h.store.set_user_flags(user, flags(false)).await.unwrap();
+    h.store.set_user_flags(user, flags(true)).await.unwrap();
+    assert!(log_after(h, mark).await.is_empty());
+    h.store.set_user_flags(user, flags(false)).await.unwrap();
+    let events = log_after(h, mark).await;
+    let summary: Vec<_> = events.iter().map(|e| (e.kind, e.tokens.clone())).collect();
+    assert_eq!(
+        summary,
+        vec![(
+            RevocationKind::TokenClaimsChange,
+            RevokedTokens::User {
+                user_id: user,
+                client_id: None
+            }
+        )]
+    );
+    assert!(h.active(&token).await, "re-evaluated, not revoked");
 }
 
 /// Reads the stream's body until `want` events (not comments) have arrived.

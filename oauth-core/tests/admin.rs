@@ -381,6 +381,68 @@ async fn users_list_searches_filters_orders_and_pages(h: &Harness) {
     // An unknown order is the default one.
     let p = b.get("/admin/users/?o=password_hash").await;
     assert_eq!(listed(&p)[0], STAFF);
+
+    // Each column header sorts by it: the first click ascending, the next one
+    // descending; the marker says which, on that column only.
+    let sorted = |p: &Page| -> Vec<(String, String)> {
+        p.body
+            .split("<th scope=\"col\">")
+            .skip(1)
+            .filter_map(|th| {
+                let th = &th[..th.find("</th>")?];
+                let marker = th.find("<span class=\"sort\">(")?;
+                let label_end = th.find("</a>")?;
+                let label = &th[th[..label_end].rfind('>')? + 1..label_end];
+                let dir = &th[marker + 20..th[marker..].find(')')? + marker];
+                Some((label.to_owned(), dir.to_owned()))
+            })
+            .collect()
+    };
+    for (column, asc, desc) in [
+        ("Email", "email", "-email"),
+        ("Staff", "is_staff", "-is_staff"),
+        ("Active", "is_active", "-is_active"),
+        ("Date joined", "date_joined", "-date_joined"),
+        ("Last login", "last_login", "-last_login"),
+    ] {
+        let p = b.get(&format!("/admin/users/?o={asc}")).await;
+        assert_eq!(sorted(&p), [(column.to_owned(), "asc".to_owned())], "{asc}");
+        assert!(
+            p.body.contains(&format!("/admin/users/?o={desc}\"")),
+            "{asc}"
+        );
+        let p = b.get(&format!("/admin/users/?o={desc}")).await;
+        assert_eq!(
+            sorted(&p),
+            [(column.to_owned(), "desc".to_owned())],
+            "{desc}"
+        );
+        assert!(
+            p.body.contains(&format!("/admin/users/?o={asc}\"")),
+            "{desc}"
+        );
+    }
+    // Staff first, by email; non-staff first.
+    let p = b.get("/admin/users/?o=-is_staff").await;
+    assert_eq!(
+        &listed(&p)[..3],
+        [STAFF, "u00@example.com", "u05@example.com"]
+    );
+    let p = b.get("/admin/users/?o=is_staff").await;
+    assert_eq!(&listed(&p)[..2], ["u01@example.com", "u02@example.com"]);
+    // Inactive first.
+    let p = b.get("/admin/users/?o=is_active").await;
+    assert_eq!(&listed(&p)[..2], ["u00@example.com", "u03@example.com"]);
+    // Only the console's user has signed in: first when the most recent come
+    // first, last the other way (never signed in first, by id).
+    let p = b.get("/admin/users/?o=-last_login").await;
+    assert_eq!(listed(&p)[0], STAFF);
+    let p = b.get("/admin/users/?o=last_login&p=2").await;
+    assert_eq!(listed(&p).last().map(String::as_str), Some(STAFF));
+    assert_eq!(
+        &listed(&b.get("/admin/users/?o=last_login").await)[..2],
+        ["u00@example.com", "u01@example.com"]
+    );
 }
 
 async fn add_form_validates_like_signup(h: &Harness) {

@@ -12,7 +12,7 @@ mod common;
 use axum::http::StatusCode;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
-use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType};
+use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType, UserStore as _};
 
 scenarios!(
     admin_pages_are_for_staff_only,
@@ -318,9 +318,24 @@ async fn self_service_pages_are_for_their_owner_only(h: &Harness) {
     assert!(theirs.body.contains("/o/applications/bobs-app/"));
 }
 
+/// Every POST form of both page families — the console's add, change, rotate
+/// and delete, and the self-service register, update, rotate and delete — is
+/// refused without the session's CSRF token, with a wrong one, with another
+/// session's, and with the right one sent from another site; nothing changes.
 async fn every_form_needs_its_csrf_token(h: &Harness) {
     let mut staff = admin(h).await;
+    // `other` is the staff user's own application too, so that the self-service
+    // forms reach their CSRF check on a client its sender may change.
+    let boss = oauth_core::Email::parse(STAFF).unwrap();
+    let boss = h.store.user_by_email(&boss).await.unwrap().unwrap().id;
+    let mut other = h.store.client("other").await.unwrap().unwrap();
+    other.owner = Some(boss);
+    h.store.update_client(other).await.unwrap();
     let token = csrf(&mut staff, "/admin/applications/add/").await;
+    let mut second = Browser::new(h);
+    second.sign_in(STAFF).await;
+    let foreign = csrf(&mut second, "/admin/applications/add/").await;
+    assert_ne!(foreign, token);
     let form = |with: Option<&str>| {
         let mut f = pairs(&[
             ("name", "x"),
@@ -338,11 +353,17 @@ async fn every_form_needs_its_csrf_token(h: &Harness) {
         "/admin/applications/other/rotate/",
         "/admin/applications/other/delete/",
         "/o/applications/register/",
+        "/o/applications/other/update/",
+        "/o/applications/other/rotate/",
+        "/o/applications/other/delete/",
     ] {
         let p = staff.post(path, &form(None)).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
         assert!(p.body.contains("Form expired"), "{path}");
         let p = staff.post(path, &form(Some("wrong"))).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
+        // Another session's token is no better.
+        let p = staff.post(path, &form(Some(&foreign))).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
         // The right token from another site's page.
         let p = staff
@@ -357,10 +378,33 @@ async fn every_form_needs_its_csrf_token(h: &Harness) {
     let other = h.store.client("other").await.unwrap().unwrap();
     assert_eq!(other.name, "other");
     assert_eq!(
+        other.grant_types,
+        [GrantType::Password, GrantType::RefreshToken]
+    );
+    assert_eq!(
         token_status(h, ("other", "other-secret"), STAFF).await,
         StatusCode::OK
     );
     assert!(h.store.client("x").await.unwrap().is_none());
+    assert_eq!(h.store.entries(0, 10).await.unwrap().items.len(), 0);
+    // The forms do work with the right token: the table is not refusing for
+    // another reason (here, an owner's change of their own application).
+    let p = submit(
+        &mut staff,
+        "/o/applications/other/update/",
+        "/o/applications/other/update/",
+        &[
+            ("name", "other, renamed"),
+            ("client_type", "confidential"),
+            ("grant_types", "password"),
+            ("grant_types", "refresh_token"),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let other = h.store.client("other").await.unwrap().unwrap();
+    assert_eq!(other.name, "other, renamed");
 }
 
 async fn each_validation_error_keeps_what_was_typed_but_the_secret(h: &Harness) {

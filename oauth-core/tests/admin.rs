@@ -14,8 +14,8 @@ use chrono::Duration;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
 use oauth_core::{
-    AdminLog, Email, NewLogEntry, NewUser, Password, TokenHash, TokenQuery, TokenStore, UserQuery,
-    UserStore,
+    AdminLog, Clock as _, Consent, Email, GrantStore as _, NewLogEntry, NewUser, Password,
+    TokenHash, TokenQuery, TokenStore, UserQuery, UserStore,
 };
 
 scenarios!(
@@ -33,6 +33,7 @@ scenarios!(
     revoking_from_the_tokens_page_takes_effect_at_once,
     revocation_returns_only_inside_the_console,
     every_change_is_logged_with_its_actor,
+    revoking_an_application_from_a_users_page_takes_effect_at_once,
 );
 
 const STAFF: &str = "boss@example.com";
@@ -798,6 +799,12 @@ async fn deleting_asks_first_then_removes_user_and_tokens(h: &Harness) {
     let ann = h.user("ann@example.com").await;
     let (access, _) = tokens_of(h, "ann@example.com", PASSWORD).await;
     tokens_of(h, "ann@example.com", PASSWORD).await;
+    let mut ann_browser = Browser::new(h);
+    ann_browser.sign_in("ann@example.com").await;
+    assert_eq!(
+        ann_browser.get("/o/authorized_tokens/").await.status,
+        StatusCode::OK
+    );
     let (mut b, _) = admin(h).await;
     let page = b.get(&format!("/admin/users/{ann}/")).await;
     assert!(
@@ -855,6 +862,18 @@ async fn deleting_asks_first_then_removes_user_and_tokens(h: &Harness) {
             .status,
         StatusCode::NOT_FOUND
     );
+    // Their browser is anonymous at its next request, as after deactivation…
+    let p = ann_browser.get("/o/authorized_tokens/").await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert_eq!(p.location(), login_for("/o/authorized_tokens/"));
+    // …and stays so when an account with the same email is made again (on
+    // SQLite it may even get the same id).
+    h.user("ann@example.com").await;
+    for path in ["/o/authorized_tokens/", "/o/applications/"] {
+        let p = ann_browser.get(path).await;
+        assert_eq!(p.status, StatusCode::FOUND, "{path}");
+        assert_eq!(p.location(), login_for(path), "{path}");
+    }
 }
 
 async fn staff_cannot_deactivate_or_delete_themselves(h: &Harness) {
@@ -1296,4 +1315,81 @@ async fn every_change_is_logged_with_its_actor(h: &Harness) {
     assert!(p.body.contains("Page 2 of 2"));
     assert_eq!(p.body.split("<tr>").count() - 2, 3);
     assert!(p.body.contains("zoe@example.com"));
+}
+
+/// Revoking an authorized application from a user's page in the console ends
+/// that user's tokens for the client at once (introspection inactive, refresh
+/// refused) and forgets the remembered consent; the user's tokens for other
+/// clients, and other users' tokens for the client, live on.
+async fn revoking_an_application_from_a_users_page_takes_effect_at_once(h: &Harness) {
+    let ann = h.user("ann@example.com").await;
+    let bob = h.user("bob@example.com").await;
+    let (access, refresh) = tokens_of(h, "ann@example.com", PASSWORD).await;
+    let (bobs, _) = tokens_of(h, "bob@example.com", PASSWORD).await;
+    let password_grant = |client: (&'static str, &'static str)| async move {
+        let r = h
+            .post_form(
+                "/o/token/",
+                Some(client),
+                &[
+                    ("grant_type", "password"),
+                    ("username", "ann@example.com"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.str("access_token")
+    };
+    let elsewhere = password_grant(("other", "other-secret")).await;
+    for (user, client) in [(ann, "rs-id"), (ann, "other"), (bob, "rs-id")] {
+        h.store
+            .save_consent(&Consent {
+                user_id: user,
+                client_id: client.into(),
+                scope: "read".parse().unwrap(),
+                granted_at: h.clock.unix(),
+            })
+            .await
+            .unwrap();
+    }
+    let (mut b, _) = admin(h).await;
+    let page = b.get(&format!("/admin/users/{ann}/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let form = format!(r#"action="/admin/users/{ann}/applications/revoke/""#);
+    assert_eq!(page.body.matches(&form).count(), 2, "{}", page.body);
+    assert!(page.body.contains(r#"name="client_id" value="rs-id""#));
+    assert!(h.active(&access).await);
+
+    let p = submit(
+        &mut b,
+        &format!("/admin/users/{ann}/applications/revoke/"),
+        &[("client_id", "rs-id")],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), format!("/admin/users/{ann}/"));
+    assert!(flash(&mut b, p.location()).await.contains("was revoked"));
+
+    assert_eq!(
+        h.introspect(&access).await,
+        serde_json::json!({"active": false})
+    );
+    let r = h.refresh(&refresh).await;
+    assert_eq!(
+        (r.status, r.str("error").as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    assert!(h.store.consent(ann, "rs-id").await.unwrap().is_none());
+    // Only that application of that user.
+    assert!(h.active(&elsewhere).await);
+    assert!(h.active(&bobs).await);
+    assert!(h.store.consent(ann, "other").await.unwrap().is_some());
+    assert!(h.store.consent(bob, "rs-id").await.unwrap().is_some());
+    let page = b.get(&format!("/admin/users/{ann}/")).await;
+    assert_eq!(page.body.matches(&form).count(), 1, "{}", page.body);
+    assert!(!page.body.contains(r#"name="client_id" value="rs-id""#));
+    let log = h.store.entries(0, 1).await.unwrap();
+    assert_eq!(log.items[0].entry.action, "revoke");
+    assert!(log.items[0].entry.detail.contains("application rs-id"));
 }

@@ -14,8 +14,8 @@ use chrono::Duration;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
 use oauth_core::{
-    AdminLog, Clock as _, Consent, Email, GrantStore as _, NewLogEntry, NewUser, Password,
-    TokenHash, TokenQuery, TokenStore, UserQuery, UserStore,
+    AdminLog, ClientRegistry as _, Clock as _, Consent, Email, GrantStore as _, NewLogEntry,
+    NewUser, Password, TokenHash, TokenQuery, TokenStore, UserQuery, UserStore,
 };
 
 scenarios!(
@@ -633,10 +633,32 @@ async fn added_user_can_sign_in(h: &Harness) {
     );
 }
 
+/// A user signed up through the public API as `"<script>alert(1)</script>"@example.com`
+/// (a quoted local part, which Django's email validator accepts too) is shown
+/// as text on every console page that displays their email.
 async fn values_are_escaped_everywhere(h: &Harness) {
     let evil = r#""<script>alert(1)</script>"@example.com"#;
-    let id = h.user(evil).await;
+    let r = h
+        .json(
+            axum::http::Method::POST,
+            "/users/signup/",
+            None,
+            serde_json::json!({"email": evil, "password": PASSWORD, "password2": PASSWORD}),
+        )
+        .await;
+    r.expect(StatusCode::CREATED, serde_json::json!({ "email": evil }));
+    let id = h
+        .store
+        .user_by_email(&Email::parse(evil).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let (access, _) = tokens_of(h, evil, PASSWORD).await;
+    // An application of theirs: its pages show the owner's email.
+    let mut owned = h.store.client("other").await.unwrap().unwrap();
+    owned.owner = Some(id);
+    h.store.update_client(owned).await.unwrap();
     let (mut b, _) = admin(h).await;
     let shown = escaped(evil);
     let check = |p: &Page, what: &str| {
@@ -645,6 +667,12 @@ async fn values_are_escaped_everywhere(h: &Harness) {
         assert!(p.body.contains(&shown), "{what}: {}", p.body);
     };
     check(&b.get("/admin/users/").await, "list");
+    check(&b.get("/admin/tokens/").await, "all tokens");
+    check(&b.get("/admin/applications/").await, "applications");
+    check(
+        &b.get("/admin/applications/other/").await,
+        "application's owner",
+    );
     check(&b.get("/admin/users/?q=%3Cscript").await, "search");
     check(&b.get(&format!("/admin/users/{id}/")).await, "change page");
     check(
@@ -674,6 +702,11 @@ async fn values_are_escaped_everywhere(h: &Harness) {
     .await;
     check(&b.get(p.location()).await, "revocation flash");
     check(&b.get("/admin/log/").await, "log");
+    // Made staff above: signed in, their own email in the console's frame.
+    let mut them = Browser::new(h);
+    them.sign_in(evil).await;
+    check(&them.get("/admin/users/").await, "signed in as");
+    check(&them.get("/admin/log/").await, "signed in as, log");
     // A search typed with markup comes back escaped in the field.
     let p = b.get("/admin/users/?q=%22%3E%3Cb%3Ex").await;
     assert!(

@@ -226,6 +226,20 @@ impl Harness {
         self.second_instance_with(lenient()).await
     }
 
+    /// A second store over the same PostgreSQL schema, with its own pool and
+    /// lookup cache, configured by `configure`: another process's store.
+    pub async fn second_store(
+        &self,
+        configure: impl FnOnce(StoreConfig) -> StoreConfig,
+    ) -> Arc<SeaOrmStore> {
+        let (url, schema) = self.pg.as_ref().expect("a second store needs PostgreSQL");
+        Arc::new(
+            SeaOrmStore::connect(configure(StoreConfig::new(url).schema(schema)))
+                .await
+                .unwrap(),
+        )
+    }
+
     /// As [`second_instance`](Self::second_instance), with these throttle limits.
     pub async fn second_instance_with(&self, throttle: ThrottleConfig) -> Router {
         let (url, schema) = self

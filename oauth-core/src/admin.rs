@@ -168,6 +168,18 @@ pub(crate) async fn log_and_done(
     message: String,
     to: &str,
 ) -> Response {
+    let message = log(pages, actor, change, message).await;
+    done(pages, session, message, to).await
+}
+
+/// Records `change` in the admin log with `actor`; `message`, with a note when
+/// the log could not be written (logged, and said on the page).
+pub(crate) async fn log(
+    pages: &PagesState,
+    actor: &User,
+    change: Change<'_>,
+    message: String,
+) -> String {
     let mut message = message;
     if let Some(log) = pages.admin_log.as_ref() {
         let entry = NewLogEntry {
@@ -184,7 +196,7 @@ pub(crate) async fn log_and_done(
             message.push_str(" (The change could not be written to the log.)");
         }
     }
-    done(pages, session, message, to).await
+    message
 }
 
 /// Field errors of a form: field name → messages, shown beside each field.

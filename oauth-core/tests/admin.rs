@@ -14,8 +14,8 @@ use chrono::Duration;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
 use oauth_core::{
-    AdminLog, Email, NewLogEntry, NewUser, Password, TokenHash, TokenQuery, TokenStore, UserQuery,
-    UserStore,
+    AdminLog, ClientRegistry as _, Clock as _, Consent, Email, GrantStore as _, NewLogEntry,
+    NewUser, Password, TokenHash, TokenQuery, TokenStore, UserQuery, UserStore,
 };
 
 scenarios!(
@@ -33,6 +33,7 @@ scenarios!(
     revoking_from_the_tokens_page_takes_effect_at_once,
     revocation_returns_only_inside_the_console,
     every_change_is_logged_with_its_actor,
+    revoking_an_application_from_a_users_page_takes_effect_at_once,
 );
 
 const STAFF: &str = "boss@example.com";
@@ -381,6 +382,68 @@ async fn users_list_searches_filters_orders_and_pages(h: &Harness) {
     // An unknown order is the default one.
     let p = b.get("/admin/users/?o=password_hash").await;
     assert_eq!(listed(&p)[0], STAFF);
+
+    // Each column header sorts by it: the first click ascending, the next one
+    // descending; the marker says which, on that column only.
+    let sorted = |p: &Page| -> Vec<(String, String)> {
+        p.body
+            .split("<th scope=\"col\">")
+            .skip(1)
+            .filter_map(|th| {
+                let th = &th[..th.find("</th>")?];
+                let marker = th.find("<span class=\"sort\">(")?;
+                let label_end = th.find("</a>")?;
+                let label = &th[th[..label_end].rfind('>')? + 1..label_end];
+                let dir = &th[marker + 20..th[marker..].find(')')? + marker];
+                Some((label.to_owned(), dir.to_owned()))
+            })
+            .collect()
+    };
+    for (column, asc, desc) in [
+        ("Email", "email", "-email"),
+        ("Staff", "is_staff", "-is_staff"),
+        ("Active", "is_active", "-is_active"),
+        ("Date joined", "date_joined", "-date_joined"),
+        ("Last login", "last_login", "-last_login"),
+    ] {
+        let p = b.get(&format!("/admin/users/?o={asc}")).await;
+        assert_eq!(sorted(&p), [(column.to_owned(), "asc".to_owned())], "{asc}");
+        assert!(
+            p.body.contains(&format!("/admin/users/?o={desc}\"")),
+            "{asc}"
+        );
+        let p = b.get(&format!("/admin/users/?o={desc}")).await;
+        assert_eq!(
+            sorted(&p),
+            [(column.to_owned(), "desc".to_owned())],
+            "{desc}"
+        );
+        assert!(
+            p.body.contains(&format!("/admin/users/?o={asc}\"")),
+            "{desc}"
+        );
+    }
+    // Staff first, by email; non-staff first.
+    let p = b.get("/admin/users/?o=-is_staff").await;
+    assert_eq!(
+        &listed(&p)[..3],
+        [STAFF, "u00@example.com", "u05@example.com"]
+    );
+    let p = b.get("/admin/users/?o=is_staff").await;
+    assert_eq!(&listed(&p)[..2], ["u01@example.com", "u02@example.com"]);
+    // Inactive first.
+    let p = b.get("/admin/users/?o=is_active").await;
+    assert_eq!(&listed(&p)[..2], ["u00@example.com", "u03@example.com"]);
+    // Only the console's user has signed in: first when the most recent come
+    // first, last the other way (never signed in first, by id).
+    let p = b.get("/admin/users/?o=-last_login").await;
+    assert_eq!(listed(&p)[0], STAFF);
+    let p = b.get("/admin/users/?o=last_login&p=2").await;
+    assert_eq!(listed(&p).last().map(String::as_str), Some(STAFF));
+    assert_eq!(
+        &listed(&b.get("/admin/users/?o=last_login").await)[..2],
+        ["u00@example.com", "u01@example.com"]
+    );
 }
 
 async fn add_form_validates_like_signup(h: &Harness) {
@@ -570,10 +633,32 @@ async fn added_user_can_sign_in(h: &Harness) {
     );
 }
 
+/// A user signed up through the public API as `"<script>alert(1)</script>"@example.com`
+/// (a quoted local part, which Django's email validator accepts too) is shown
+/// as text on every console page that displays their email.
 async fn values_are_escaped_everywhere(h: &Harness) {
     let evil = r#""<script>alert(1)</script>"@example.com"#;
-    let id = h.user(evil).await;
+    let r = h
+        .json(
+            axum::http::Method::POST,
+            "/users/signup/",
+            None,
+            serde_json::json!({"email": evil, "password": PASSWORD, "password2": PASSWORD}),
+        )
+        .await;
+    r.expect(StatusCode::CREATED, serde_json::json!({ "email": evil }));
+    let id = h
+        .store
+        .user_by_email(&Email::parse(evil).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let (access, _) = tokens_of(h, evil, PASSWORD).await;
+    // An application of theirs: its pages show the owner's email.
+    let mut owned = h.store.client("other").await.unwrap().unwrap();
+    owned.owner = Some(id);
+    h.store.update_client(owned).await.unwrap();
     let (mut b, _) = admin(h).await;
     let shown = escaped(evil);
     let check = |p: &Page, what: &str| {
@@ -582,6 +667,12 @@ async fn values_are_escaped_everywhere(h: &Harness) {
         assert!(p.body.contains(&shown), "{what}: {}", p.body);
     };
     check(&b.get("/admin/users/").await, "list");
+    check(&b.get("/admin/tokens/").await, "all tokens");
+    check(&b.get("/admin/applications/").await, "applications");
+    check(
+        &b.get("/admin/applications/other/").await,
+        "application's owner",
+    );
     check(&b.get("/admin/users/?q=%3Cscript").await, "search");
     check(&b.get(&format!("/admin/users/{id}/")).await, "change page");
     check(
@@ -611,6 +702,11 @@ async fn values_are_escaped_everywhere(h: &Harness) {
     .await;
     check(&b.get(p.location()).await, "revocation flash");
     check(&b.get("/admin/log/").await, "log");
+    // Made staff above: signed in, their own email in the console's frame.
+    let mut them = Browser::new(h);
+    them.sign_in(evil).await;
+    check(&them.get("/admin/users/").await, "signed in as");
+    check(&them.get("/admin/log/").await, "signed in as, log");
     // A search typed with markup comes back escaped in the field.
     let p = b.get("/admin/users/?q=%22%3E%3Cb%3Ex").await;
     assert!(
@@ -736,6 +832,12 @@ async fn deleting_asks_first_then_removes_user_and_tokens(h: &Harness) {
     let ann = h.user("ann@example.com").await;
     let (access, _) = tokens_of(h, "ann@example.com", PASSWORD).await;
     tokens_of(h, "ann@example.com", PASSWORD).await;
+    let mut ann_browser = Browser::new(h);
+    ann_browser.sign_in("ann@example.com").await;
+    assert_eq!(
+        ann_browser.get("/o/authorized_tokens/").await.status,
+        StatusCode::OK
+    );
     let (mut b, _) = admin(h).await;
     let page = b.get(&format!("/admin/users/{ann}/")).await;
     assert!(
@@ -793,6 +895,18 @@ async fn deleting_asks_first_then_removes_user_and_tokens(h: &Harness) {
             .status,
         StatusCode::NOT_FOUND
     );
+    // Their browser is anonymous at its next request, as after deactivation…
+    let p = ann_browser.get("/o/authorized_tokens/").await;
+    assert_eq!(p.status, StatusCode::FOUND);
+    assert_eq!(p.location(), login_for("/o/authorized_tokens/"));
+    // …and stays so when an account with the same email is made again (on
+    // SQLite it may even get the same id).
+    h.user("ann@example.com").await;
+    for path in ["/o/authorized_tokens/", "/o/applications/"] {
+        let p = ann_browser.get(path).await;
+        assert_eq!(p.status, StatusCode::FOUND, "{path}");
+        assert_eq!(p.location(), login_for(path), "{path}");
+    }
 }
 
 async fn staff_cannot_deactivate_or_delete_themselves(h: &Harness) {
@@ -1234,4 +1348,81 @@ async fn every_change_is_logged_with_its_actor(h: &Harness) {
     assert!(p.body.contains("Page 2 of 2"));
     assert_eq!(p.body.split("<tr>").count() - 2, 3);
     assert!(p.body.contains("zoe@example.com"));
+}
+
+/// Revoking an authorized application from a user's page in the console ends
+/// that user's tokens for the client at once (introspection inactive, refresh
+/// refused) and forgets the remembered consent; the user's tokens for other
+/// clients, and other users' tokens for the client, live on.
+async fn revoking_an_application_from_a_users_page_takes_effect_at_once(h: &Harness) {
+    let ann = h.user("ann@example.com").await;
+    let bob = h.user("bob@example.com").await;
+    let (access, refresh) = tokens_of(h, "ann@example.com", PASSWORD).await;
+    let (bobs, _) = tokens_of(h, "bob@example.com", PASSWORD).await;
+    let password_grant = |client: (&'static str, &'static str)| async move {
+        let r = h
+            .post_form(
+                "/o/token/",
+                Some(client),
+                &[
+                    ("grant_type", "password"),
+                    ("username", "ann@example.com"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.str("access_token")
+    };
+    let elsewhere = password_grant(("other", "other-secret")).await;
+    for (user, client) in [(ann, "rs-id"), (ann, "other"), (bob, "rs-id")] {
+        h.store
+            .save_consent(&Consent {
+                user_id: user,
+                client_id: client.into(),
+                scope: "read".parse().unwrap(),
+                granted_at: h.clock.unix(),
+            })
+            .await
+            .unwrap();
+    }
+    let (mut b, _) = admin(h).await;
+    let page = b.get(&format!("/admin/users/{ann}/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let form = format!(r#"action="/admin/users/{ann}/applications/revoke/""#);
+    assert_eq!(page.body.matches(&form).count(), 2, "{}", page.body);
+    assert!(page.body.contains(r#"name="client_id" value="rs-id""#));
+    assert!(h.active(&access).await);
+
+    let p = submit(
+        &mut b,
+        &format!("/admin/users/{ann}/applications/revoke/"),
+        &[("client_id", "rs-id")],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), format!("/admin/users/{ann}/"));
+    assert!(flash(&mut b, p.location()).await.contains("was revoked"));
+
+    assert_eq!(
+        h.introspect(&access).await,
+        serde_json::json!({"active": false})
+    );
+    let r = h.refresh(&refresh).await;
+    assert_eq!(
+        (r.status, r.str("error").as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    assert!(h.store.consent(ann, "rs-id").await.unwrap().is_none());
+    // Only that application of that user.
+    assert!(h.active(&elsewhere).await);
+    assert!(h.active(&bobs).await);
+    assert!(h.store.consent(ann, "other").await.unwrap().is_some());
+    assert!(h.store.consent(bob, "rs-id").await.unwrap().is_some());
+    let page = b.get(&format!("/admin/users/{ann}/")).await;
+    assert_eq!(page.body.matches(&form).count(), 1, "{}", page.body);
+    assert!(!page.body.contains(r#"name="client_id" value="rs-id""#));
+    let log = h.store.entries(0, 1).await.unwrap();
+    assert_eq!(log.items[0].entry.action, "revoke");
+    assert!(log.items[0].entry.detail.contains("application rs-id"));
 }

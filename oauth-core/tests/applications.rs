@@ -12,7 +12,7 @@ mod common;
 use axum::http::StatusCode;
 use common::browser::{Browser, Page, pairs};
 use common::{Harness, PASSWORD};
-use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType};
+use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType, UserStore as _};
 
 scenarios!(
     admin_pages_are_for_staff_only,
@@ -27,6 +27,7 @@ scenarios!(
     rotation_refuses_the_old_secret_at_once,
     self_service_rotation_refuses_the_old_secret_at_once,
     deletion_revokes_tokens_and_removes_the_client,
+    no_store_holds_a_generated_secret,
 );
 
 const STAFF: &str = "boss@example.com";
@@ -205,6 +206,7 @@ async fn admin_pages_are_for_staff_only(h: &Harness) {
 }
 
 /// Registers an application through the self-service form; its client id.
+/// A registration without a generated secret redirects to the client's page.
 async fn register_own(b: &mut Browser<'_>, form: &[(&str, &str)]) -> String {
     let p = submit(
         b,
@@ -220,6 +222,28 @@ async fn register_own(b: &mut Browser<'_>, form: &[(&str, &str)]) -> String {
         .and_then(|r| r.strip_suffix('/'))
         .unwrap_or_else(|| panic!("{loc}"));
     id.to_owned()
+}
+
+/// The client id of a client's page, from its "Rotate secret" form, whose
+/// action is `{prefix}{id}/rotate/`.
+fn page_client_id(p: &Page, prefix: &str) -> String {
+    let marker = format!("action=\"{prefix}");
+    let end = p
+        .body
+        .find("/rotate/\"")
+        .unwrap_or_else(|| panic!("{}", p.body));
+    let start = p.body[..end].rfind(&marker).unwrap() + marker.len();
+    p.body[start..end].to_owned()
+}
+
+/// Asserts that `p` is the page answering a POST that generated a secret: the
+/// client's page itself (no redirect, so the secret never waits in the
+/// session), not cached; the secret.
+fn secret_answer(p: &Page) -> String {
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(p.headers.get("location").is_none());
+    assert_eq!(p.headers["cache-control"], "no-store");
+    shown_secret(p).expect("the new secret, in the POST's answer")
 }
 
 async fn self_service_pages_are_for_their_owner_only(h: &Harness) {
@@ -294,9 +318,24 @@ async fn self_service_pages_are_for_their_owner_only(h: &Harness) {
     assert!(theirs.body.contains("/o/applications/bobs-app/"));
 }
 
+/// Every POST form of both page families — the console's add, change, rotate
+/// and delete, and the self-service register, update, rotate and delete — is
+/// refused without the session's CSRF token, with a wrong one, with another
+/// session's, and with the right one sent from another site; nothing changes.
 async fn every_form_needs_its_csrf_token(h: &Harness) {
     let mut staff = admin(h).await;
+    // `other` is the staff user's own application too, so that the self-service
+    // forms reach their CSRF check on a client its sender may change.
+    let boss = oauth_core::Email::parse(STAFF).unwrap();
+    let boss = h.store.user_by_email(&boss).await.unwrap().unwrap().id;
+    let mut other = h.store.client("other").await.unwrap().unwrap();
+    other.owner = Some(boss);
+    h.store.update_client(other).await.unwrap();
     let token = csrf(&mut staff, "/admin/applications/add/").await;
+    let mut second = Browser::new(h);
+    second.sign_in(STAFF).await;
+    let foreign = csrf(&mut second, "/admin/applications/add/").await;
+    assert_ne!(foreign, token);
     let form = |with: Option<&str>| {
         let mut f = pairs(&[
             ("name", "x"),
@@ -314,11 +353,17 @@ async fn every_form_needs_its_csrf_token(h: &Harness) {
         "/admin/applications/other/rotate/",
         "/admin/applications/other/delete/",
         "/o/applications/register/",
+        "/o/applications/other/update/",
+        "/o/applications/other/rotate/",
+        "/o/applications/other/delete/",
     ] {
         let p = staff.post(path, &form(None)).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
         assert!(p.body.contains("Form expired"), "{path}");
         let p = staff.post(path, &form(Some("wrong"))).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
+        // Another session's token is no better.
+        let p = staff.post(path, &form(Some(&foreign))).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
         // The right token from another site's page.
         let p = staff
@@ -333,10 +378,33 @@ async fn every_form_needs_its_csrf_token(h: &Harness) {
     let other = h.store.client("other").await.unwrap().unwrap();
     assert_eq!(other.name, "other");
     assert_eq!(
+        other.grant_types,
+        [GrantType::Password, GrantType::RefreshToken]
+    );
+    assert_eq!(
         token_status(h, ("other", "other-secret"), STAFF).await,
         StatusCode::OK
     );
     assert!(h.store.client("x").await.unwrap().is_none());
+    assert_eq!(h.store.entries(0, 10).await.unwrap().items.len(), 0);
+    // The forms do work with the right token: the table is not refusing for
+    // another reason (here, an owner's change of their own application).
+    let p = submit(
+        &mut staff,
+        "/o/applications/other/update/",
+        "/o/applications/other/update/",
+        &[
+            ("name", "other, renamed"),
+            ("client_type", "confidential"),
+            ("grant_types", "password"),
+            ("grant_types", "refresh_token"),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let other = h.store.client("other").await.unwrap().unwrap();
+    assert_eq!(other.name, "other, renamed");
 }
 
 async fn each_validation_error_keeps_what_was_typed_but_the_secret(h: &Harness) {
@@ -510,21 +578,12 @@ async fn generated_secret_is_shown_once_and_works(h: &Harness) {
         ],
     )
     .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    let page = p.location().to_owned();
-    let client_id = page
-        .strip_prefix("/admin/applications/")
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    assert_eq!(client_id.len(), 32, "{client_id}");
-    assert!(!page.contains("secret"));
-    let first = staff.get(&page).await;
-    assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(first.headers["cache-control"], "no-store");
-    assert!(first.body.contains("was added"));
-    let secret = shown_secret(&first).expect("the secret on the first view");
+    let secret = secret_answer(&p);
+    assert!(p.body.contains("was added"));
     assert!(secret.len() >= 43, "{secret}");
+    let client_id = page_client_id(&p, "/admin/applications/");
+    assert_eq!(client_id.len(), 32, "{client_id}");
+    let page = format!("/admin/applications/{client_id}/");
     let again = staff.get(&page).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(shown_secret(&again), None);
@@ -555,8 +614,10 @@ async fn generated_secret_is_shown_once_and_works(h: &Harness) {
 
     // The self-service form shows its generated secret once too.
     let (mut ann, ann_id) = user(h, ANN).await;
-    let id = register_own(
+    let first = submit(
         &mut ann,
+        "/o/applications/register/",
+        "/o/applications/register/",
         &[
             ("name", "Ann's tool"),
             ("client_type", "confidential"),
@@ -565,8 +626,9 @@ async fn generated_secret_is_shown_once_and_works(h: &Harness) {
         ],
     )
     .await;
-    let first = ann.get(&format!("/o/applications/{id}/")).await;
-    let secret = shown_secret(&first).expect("the secret on the first view");
+    let secret = secret_answer(&first);
+    assert!(first.body.contains("was registered"));
+    let id = page_client_id(&first, "/o/applications/");
     let again = ann.get(&format!("/o/applications/{id}/")).await;
     assert_eq!(shown_secret(&again), None);
     assert_eq!(
@@ -807,8 +869,9 @@ async fn rotation_refuses_the_old_secret_at_once(h: &Harness) {
         &[],
     )
     .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    assert_eq!(p.location(), "/admin/applications/other/");
+    let secret = secret_answer(&p);
+    assert!(p.body.contains("was rotated"));
+    assert_eq!(page_client_id(&p, "/admin/applications/"), "other");
 
     assert_eq!(
         token_status(h, ("other", "other-secret"), ANN).await,
@@ -820,9 +883,6 @@ async fn rotation_refuses_the_old_secret_at_once(h: &Harness) {
     );
     assert!(!h.active(&token).await);
 
-    let shown = staff.get("/admin/applications/other/").await;
-    assert!(shown.body.contains("was rotated"));
-    let secret = shown_secret(&shown).expect("the new secret, once");
     assert_eq!(
         shown_secret(&staff.get("/admin/applications/other/").await),
         None
@@ -881,15 +941,13 @@ async fn self_service_rotation_refuses_the_old_secret_at_once(h: &Harness) {
         &[],
     )
     .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let secret = secret_answer(&p);
     assert_eq!(cc_token(h, old).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         introspect_status(h, old, &token).await,
         StatusCode::UNAUTHORIZED
     );
     assert!(!h.active(&token).await);
-    let page = ann.get("/o/applications/ann-backend/").await;
-    let secret = shown_secret(&page).expect("the new secret, once");
     assert!(shown_secret(&ann.get("/o/applications/ann-backend/").await).is_none());
     let fresh = cc_token(h, (&id, &secret)).await.str("access_token");
     assert!(h.active(&fresh).await);
@@ -928,4 +986,88 @@ async fn deletion_revokes_tokens_and_removes_the_client(h: &Harness) {
     let log = h.store.entries(0, 10).await.unwrap();
     assert_eq!(log.items[0].entry.action, "delete");
     assert_eq!(log.items[0].entry.object_id, "other");
+}
+
+/// A generated secret is shown once and stored nowhere: after registering and
+/// rotating through the console and the self-service pages, no table of the
+/// database (sessions included) and no byte of the SQLite files holds any of
+/// the secrets shown.
+async fn no_store_holds_a_generated_secret(h: &Harness) {
+    let mut secrets = vec![];
+    let mut staff = admin(h).await;
+    let p = submit(
+        &mut staff,
+        "/admin/applications/add/",
+        "/admin/applications/add/",
+        &[
+            ("name", "Console job"),
+            ("client_type", "confidential"),
+            ("grant_types", "client_credentials"),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    secrets.push(secret_answer(&p));
+    let id = page_client_id(&p, "/admin/applications/");
+    let p = submit(
+        &mut staff,
+        &format!("/admin/applications/{id}/"),
+        &format!("/admin/applications/{id}/rotate/"),
+        &[],
+    )
+    .await;
+    secrets.push(secret_answer(&p));
+    // The change form generates one when a public client becomes confidential.
+    let p = submit(
+        &mut staff,
+        "/admin/applications/spa/",
+        "/admin/applications/spa/",
+        &[
+            ("name", "spa"),
+            ("client_type", "confidential"),
+            ("grant_types", "password"),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    secrets.push(secret_answer(&p));
+    let (mut ann, _) = user(h, ANN).await;
+    let p = submit(
+        &mut ann,
+        "/o/applications/register/",
+        "/o/applications/register/",
+        &[
+            ("name", "Ann's job"),
+            ("client_type", "confidential"),
+            ("grant_types", "client_credentials"),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    secrets.push(secret_answer(&p));
+    let own = page_client_id(&p, "/o/applications/");
+    let p = submit(
+        &mut ann,
+        &format!("/o/applications/{own}/"),
+        &format!("/o/applications/{own}/rotate/"),
+        &[],
+    )
+    .await;
+    secrets.push(secret_answer(&p));
+    // Each works (so each is what was hashed), and the pages were visited after.
+    for (client, secret) in [(&id, &secrets[1]), (&own, &secrets[4])] {
+        assert_eq!(cc_token(h, (client, secret)).await.status, StatusCode::OK);
+    }
+    staff.get(&format!("/admin/applications/{id}/")).await;
+    ann.get(&format!("/o/applications/{own}/")).await;
+
+    let stored = h.stored_text().await;
+    assert!(stored.contains(ANN), "the scan sees stored rows");
+    assert!(stored.contains("$scrypt$"), "secrets are stored as hashes");
+    for secret in &secrets {
+        assert!(
+            !stored.contains(secret.as_str()),
+            "a generated secret is stored in clear"
+        );
+    }
 }

@@ -147,6 +147,36 @@ async fn every_revocation_source_is_logged(h: &Harness) {
     let mark = latest(h).await;
     assert_eq!(h.store.revoke_client_tokens("rs-id", now).await.unwrap(), 0);
     assert!(log_after(h, mark).await.is_empty());
+
+    // Staff status taken away: one token-claims-change entry for the user, no
+    // token revoked (introspection answers again, without the staff scopes).
+    // Making a user staff, or "demoting" one who is not, logs nothing.
+    let flags = |staff| oauth_core::UserFlags {
+        is_staff: Some(staff),
+        ..Default::default()
+    };
+    let token = h
+        .login("ann@example.com", "a-new-one-43-quince")
+        .await
+        .str("access_token");
+    let mark = latest(h).await;
+    h.store.set_user_flags(user, flags(false)).await.unwrap();
+    h.store.set_user_flags(user, flags(true)).await.unwrap();
+    assert!(log_after(h, mark).await.is_empty());
+    h.store.set_user_flags(user, flags(false)).await.unwrap();
+    let events = log_after(h, mark).await;
+    let summary: Vec<_> = events.iter().map(|e| (e.kind, e.tokens.clone())).collect();
+    assert_eq!(
+        summary,
+        vec![(
+            RevocationKind::TokenClaimsChange,
+            RevokedTokens::User {
+                user_id: user,
+                client_id: None
+            }
+        )]
+    );
+    assert!(h.active(&token).await, "re-evaluated, not revoked");
 }
 
 /// Reads the stream's body until `want` events (not comments) have arrived.
@@ -255,19 +285,51 @@ async fn the_stream_serves_resumes_and_resets(h: &Harness) {
     let revoked_id: i64 = live[0].0.parse().unwrap();
     assert!(revoked_id > start);
 
-    // Resuming from before it replays it, then says it is caught up.
-    let replay = first_events(h, Some(start), 2).await;
+    // A staff user made non-staff: their cached answers are to be asked again,
+    // whatever their issue time (no `issued_before`).
+    let bob = h
+        .store
+        .user_by_email(&oauth_core::Email::parse("bob@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    for staff in [true, false] {
+        let flags = oauth_core::UserFlags {
+            is_staff: Some(staff),
+            ..Default::default()
+        };
+        h.store.set_user_flags(bob, flags).await.unwrap();
+    }
+    let claims = read_events(&mut body, 1).await;
+    assert_eq!(claims[0].1, "token-claims-change");
+    let data = &claims[0].2;
+    assert_eq!(data["type"], "token-claims-change");
+    assert_eq!(
+        data["subject"],
+        json!({"format": "opaque", "id": bob.to_string()})
+    );
+    assert_eq!(data["claims"], json!({"is_staff": false}));
+    assert!(data.get("issued_before").is_none(), "{data}");
+    let claims_id: i64 = claims[0].0.parse().unwrap();
+
+    // Resuming from before them replays them, then says it is caught up.
+    let replay = first_events(h, Some(start), 3).await;
     assert_eq!(replay[0].0, revoked_id.to_string());
     assert_eq!(replay[0].1, "token-revoked");
-    assert_eq!(replay[1].1, "sync");
+    assert_eq!(replay[1].1, "token-claims-change");
+    assert_eq!(replay[2].1, "sync");
 
     // Purged past the receiver's position: a reset, then caught up.
-    h.store.purge_revocations(h.clock.unix() + 1).await.unwrap();
+    h.store
+        .purge_revocations(h.clock.unix() + 60)
+        .await
+        .unwrap();
     let reset = first_events(h, Some(start), 2).await;
     assert_eq!(reset[0].1, "reset");
     assert_eq!(reset[1].1, "sync");
     // …and a receiver already past the purge resumes without one.
-    assert_eq!(first_events(h, Some(revoked_id), 1).await[0].1, "sync");
+    assert_eq!(first_events(h, Some(claims_id), 1).await[0].1, "sync");
 
     // A malformed Last-Event-ID is refused.
     let res = h

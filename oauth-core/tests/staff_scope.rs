@@ -336,3 +336,72 @@ async fn demoted_user_loses_admin_at_once(h: &Harness) {
         .unwrap();
     assert_eq!(h.introspect(&renewed).await["scope"], "read admin");
 }
+
+/// On PostgreSQL, a demotion committed by one instance reaches another
+/// instance's token lookup cache at once — through the `token-claims-change`
+/// entry the demotion appends to the revocation log and its `NOTIFY` — even
+/// with that cache's lifetime set to a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_demotion_on_one_instance_reaches_anothers_lookup_cache() {
+    let Some(a) = harness(Backend::Postgres, Reads::Inline).await else {
+        common::postgres_skipped();
+        return;
+    };
+    let store = a
+        .second_store(|c| c.token_cache(std::time::Duration::from_secs(60)))
+        .await;
+    let b = AuthServer::from_store(store.clone())
+        .pages(Pages::new(store.as_ref().clone()))
+        .scopes("read write introspection admin".parse().unwrap())
+        .password_hasher(a.hasher.clone())
+        .clock(Arc::new(a.clock.clone()))
+        .throttle(common::lenient())
+        .issuer_url(ISSUER)
+        .router()
+        .unwrap();
+    let scope_on_b = async |token: &str| {
+        use tower::ServiceExt as _;
+        let req = axum::http::Request::post("/o/introspect/")
+            .header("authorization", common::basic_header("rs-id", "rs-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(common::encode(&[("token", token)])))
+            .unwrap();
+        let res = b.clone().oneshot(req).await.unwrap();
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(info["active"], true, "{info}");
+        info["scope"].as_str().unwrap().to_owned()
+    };
+    let id = a.staff_user("boss@example.com").await;
+    let r = password_grant(&a, "boss@example.com", Some("read admin")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let access = r.str("access_token");
+    // B has looked the token up: its answer is cached for a minute.
+    assert_eq!(scope_on_b(&access).await, "read admin");
+    assert_eq!(scope_on_b(&access).await, "read admin");
+
+    a.store
+        .set_user_flags(
+            id,
+            UserFlags {
+                is_staff: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let demoted = std::time::Instant::now();
+    while scope_on_b(&access).await != "read" {
+        assert!(
+            demoted.elapsed() < std::time::Duration::from_secs(1),
+            "B still reports admin {:?} after the demotion",
+            demoted.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    eprintln!("B dropped admin {:?} after the demotion", demoted.elapsed());
+    a.cleanup().await;
+}

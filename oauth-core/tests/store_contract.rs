@@ -1104,6 +1104,84 @@ async fn users_search_filter_order_and_count(b: &Backend) {
     );
     assert_eq!(UserOrder::parse("-date_joined"), UserOrder::JoinedDesc);
     assert_eq!(UserOrder::parse("nonsense"), UserOrder::Email);
+
+    // Last login both ways, never signed in placed as if longest ago (last when
+    // the most recent come first, first the other way; by id among them); the
+    // flags, then email.
+    for (mail, days) in [("carol@example.com", 10), ("Ann@example.com", 20)] {
+        let u = b.users.user_by_email(&email(mail)).await.unwrap().unwrap();
+        b.users
+            .record_login(u.id, t0() + chrono::Duration::days(days))
+            .await
+            .unwrap();
+    }
+    for (order, expected) in [
+        (
+            UserOrder::LastLoginDesc,
+            [
+                "Ann@example.com",
+                "carol@example.com",
+                "bob@sample.org",
+                "a_b%c@example.com",
+            ],
+        ),
+        (
+            UserOrder::LastLogin,
+            [
+                "bob@sample.org",
+                "a_b%c@example.com",
+                "carol@example.com",
+                "Ann@example.com",
+            ],
+        ),
+        (
+            UserOrder::Staff,
+            [
+                "a_b%c@example.com",
+                "bob@sample.org",
+                "carol@example.com",
+                "Ann@example.com",
+            ],
+        ),
+        (
+            UserOrder::StaffDesc,
+            [
+                "Ann@example.com",
+                "a_b%c@example.com",
+                "bob@sample.org",
+                "carol@example.com",
+            ],
+        ),
+        (
+            UserOrder::Active,
+            [
+                "bob@sample.org",
+                "a_b%c@example.com",
+                "Ann@example.com",
+                "carol@example.com",
+            ],
+        ),
+        (
+            UserOrder::ActiveDesc,
+            [
+                "a_b%c@example.com",
+                "Ann@example.com",
+                "carol@example.com",
+                "bob@sample.org",
+            ],
+        ),
+    ] {
+        let q = UserQuery {
+            order,
+            ..all.clone()
+        };
+        assert_eq!(
+            emails(&b.users.search_users(&q).await.unwrap()),
+            expected,
+            "{order:?}"
+        );
+        assert_eq!(UserOrder::parse(order.as_str()), order);
+    }
 }
 
 async fn tokens_list_and_client_revocation(b: &Backend) {

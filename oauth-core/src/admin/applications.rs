@@ -4,8 +4,8 @@
 //! confirmation page.
 //!
 //! The form, its validation and the store operations are the self-service pages'
-//! too ([`crate::pages::app_form`]). A generated secret is shown once, on the page
-//! right after saving; only its hash is stored. Rotating a secret or deleting a
+//! too ([`crate::pages::app_form`]). A generated secret is shown once, on the
+//! page that answers the POST which saved it; only its hash is stored. Rotating a secret or deleting a
 //! client revokes its tokens, and the old secret is refused at once.
 
 use crate::pages::page_try;
@@ -20,7 +20,7 @@ use tower_sessions::Session;
 
 use super::{Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, page, query, staff};
 use crate::pages::app_form::{
-    self, AppForm, Audience, Facts, FormView, Outcome, finish, path_segment, take_secret,
+    self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment,
 };
 use crate::pages::{CheckedForm, PagesState};
 use crate::secret::ClientSecret;
@@ -195,12 +195,35 @@ async fn add(
     let outcome = Outcome {
         action: "create",
         client: &saved.client,
-        secret: saved.generated.as_ref(),
+        secret: saved.generated,
         detail: saved.changes.join("; "),
         message: format!("The application “{}” was added.", saved.client.name),
         to: detail_path(&saved.client.client_id),
     };
-    finish(&pages, &session, &me, outcome).await
+    let next = finish(&pages, &session, &me, outcome).await;
+    answer(&pages, &session, &me, next).await
+}
+
+/// The answer of an action: its redirect, or the client's page showing the
+/// secret it generated.
+async fn answer(pages: &PagesState, session: &Session, me: &User, next: Next) -> Response {
+    match next {
+        Next::Go(r) => r,
+        Next::Show(shown) => {
+            let form = AppForm::of(&shown.client);
+            let client = shown.client.clone();
+            detail_page(
+                pages,
+                session,
+                me,
+                &client,
+                form,
+                FormErrors::default(),
+                Some(shown),
+            )
+            .await
+        }
+    }
 }
 
 /// The client of a path, or the 404 page. Read from the registry, not the
@@ -230,6 +253,8 @@ struct DetailPage<'a> {
     f: FormView,
 }
 
+/// The page of `client`; with `shown`, the answer to the POST that generated a
+/// secret, showing it and the action's message.
 async fn detail_page(
     pages: &PagesState,
     session: &Session,
@@ -237,12 +262,8 @@ async fn detail_page(
     client: &Client,
     form: AppForm,
     errors: FormErrors,
+    shown: Option<Shown>,
 ) -> Response {
-    let new_secret = page_try!(
-        pages
-            .ok(take_secret(session, &client.client_id).await)
-            .await
-    );
     let owner = match client.owner {
         Some(id) => match pages.app.users.user_by_id(id).await {
             Ok(Some(u)) => u.email.as_str().to_owned(),
@@ -256,7 +277,11 @@ async fn detail_page(
     } else {
         StatusCode::BAD_REQUEST
     };
-    let chrome = page_try!(chrome(pages, session, me, SECTION).await);
+    let mut chrome = page_try!(chrome(pages, session, me, SECTION).await);
+    let new_secret = shown.map(|s| {
+        chrome.flash = Some(s.message);
+        s.secret
+    });
     page(
         pages,
         status,
@@ -280,7 +305,16 @@ async fn detail(
     let me = page_try!(staff(&pages, &session, &uri).await);
     let client = page_try!(load(&pages, &client_id).await);
     let form = AppForm::of(&client);
-    detail_page(&pages, &session, &me, &client, form, FormErrors::default()).await
+    detail_page(
+        &pages,
+        &session,
+        &me,
+        &client,
+        form,
+        FormErrors::default(),
+        None,
+    )
+    .await
 }
 
 /// `POST /admin/applications/{client_id}/`: the change form.
@@ -303,9 +337,13 @@ async fn change(
         Audience::Staff,
     ) {
         Ok(v) => v,
-        Err(errors) => return detail_page(&pages, &session, &me, &client, form, errors).await,
+        Err(errors) => {
+            return detail_page(&pages, &session, &me, &client, form, errors, None).await;
+        }
     };
-    app_form::update_and_finish(&pages, &session, &me, &client, valid, "", detail_path).await
+    let next =
+        app_form::update_and_finish(&pages, &session, &me, &client, valid, "", detail_path).await;
+    answer(&pages, &session, &me, next).await
 }
 
 /// `POST /admin/applications/{client_id}/rotate/`: a new generated secret, shown
@@ -320,7 +358,8 @@ async fn rotate(
     let me = page_try!(staff(&pages, &session, &uri).await);
     let client = page_try!(load(&pages, &client_id).await);
     let to = detail_path(&client.client_id);
-    app_form::rotate_and_finish(&pages, &session, &me, &client, "", to).await
+    let next = app_form::rotate_and_finish(&pages, &session, &me, &client, "", to).await;
+    answer(&pages, &session, &me, next).await
 }
 
 async fn confirm_delete(

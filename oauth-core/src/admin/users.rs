@@ -175,13 +175,12 @@ async fn list(
         }
     };
     let columns = vec![
+        // In the table's order.
         column("Email", UserOrder::Email, UserOrder::EmailDesc),
+        column("Staff", UserOrder::Staff, UserOrder::StaffDesc),
+        column("Active", UserOrder::Active, UserOrder::ActiveDesc),
         column("Date joined", UserOrder::Joined, UserOrder::JoinedDesc),
-        column(
-            "Last login",
-            UserOrder::LastLoginDesc,
-            UserOrder::LastLoginDesc,
-        ),
+        column("Last login", UserOrder::LastLogin, UserOrder::LastLoginDesc),
     ];
     let pager = Pager::new(page_no, found.total, |p| {
         link(&lq.staff, &lq.active, o, &p.to_string())

@@ -4,10 +4,11 @@
 //! (`templates/oauth/application_fields.html`), and the store operations behind
 //! each action — register, update, rotate the secret, delete.
 //!
-//! A client secret is stored only as its scrypt hash. A generated one is kept in
-//! the session under a one-time key between the POST that made it and the page the
-//! POST redirects to, which shows it and removes it ([`finish`],
-//! [`take_secret`]): never in a URL, a log entry or a redisplayed form.
+//! A client secret is stored only as its scrypt hash. A generated one is shown
+//! once, in the answer to the POST that made it (register, change, rotate): that
+//! POST renders the client's page with it (200, `no-store`) instead of
+//! redirecting ([`finish`], [`Next::Show`]). It is never written to the session
+//! (sessions are rows of the database), a URL, a log entry or a redisplayed form.
 //!
 //! Every change forgets the cached registration
 //! ([`ClientAuthenticator::forget`](crate::server::client_auth::ClientAuthenticator::forget)),
@@ -17,7 +18,7 @@
 mod save;
 
 pub(crate) use save::{
-    Outcome, delete_and_finish, finish, register, rotate_and_finish, take_secret, update_and_finish,
+    Next, Outcome, Shown, delete_and_finish, finish, register, rotate_and_finish, update_and_finish,
 };
 
 use super::PagesState;

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /o/applications/` | the user's own clients |
 //! | `GET`/`POST /o/applications/register/` | the registration form |
-//! | `GET /o/applications/{client_id}/` | one client (a generated secret is shown here once) |
+//! | `GET /o/applications/{client_id}/` | one client (a generated secret is shown once, on the page answering the POST that made it) |
 //! | `GET`/`POST /o/applications/{client_id}/update/` | the change form |
 //! | `POST /o/applications/{client_id}/rotate/` | a new secret, shown once; the client's tokens are revoked |
 //! | `GET`/`POST /o/applications/{client_id}/delete/` | confirmation, then deletion |
@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use tower_sessions::Session;
 
 use super::app_form::{
-    self, AppForm, Audience, Facts, FormView, Outcome, finish, path_segment, take_secret,
+    self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment,
 };
 use super::{CheckedForm, PagesState, to_login};
 use crate::admin::{Chrome, FormErrors, chrome, page};
@@ -217,12 +217,47 @@ async fn register(
     let outcome = Outcome {
         action: "create",
         client: &saved.client,
-        secret: saved.generated.as_ref(),
+        secret: saved.generated,
         detail: format!("by its owner: {}", saved.changes.join("; ")),
         message: format!("The application “{}” was registered.", saved.client.name),
         to: detail_path(&saved.client.client_id),
     };
-    finish(&pages, &session, &me, outcome).await
+    let next = finish(&pages, &session, &me, outcome).await;
+    answer(&pages, &session, &me, next).await
+}
+
+/// The answer of an action: its redirect, or the client's page showing the
+/// secret it generated.
+async fn answer(pages: &PagesState, session: &Session, me: &User, next: Next) -> Response {
+    match next {
+        Next::Go(r) => r,
+        Next::Show(shown) => {
+            let client = shown.client.clone();
+            detail_page(pages, session, me, &client, Some(shown)).await
+        }
+    }
+}
+
+/// The page of `client`; with `shown`, the answer to the POST that generated a
+/// secret, showing it and the action's message.
+async fn detail_page(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    client: &Client,
+    shown: Option<Shown>,
+) -> Response {
+    let mut chrome = page_try!(chrome(pages, session, me, "").await);
+    let new_secret = shown.map(|s| {
+        chrome.flash = Some(s.message);
+        s.secret
+    });
+    let confidential = client.kind == ClientKind::Confidential;
+    page(
+        pages,
+        StatusCode::OK,
+        &DetailPage::new(&chrome, Facts::of(client), new_secret, confidential),
+    )
 }
 
 async fn detail(
@@ -232,18 +267,7 @@ async fn detail(
     Path(client_id): Path<String>,
 ) -> Response {
     let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
-    let new_secret = page_try!(
-        pages
-            .ok(take_secret(&session, &client.client_id).await)
-            .await
-    );
-    let chrome = page_try!(chrome(&pages, &session, &me, "").await);
-    let confidential = client.kind == ClientKind::Confidential;
-    page(
-        &pages,
-        StatusCode::OK,
-        &DetailPage::new(&chrome, Facts::of(&client), new_secret, confidential),
-    )
+    detail_page(&pages, &session, &me, &client, None).await
 }
 
 async fn update_form(
@@ -287,7 +311,7 @@ async fn update(
             return form_page(&pages, &session, &me, form, errors, Some(&client)).await;
         }
     };
-    app_form::update_and_finish(
+    let next = app_form::update_and_finish(
         &pages,
         &session,
         &me,
@@ -296,7 +320,8 @@ async fn update(
         "by its owner: ",
         detail_path,
     )
-    .await
+    .await;
+    answer(&pages, &session, &me, next).await
 }
 
 async fn rotate(
@@ -308,7 +333,9 @@ async fn rotate(
 ) -> Response {
     let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
     let to = detail_path(&client.client_id);
-    app_form::rotate_and_finish(&pages, &session, &me, &client, "by its owner: ", to).await
+    let next =
+        app_form::rotate_and_finish(&pages, &session, &me, &client, "by its owner: ", to).await;
+    answer(&pages, &session, &me, next).await
 }
 
 async fn confirm_delete(

@@ -189,8 +189,13 @@ fn to_sse(e: &RevocationEvent) -> Event {
         "event_timestamp": e.at,
         "subject": subject,
     });
-    if !matches!(e.tokens, RevokedTokens::Token(_)) {
+    // A claims change applies to every token of the user, whenever issued.
+    if !matches!(e.tokens, RevokedTokens::Token(_)) && e.kind != RevocationKind::TokenClaimsChange {
         data["issued_before"] = json!(e.at);
+    }
+    if e.kind == RevocationKind::TokenClaimsChange {
+        // CAEP: the claims that changed, with their new values.
+        data["claims"] = json!({ "is_staff": false });
     }
     if e.kind == RevocationKind::CredentialChange {
         data["credential_type"] = json!("password");

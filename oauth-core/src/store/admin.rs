@@ -29,16 +29,32 @@ pub enum UserOrder {
     Joined,
     /// Most recent sign-in first; never signed in last.
     LastLoginDesc,
+    /// Never signed in first, then the oldest sign-in first: exactly the
+    /// reverse of [`LastLoginDesc`](Self::LastLoginDesc) but for ties.
+    LastLogin,
+    /// Non-staff first, then by email.
+    Staff,
+    /// Staff first, then by email.
+    StaffDesc,
+    /// Inactive first, then by email.
+    Active,
+    /// Active first, then by email.
+    ActiveDesc,
 }
 
 impl UserOrder {
     /// Every order, with its query-string value (`?o=`).
-    pub const ALL: [(Self, &'static str); 5] = [
+    pub const ALL: [(Self, &'static str); 10] = [
         (Self::Email, "email"),
         (Self::EmailDesc, "-email"),
         (Self::Joined, "date_joined"),
         (Self::JoinedDesc, "-date_joined"),
         (Self::LastLoginDesc, "-last_login"),
+        (Self::LastLogin, "last_login"),
+        (Self::Staff, "is_staff"),
+        (Self::StaffDesc, "-is_staff"),
+        (Self::Active, "is_active"),
+        (Self::ActiveDesc, "-is_active"),
     ];
 
     /// The order for a query-string value; unknown values give the default.

@@ -156,6 +156,16 @@ impl UserStore for MemoryUserStore {
             UserOrder::LastLoginDesc => {
                 found.sort_by_key(|u| (std::cmp::Reverse(u.last_login), u.id));
             }
+            // `None` sorts first: never signed in, then the oldest sign-in.
+            UserOrder::LastLogin => found.sort_by_key(|u| (u.last_login, u.id)),
+            UserOrder::Staff => found.sort_by_key(|u| (u.is_staff, u.email.key(), u.id)),
+            UserOrder::StaffDesc => {
+                found.sort_by_key(|u| (std::cmp::Reverse(u.is_staff), u.email.key(), u.id));
+            }
+            UserOrder::Active => found.sort_by_key(|u| (u.is_active, u.email.key(), u.id)),
+            UserOrder::ActiveDesc => {
+                found.sort_by_key(|u| (std::cmp::Reverse(u.is_active), u.email.key(), u.id));
+            }
         }
         let total = found.len() as u64;
         Ok(Page {

@@ -1,6 +1,8 @@
 //! The revocation log: every revocation, appended in the transaction that made it,
 //! so that caches elsewhere — resource servers, other auth server instances — can
-//! follow it (`GET /o/revocations/`, docs/revocation-events.md).
+//! follow it (`GET /o/revocations/`, docs/revocation-events.md). A staff user
+//! demoted is logged too, as a re-evaluation of their tokens
+//! ([`RevocationKind::TokenClaimsChange`]).
 
 use std::fmt;
 
@@ -22,6 +24,11 @@ pub enum RevocationKind {
     SessionRevoked,
     /// `credential-change`: the user's password changed; their other tokens end.
     CredentialChange,
+    /// `token-claims-change`: a user lost their staff status. Their tokens stay
+    /// valid but what introspection says of them changed (staff-only scopes such
+    /// as `admin` are no longer reported): receivers drop their cached answers
+    /// and ask again. Nothing is revoked.
+    TokenClaimsChange,
 }
 
 impl RevocationKind {
@@ -32,6 +39,7 @@ impl RevocationKind {
             Self::TokenRevoked => "token-revoked",
             Self::SessionRevoked => "session-revoked",
             Self::CredentialChange => "credential-change",
+            Self::TokenClaimsChange => "token-claims-change",
         }
     }
 
@@ -42,6 +50,7 @@ impl RevocationKind {
             Self::TokenRevoked,
             Self::SessionRevoked,
             Self::CredentialChange,
+            Self::TokenClaimsChange,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

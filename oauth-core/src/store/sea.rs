@@ -42,7 +42,7 @@ use self::entity::{client, token, user};
 use self::migration::Migrator;
 use self::ordering::{Key, lock, retry};
 use self::revocations::Wakeups;
-pub(crate) use self::revocations::revoke_logged;
+pub(crate) use self::revocations::{append, revoke_logged};
 use self::sqlite_reader::{SqliteReader, TokenRow};
 use self::token_cache::TokenCache;
 use super::{
@@ -558,9 +558,41 @@ impl UserStore for SeaOrmStore {
             }
         }
         if flags != UserFlags::default() {
-            found(update.exec(&self.db).await.map_err(backend)?.rows_affected)?;
+            let txn = self.db.begin().await.map_err(backend)?;
+            lock(&txn, &[], &[Key::User(id)]).await?;
+            // A write first (SQLite takes its write lock at once): whether this
+            // change takes the staff status away.
+            let demoted = flags.is_staff == Some(false)
+                && user::Entity::update_many()
+                    .col_expr(user::Column::IsStaff, Expr::value(false))
+                    .filter(user::Column::Id.eq(id))
+                    .filter(user::Column::IsStaff.eq(true))
+                    .exec(&txn)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected
+                    > 0;
+            found(update.exec(&txn).await.map_err(backend)?.rows_affected)?;
+            if demoted {
+                // Introspection stops reporting the staff-only scopes: tell the
+                // followers (resource servers caching answers, other instances'
+                // lookup caches) to ask again, in the transaction of the change.
+                // The trait gives no time; the entry's is only for retention and
+                // the lag metric (a claims change applies whatever the issue time).
+                let what = RevokedTokens::User {
+                    user_id: id,
+                    client_id: None,
+                };
+                let now = Utc::now().timestamp();
+                append(&txn, now, RevocationKind::TokenClaimsChange, vec![what]).await?;
+            }
+            txn.commit().await.map_err(backend)?;
             // Introspection reports the owner's activity and staff scopes.
-            self.wakeups.forget_tokens();
+            if demoted {
+                self.wakeups.wake();
+            } else {
+                self.wakeups.forget_tokens();
+            }
         }
         self.user_by_id(id).await?.ok_or(StoreError::NotFound)
     }

@@ -250,6 +250,20 @@ impl Harness {
         self.second_instance_with(lenient()).await
     }
 
+    /// A second store over the same PostgreSQL schema, with its own pool and
+    /// lookup cache, configured by `configure`: another process's store.
+    pub async fn second_store(
+        &self,
+        configure: impl FnOnce(StoreConfig) -> StoreConfig,
+    ) -> Arc<SeaOrmStore> {
+        let (url, schema) = self.pg.as_ref().expect("a second store needs PostgreSQL");
+        Arc::new(
+            SeaOrmStore::connect(configure(StoreConfig::new(url).schema(schema)))
+                .await
+                .unwrap(),
+        )
+    }
+
     /// As [`second_instance`](Self::second_instance), with these throttle limits.
     pub async fn second_instance_with(&self, throttle: ThrottleConfig) -> Router {
         let (url, schema) = self
@@ -268,6 +282,47 @@ impl Harness {
             .issuer_url("https://auth.example.test")
             .router()
             .unwrap()
+    }
+
+    /// Everything the database holds, as text: on SQLite every byte of its files
+    /// (the main file and the write-ahead log, free pages included); on
+    /// PostgreSQL every row of every table of the schema. For tests that a
+    /// plaintext secret reached no store.
+    pub async fn stored_text(&self) -> String {
+        use oauth_core::sea::sea_orm::{DbBackend, Statement};
+        if let Some(dir) = &self._dir {
+            let mut bytes = vec![];
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+            }
+            return String::from_utf8_lossy(&bytes).into_owned();
+        }
+        let db = self.store.connection();
+        let tables = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            ))
+            .await
+            .unwrap();
+        assert!(tables.len() > 5, "the schema's tables are listed");
+        let mut text = String::new();
+        for table in tables {
+            let table: String = table.try_get("", "t").unwrap();
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!("SELECT CAST(r AS TEXT) AS row FROM \"{table}\" r"),
+                ))
+                .await
+                .unwrap();
+            for row in rows {
+                text.push_str(&row.try_get::<String>("", "row").unwrap());
+                text.push('\n');
+            }
+        }
+        text
     }
 
     pub async fn cleanup(self) {

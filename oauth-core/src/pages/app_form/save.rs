@@ -1,14 +1,14 @@
 //! The store operations behind the registration form's actions — register,
-//! update, rotate the secret, delete — and the end of each: the admin log, the
-//! generated secret kept for the next page, the flash message and the redirect.
+//! update, rotate the secret, delete — and the end of each: the admin log, then
+//! either the flash message and the redirect or, when a secret was generated,
+//! the secret handed back for the POST's own answer.
 
 use axum::response::Response;
 use tower_sessions::Session;
 
 use super::{SecretChange, Valid};
-use crate::admin::{Change, FormErrors, done, log_and_done};
+use crate::admin::{Change, FormErrors, done, log, log_and_done};
 use crate::pages::PagesState;
-use crate::pages::session::SessionError;
 use crate::scope::Scope;
 use crate::secret::{ClientSecret, Password};
 use crate::store::{Client, ClientKind, StoreError, User, UserId};
@@ -289,7 +289,7 @@ pub(crate) async fn rotate(
 
 /// The end of a change form's POST on both the console and the owner's pages:
 /// saves, then logs (`detail_prefix` says who) and goes to `detail_path` of the
-/// client, showing a newly generated secret there once.
+/// client, or hands back a newly generated secret for the caller to show.
 pub(crate) async fn update_and_finish(
     pages: &PagesState,
     session: &Session,
@@ -298,14 +298,14 @@ pub(crate) async fn update_and_finish(
     valid: Valid,
     detail_prefix: &str,
     detail_path: fn(&str) -> String,
-) -> Response {
+) -> Next {
     let saved = match update(pages, client, valid).await {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return Next::Go(r),
     };
     if saved.changes.is_empty() {
         let to = detail_path(&client.client_id);
-        return done(pages, session, "No fields changed.".into(), &to).await;
+        return Next::Go(done(pages, session, "No fields changed.".into(), &to).await);
     }
     let mut message = format!("The application “{}” was changed.", saved.client.name);
     if saved.revoked > 0 {
@@ -314,7 +314,7 @@ pub(crate) async fn update_and_finish(
     let outcome = Outcome {
         action: "change",
         client: &saved.client,
-        secret: saved.generated.as_ref(),
+        secret: saved.generated,
         detail: format!("{detail_prefix}{}", saved.changes.join("; ")),
         message,
         to: detail_path(&saved.client.client_id),
@@ -336,19 +336,26 @@ pub(crate) async fn delete_and_finish(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let outcome = Outcome {
-        action: "delete",
-        client,
-        secret: None,
-        detail: format!("{detail_prefix}{revoked} tokens revoked"),
-        message: format!("The application “{}” was deleted.", client.name),
-        to: to.to_owned(),
-    };
-    finish(pages, session, me, outcome).await
+    log_and_done(
+        pages,
+        session,
+        me,
+        Change {
+            action: "delete",
+            object_type: "application",
+            object_id: &client.client_id,
+            object_repr: &client.name,
+            detail: format!("{detail_prefix}{revoked} tokens revoked"),
+        },
+        format!("The application “{}” was deleted.", client.name),
+        to,
+    )
+    .await
 }
 
-/// `POST …/rotate/` of both the console and the owner's pages: rotates, then logs
-/// (`detail_prefix` says who), shows the new secret once on `to`.
+/// `POST …/rotate/` of both the console and the owner's pages: rotates, logs
+/// (`detail_prefix` says who) and hands back the new secret for the caller to
+/// show; a public client goes back to `to`.
 pub(crate) async fn rotate_and_finish(
     pages: &PagesState,
     session: &Session,
@@ -356,13 +363,13 @@ pub(crate) async fn rotate_and_finish(
     client: &Client,
     detail_prefix: &str,
     to: String,
-) -> Response {
+) -> Next {
     match rotate(pages, client).await {
         Ok(Some((secret, revoked))) => {
             let outcome = Outcome {
                 action: "rotate",
                 client,
-                secret: Some(&secret),
+                secret: Some(secret),
                 detail: format!("{detail_prefix}secret rotated; {revoked} tokens revoked"),
                 message: format!(
                     "The secret of “{}” was rotated: the old one no longer works, {revoked} tokens were revoked.",
@@ -372,16 +379,16 @@ pub(crate) async fn rotate_and_finish(
             };
             finish(pages, session, me, outcome).await
         }
-        Ok(None) => {
+        Ok(None) => Next::Go(
             done(
                 pages,
                 session,
                 "A public client has no secret to rotate.".into(),
                 &to,
             )
-            .await
-        }
-        Err(r) => r,
+            .await,
+        ),
+        Err(r) => Next::Go(r),
     }
 }
 
@@ -407,36 +414,52 @@ pub(crate) async fn delete(pages: &PagesState, client: &Client) -> Result<u64, R
 /// where to go.
 #[derive(Debug)]
 pub(crate) struct Outcome<'a> {
-    /// `create`, `change`, `rotate` or `delete`.
+    /// `create`, `change` or `rotate`.
     pub(crate) action: &'static str,
     pub(crate) client: &'a Client,
-    /// A generated secret, for the next page of the client.
-    pub(crate) secret: Option<&'a ClientSecret>,
+    /// A generated secret, to show in the answer to this POST.
+    pub(crate) secret: Option<ClientSecret>,
     /// The log's detail (never a secret).
     pub(crate) detail: String,
     /// The flash message.
     pub(crate) message: String,
-    /// Where to go next.
+    /// Where to go next when there is no secret to show.
     pub(crate) to: String,
 }
 
-/// Keeps a generated secret for the next page, records the change in the admin
-/// log with `actor`, and answers 303 with the message.
+/// What answers an action's POST.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// The redirect after a change (its message waits in the session as the
+    /// next page's flash), or an error page.
+    Go(Response),
+    /// A secret was generated: the POST answers the client's page itself,
+    /// showing it, so it is never written to the session or any other store.
+    Show(Shown),
+}
+
+/// A generated secret to show once, with the client's page it belongs on.
+#[derive(Debug)]
+pub(crate) struct Shown {
+    /// The client as saved.
+    pub(crate) client: Client,
+    /// The page's message (the action's flash).
+    pub(crate) message: String,
+    pub(crate) secret: ClientSecret,
+}
+
+/// Records the change in the admin log with `actor`, then either answers 303
+/// with the message or, when a secret was generated, hands it back for the
+/// caller to render the client's page with it ([`Next::Show`]).
 pub(crate) async fn finish(
     pages: &PagesState,
     session: &Session,
     actor: &User,
     outcome: Outcome<'_>,
-) -> Response {
+) -> Next {
     let client = outcome.client;
-    if let Some(s) = outcome.secret
-        && let Err(e) = stash_secret(session, &client.client_id, s).await
-    {
-        return pages.internal(&e).await;
-    }
-    log_and_done(
+    let message = log(
         pages,
-        session,
         actor,
         Change {
             action: outcome.action,
@@ -446,34 +469,14 @@ pub(crate) async fn finish(
             detail: outcome.detail,
         },
         outcome.message,
-        &outcome.to,
     )
-    .await
-}
-
-/// The session key of a secret waiting to be shown.
-const NEW_SECRET: &str = "new_client_secret";
-
-/// Keeps a generated secret for the next page of `client_id`.
-async fn stash_secret(
-    session: &Session,
-    client_id: &str,
-    secret: &ClientSecret,
-) -> Result<(), SessionError> {
-    session
-        .insert(NEW_SECRET, (client_id, secret.secret()))
-        .await?;
-    Ok(())
-}
-
-/// The waiting secret of `client_id`, removed from the session: it is shown once.
-/// A secret waiting for another client is dropped too (it is never shown then).
-pub(crate) async fn take_secret(
-    session: &Session,
-    client_id: &str,
-) -> Result<Option<ClientSecret>, SessionError> {
-    let waiting = session.remove::<(String, String)>(NEW_SECRET).await?;
-    Ok(waiting
-        .filter(|(id, _)| id == client_id)
-        .map(|(_, secret)| ClientSecret::new(secret)))
+    .await;
+    match outcome.secret {
+        Some(secret) => Next::Show(Shown {
+            client: client.clone(),
+            message,
+            secret,
+        }),
+        None => Next::Go(done(pages, session, message, &outcome.to).await),
+    }
 }

@@ -53,6 +53,23 @@ impl SeaOrmStore {
                 sea_orm::Order::Desc,
                 sea_orm::sea_query::NullOrdering::Last,
             ),
+            UserOrder::LastLogin => select.order_by_with_nulls(
+                user::Column::LastLogin,
+                sea_orm::Order::Asc,
+                sea_orm::sea_query::NullOrdering::First,
+            ),
+            UserOrder::Staff => select
+                .order_by_asc(user::Column::IsStaff)
+                .order_by_asc(user::Column::EmailKey),
+            UserOrder::StaffDesc => select
+                .order_by_desc(user::Column::IsStaff)
+                .order_by_asc(user::Column::EmailKey),
+            UserOrder::Active => select
+                .order_by_asc(user::Column::IsActive)
+                .order_by_asc(user::Column::EmailKey),
+            UserOrder::ActiveDesc => select
+                .order_by_desc(user::Column::IsActive)
+                .order_by_asc(user::Column::EmailKey),
         }
         .order_by_asc(user::Column::Id);
         let items = select

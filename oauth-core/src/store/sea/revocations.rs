@@ -125,7 +125,9 @@ pub(crate) async fn revoke_logged<C: ConnectionTrait>(
     Ok(n)
 }
 
-async fn append<C: ConnectionTrait>(
+/// Appends `entries` to the log (with the `NOTIFY` on PostgreSQL). `db` must be
+/// the transaction of the change the entries describe.
+pub(crate) async fn append<C: ConnectionTrait>(
     db: &C,
     now: UnixTime,
     kind: RevocationKind,

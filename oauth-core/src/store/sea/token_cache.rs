@@ -9,8 +9,10 @@
 //!   revoked token is inactive at once, as without the cache;
 //! - when PostgreSQL notifies a revocation committed by another instance (the
 //!   revocation log's `NOTIFY`), within milliseconds;
+//!   A user made non-staff is such an entry too (`token-claims-change`);
 //! - and in any case by the lifetime: a change that sends no notification (a
-//!   user made non-staff on another instance) shows within it.
+//!   user deactivated on another instance without revoking, through the store)
+//!   shows within it.
 //!
 //! A lookup that raced a flush — read from the database before a revocation
 //! committed, stored after the flush — takes itself out again: every flush bumps

@@ -94,7 +94,7 @@ fn known_flags(args: &[String]) -> Result<(), Error> {
             i += 1;
         } else {
             return Err(format!(
-                "unknown argument {arg:?}; createclient takes {} and {}",
+                "unknown argument {arg:?}; createclient takes {} VALUE and {}",
                 WITH_VALUE.join(" VALUE, "),
                 SWITCHES.join(", ")
             )

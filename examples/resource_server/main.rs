@@ -36,6 +36,8 @@ mod process;
 mod proxy;
 #[cfg(test)]
 mod proxy_tests;
+#[cfg(test)]
+mod seed_tests;
 #[path = "../common/serve.rs"]
 mod serve;
 #[cfg(test)]

@@ -42,6 +42,8 @@ mod seed_tests;
 mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod together_tests;
 
 use axum::Router;
 use axum::extract::FromRef;

@@ -19,6 +19,8 @@
 
 mod commands;
 mod config;
+#[path = "../common/demo_seed.rs"]
+mod demo_seed;
 #[path = "../common/env.rs"]
 mod env;
 mod import_django;

@@ -449,7 +449,10 @@ async fn rotate_steps(web: Web, w: World) {
         .await;
     let mut names = web.texts("tbody td:first-child").await;
     names.sort();
-    assert_eq!(names, ["Ledger", "Pocket Notes", "resource server"]);
+    assert_eq!(
+        names,
+        ["Demo app", "Demo resource server", "Ledger", "Pocket Notes"]
+    );
     web.screenshot_page("admin-applications.png").await;
     web.follow("Ledger").await;
     assert_eq!(web.h1().await, "Ledger");

@@ -18,6 +18,9 @@ mod browser_tests;
 mod chromium;
 mod config;
 mod db;
+#[cfg(test)]
+#[path = "../common/demo_seed.rs"]
+mod demo_seed;
 #[path = "../common/env.rs"]
 mod env;
 #[cfg(test)]

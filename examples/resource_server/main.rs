@@ -17,6 +17,8 @@ mod browser_tests;
 #[cfg(test)]
 mod chromium;
 mod config;
+#[cfg(test)]
+mod createclient_tests;
 mod db;
 #[cfg(test)]
 #[path = "../common/demo_seed.rs"]

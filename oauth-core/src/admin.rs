@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_sessions::Session;
 
+use crate::pages::app_form::Facts;
 use crate::pages::{PagesState, to_login};
 use crate::store::{NewLogEntry, User};
 
@@ -68,6 +69,9 @@ pub(crate) struct ConfirmPage<'a> {
     pub(crate) back: String,
     /// What the deletion also does.
     pub(crate) consequences: Vec<String>,
+    /// An application's facts: its consequences are then the self-service
+    /// confirmation's (`oauth/application_consequences.html`), not `consequences`.
+    pub(crate) application: Option<Facts>,
 }
 
 /// The staff user of a console request, or the answer for anyone else: the login

@@ -10,6 +10,7 @@ use oauth_core::{
 
 use crate::Error;
 use crate::config::Config;
+use crate::demo_seed::{self, DEMO_APP, DEMO_REDIRECT};
 
 /// The value after `--name` in `args`.
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -94,7 +95,7 @@ fn known_flags(args: &[String]) -> Result<(), Error> {
             i += 1;
         } else {
             return Err(format!(
-                "unknown argument {arg:?}; createclient takes {} and {}",
+                "unknown argument {arg:?}; createclient takes {} VALUE and {}",
                 WITH_VALUE.join(" VALUE, "),
                 SWITCHES.join(", ")
             )
@@ -210,67 +211,20 @@ pub async fn create_client(
     Ok(())
 }
 
-/// The demo public client's id and redirect URI.
-pub const DEMO_APP: &str = "demo-app";
-pub const DEMO_REDIRECT: &str = "http://127.0.0.1:8765/callback";
-
-/// On an empty database, registers the demo clients: the confidential `rs-id` /
-/// `rs-secret` (password and refresh grants, every configured scope, as the
-/// reference system has; also the authorization code grant with the redirect URI
-/// of the resource server's items console, first-party), and the public `demo-app` (authorization code + PKCE,
-/// redirect URI `http://127.0.0.1:8765/callback`, scopes `read write`, consent asked).
+/// On an empty database, registers the demo clients ([`demo_seed::demo_clients`]):
+/// the confidential `rs-id` / `rs-secret` (password and refresh grants, every
+/// configured scope, as the reference system has; also the authorization code grant
+/// with the redirect URI of the resource server's items console, first-party), and
+/// the public `demo-app` (authorization code + PKCE, redirect URI
+/// `http://127.0.0.1:8765/callback`, scopes `read write`, consent asked).
 pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(), Error> {
     if !store.list_clients(0, 1).await?.is_empty() {
         return Ok(());
     }
     let hash = PasswordHasher::new(config.scrypt)?
-        .hash(&Password::new("rs-secret"))
+        .hash(&Password::new(demo_seed::RS_SECRET))
         .await?;
-    let rs = Client {
-        client_id: "rs-id".into(),
-        secret_hash: Some(hash),
-        kind: ClientKind::Confidential,
-        name: "Demo resource server".into(),
-        grant_types: vec![
-            GrantType::Password,
-            GrantType::RefreshToken,
-            GrantType::AuthorizationCode,
-        ],
-        // The resource server's items console signs its operators in here
-        // (loopback: any port matches).
-        redirect_uris: vec!["http://127.0.0.1:8001/admin/callback".into()],
-        allowed_origins: vec![],
-        // First party: no consent page for its own console.
-        skip_authorization: true,
-        allowed_scope: config.scopes.clone(),
-        // Users' tokens carry read and write unless more is asked for by name
-        // (introspection belongs to the resource server's own credentials).
-        default_scope: ["read", "write"]
-            .into_iter()
-            .filter(|s| config.scopes.contains(s))
-            .collect(),
-        owner: None,
-        created_at: chrono::Utc::now(),
-    };
-    let demo_scope: Scope = ["read", "write"]
-        .into_iter()
-        .filter(|s| config.scopes.contains(s))
-        .collect();
-    let demo = Client {
-        client_id: DEMO_APP.into(),
-        secret_hash: None,
-        kind: ClientKind::Public,
-        name: "Demo app".into(),
-        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-        redirect_uris: vec![DEMO_REDIRECT.into()],
-        allowed_origins: vec![],
-        skip_authorization: false,
-        allowed_scope: demo_scope.clone(),
-        default_scope: demo_scope,
-        owner: None,
-        created_at: chrono::Utc::now(),
-    };
-    for client in [rs, demo] {
+    for client in demo_seed::demo_clients(hash, &config.scopes, chrono::Utc::now()) {
         match store.register_client(client).await {
             // Another instance seeded it first.
             Ok(()) | Err(StoreError::Conflict) => {}

@@ -19,6 +19,8 @@
 
 mod commands;
 mod config;
+#[path = "../common/demo_seed.rs"]
+mod demo_seed;
 #[path = "../common/env.rs"]
 mod env;
 mod import_django;
@@ -40,8 +42,20 @@ use crate::config::Config;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Errors are printed as their message (`error: …`), not as `main`'s `Debug`
+/// form, which quotes the message and escapes every quote inside it.
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Error> {
     env::init_logging();
     let config = Config::from_env()?;
     let store = SeaOrmStore::connect(

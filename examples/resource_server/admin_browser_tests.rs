@@ -1,11 +1,13 @@
 //! Both admin consoles in a real browser (headless Chromium, see
 //! [`crate::chromium`]): a staff user finds a user by search and deactivates
-//! them; registers the resource server's client as the demo seed does on an auth
-//! server with no client at all; rotates a client's secret and sees it once; a
-//! user registers an application of their own; and, on this resource server, a
-//! staff user signs in through the auth server and edits an item. Each test takes
+//! them, and deletes another; registers the resource server's client as the demo
+//! seed does on an auth server with no client at all; rotates a client's secret
+//! and sees it once; a user registers an application of their own; a user who is
+//! not staff gets the console's 403 page, then registers, views, edits and
+//! deletes their applications; and, on this resource server, a staff user signs
+//! in through the auth server, edits an item and deletes one. Each test takes
 //! the screenshots of the pages it visits (`docs/images/admin-*.png`,
-//! `self-service-applications.png`, `rs-admin-*.png` with `UPDATE_SCREENSHOTS=1`).
+//! `self-service-*.png`, `rs-admin-*.png` with `UPDATE_SCREENSHOTS=1`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -260,6 +262,39 @@ async fn users_steps(web: Web, w: World) {
     assert!(objects[0].starts_with("erin@example.com"), "{objects:?}");
     assert!(objects[1].starts_with(ANN), "{objects:?}");
     web.screenshot_page("admin-log.png").await;
+
+    // Deleting asks first: a user (confirmed), an application (taken back).
+    web.follow("Users").await;
+    web.follow("bob@example.com").await;
+    web.follow("Delete user…").await;
+    assert_eq!(web.h1().await, "Delete the user “bob@example.com”?");
+    web.screenshot_page("admin-user-delete.png").await;
+    web.submit("Yes, delete").await;
+    assert_eq!(
+        message(&web).await,
+        "The user “bob@example.com” was deleted."
+    );
+    let (status, _) = password_grant(&w, rs, "bob@example.com").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    web.goto(&format!("{issuer}/admin/applications/rs-id/"))
+        .await;
+    web.follow("Delete application…").await;
+    assert!(web.h1().await.starts_with("Delete the application “"));
+    web.screenshot_page("admin-application-delete.png").await;
+    web.follow("No, take me back").await;
+    web.wait_url_is(&format!("{issuer}/admin/applications/rs-id/"))
+        .await;
+    assert!(
+        introspect(&w, &tokens_of_erin(&w).await).await,
+        "rs-id kept"
+    );
+}
+
+/// A fresh token of erin's, through `rs-id`.
+async fn tokens_of_erin(w: &World) -> String {
+    let (status, tokens) = password_grant(w, ("rs-id", "rs-secret"), "erin@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +449,10 @@ async fn rotate_steps(web: Web, w: World) {
         .await;
     let mut names = web.texts("tbody td:first-child").await;
     names.sort();
-    assert_eq!(names, ["Ledger", "Pocket Notes", "resource server"]);
+    assert_eq!(
+        names,
+        ["Demo app", "Demo resource server", "Ledger", "Pocket Notes"]
+    );
     web.screenshot_page("admin-applications.png").await;
     web.follow("Ledger").await;
     assert_eq!(web.h1().await, "Ledger");
@@ -563,9 +601,127 @@ async fn items_steps(web: Web, w: World) {
         (&item.json["name"], &item.json["price"]),
         (&json!("brass desk lamp"), &json!("14.50"))
     );
+
+    // Deleting asks first.
+    web.goto(&format!("{rs}/admin/")).await;
+    web.follow("Delete tea tin").await;
+    assert_eq!(web.h1().await, "Delete the item “tea tin”?");
+    web.screenshot_page("rs-admin-item-delete.png").await;
+    web.submit("Yes, delete").await;
+    web.wait_url_is(&format!("{rs}/admin/")).await;
+    let said = message(&web).await;
+    assert!(said.contains("tea tin"), "{said}");
+    let mut names = web.texts("tbody td:first-child").await;
+    names.sort();
+    assert_eq!(names, ["brass desk lamp", "reading chair", "wool blanket"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_edits_an_item_in_the_resource_servers_console_in_chromium() {
     in_chromium("items console", items_setup(), items_steps).await;
+}
+
+// 5. A user who is not staff: the console's 403 page, and their own applications
+// at DOT's self-service pages (register, view, edit, delete).
+
+async fn self_service_setup() -> World {
+    let w = world(Duration::from_secs(1), Duration::from_secs(3600)).await;
+    w.user(ANN).await;
+    let ann = user_id(&w, ANN).await;
+    w.auth
+        .store
+        .register_client(Client {
+            client_id: "pocket-notes".into(),
+            secret_hash: None,
+            kind: ClientKind::Public,
+            name: "Pocket Notes".into(),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: vec!["http://127.0.0.1/callback".into()],
+            allowed_origins: vec![],
+            skip_authorization: false,
+            allowed_scope: "read write".parse().unwrap(),
+            default_scope: "read".parse().unwrap(),
+            owner: Some(ann),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    w
+}
+
+async fn self_service_steps(web: Web, w: World) {
+    let issuer = w.auth.url();
+    web.goto(&format!("{issuer}/admin/")).await;
+    sign_in(&web, &issuer, ANN).await;
+    web.wait_url_is(&format!("{issuer}/admin/users/")).await;
+    assert_eq!(web.h1().await, "Staff only");
+    web.screenshot_page("admin-staff-only.png").await;
+
+    // Register a public application (no secret to show).
+    web.goto(&format!("{issuer}/o/applications/")).await;
+    assert_eq!(web.texts("ul.apps h2").await, ["Pocket Notes"]);
+    web.follow("Register a new application").await;
+    assert_eq!(web.h1().await, "Register a new application");
+    web.fill("#id_name", "Notes web").await;
+    web.set_checked("input[name=client_type][value=public]", true)
+        .await;
+    for (grant, on) in [
+        ("authorization_code", true),
+        ("client_credentials", false),
+        ("refresh_token", true),
+    ] {
+        web.set_checked(&format!("input[name=grant_types][value={grant}]"), on)
+            .await;
+    }
+    web.fill("#id_redirect_uris", "https://notes.example.com/callback")
+        .await;
+    web.fill("#id_allowed_origins", "https://notes.example.com")
+        .await;
+    web.fill("#id_scope", "read write").await;
+    web.screenshot_page("self-service-application-register.png")
+        .await;
+    web.phone().await;
+    web.screenshot("self-service-application-register-phone.png")
+        .await;
+    web.desktop().await;
+    web.submit("Save").await;
+    assert_eq!(web.h1().await, "Notes web");
+    assert!(!web.has("#client_secret").await, "a public client has none");
+
+    // Its page, its edit form, its deletion.
+    web.goto(&format!("{issuer}/o/applications/")).await;
+    web.follow("Pocket Notes").await;
+    assert_eq!(web.h1().await, "Pocket Notes");
+    let facts = web.text("dl.facts").await;
+    assert!(
+        facts.contains("pocket-notes") && facts.contains("public"),
+        "{facts}"
+    );
+    web.screenshot_page("self-service-application.png").await;
+    web.follow("Edit").await;
+    assert_eq!(web.h1().await, "Edit application");
+    web.fill("#id_scope", "read").await;
+    web.screenshot_page("self-service-application-update.png")
+        .await;
+    web.submit("Save").await;
+    assert_eq!(web.h1().await, "Pocket Notes");
+    assert!(web.text("dl.facts").await.contains("read"));
+    web.follow("Delete…").await;
+    assert_eq!(web.h1().await, "Delete the application “Pocket Notes”?");
+    web.screenshot_page("self-service-application-delete.png")
+        .await;
+    web.submit("Yes, delete").await;
+    web.wait_url_is(&format!("{issuer}/o/applications/")).await;
+    assert_eq!(web.texts("ul.apps h2").await, ["Notes web"]);
+    assert!(w.auth.store.client("pocket-notes").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_manages_their_own_applications_and_is_kept_out_of_the_console_in_chromium() {
+    in_chromium(
+        "self-service applications",
+        self_service_setup(),
+        self_service_steps,
+    )
+    .await;
 }

@@ -46,7 +46,8 @@ impl Page {
         }
     }
 
-    fn query(&self) -> HashMap<String, String> {
+    /// The query of the Location header.
+    pub(crate) fn query(&self) -> HashMap<String, String> {
         let loc = self.location();
         let q = loc.split_once('?').map_or("", |(_, q)| q);
         form_urlencoded::parse(q.as_bytes()).into_owned().collect()
@@ -145,7 +146,7 @@ impl Agent {
 
     /// Signs in at the auth server's login page that `login` (a 302 to it) sends to;
     /// returns the answer of the page it goes back to.
-    async fn sign_in_at(&mut self, login: &Page, email: &str) -> Page {
+    pub(crate) async fn sign_in_at(&mut self, login: &Page, email: &str) -> Page {
         assert_eq!(login.status, StatusCode::FOUND, "{}", login.body);
         let login_url = login.location();
         assert!(login_url.contains("/accounts/login/"), "{login_url}");
@@ -169,7 +170,7 @@ impl Agent {
 }
 
 /// Undoes HTML escaping (named or numeric entities) in an attribute value.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find('&') {

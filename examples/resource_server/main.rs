@@ -17,7 +17,12 @@ mod browser_tests;
 #[cfg(test)]
 mod chromium;
 mod config;
+#[cfg(test)]
+mod createclient_tests;
 mod db;
+#[cfg(test)]
+#[path = "../common/demo_seed.rs"]
+mod demo_seed;
 #[path = "../common/env.rs"]
 mod env;
 #[cfg(test)]
@@ -36,10 +41,14 @@ mod process;
 mod proxy;
 #[cfg(test)]
 mod proxy_tests;
+#[cfg(test)]
+mod seed_tests;
 #[path = "../common/serve.rs"]
 mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod together_tests;
 
 use axum::Router;
 use axum::extract::FromRef;

@@ -3,6 +3,7 @@
 //! a free loopback port with a configuration in environment variables, their output
 //! in a log file, and signals to kill (SIGKILL), stop (SIGSTOP) and resume (SIGCONT)
 //! them. A process is killed when its guard drops, a panicking test included.
+//! Management subcommands (`createsuperuser`, `createclient`) run to completion.
 //! PostgreSQL databases of their own for tests that share one between processes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -124,6 +125,41 @@ pub(crate) fn client_from(source: Ipv4Addr) -> reqwest::Client {
 /// An HTTP client from 127.0.0.1.
 pub(crate) fn client() -> reqwest::Client {
     client_from(Ipv4Addr::LOCALHOST)
+}
+
+/// What a finished command printed, and whether it succeeded.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs `example` with `args` (a management subcommand such as `createclient`) and
+/// `env` to completion, standard input closed; bounded by 60 s.
+pub(crate) async fn run(example: Example, args: &[&str], env: &[(&str, String)]) -> Finished {
+    let mut cmd = Command::new(binary(example));
+    cmd.args(args)
+        .env("LOG_FORMAT", "text")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let what = format!("{} {}", example.name(), args.join(" "));
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || cmd.output()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{what} did not finish within 60 s"))
+    .unwrap()
+    .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+    Finished {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// A running example server; SIGKILLed (resumed first if stopped) when dropped.

@@ -14,10 +14,7 @@ use oauth_core::resource::{
     AuthError, Authenticator, IntrospectionCredentials, Introspector, IntrospectorConfig,
 };
 use oauth_core::sea::{SeaOrmStore, StoreConfig};
-use oauth_core::{
-    AuthServer, Client, ClientKind, ClientRegistry, GrantType, Password, PasswordHasher,
-    ScryptParams,
-};
+use oauth_core::{AuthServer, ClientRegistry, Password, PasswordHasher, ScryptParams};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -26,6 +23,8 @@ use crate::config::Config;
 use crate::items::Paging;
 
 pub(crate) const PASSWORD: &str = "plum-violet-anchor-92";
+/// The example auth server's default `SCOPES`.
+const SCOPES: &str = "read write introspection admin";
 
 /// The library's auth server on a loopback port, counting introspection calls.
 /// It serves the browser pages and the admin console too, with its real address
@@ -42,8 +41,8 @@ pub(crate) struct AuthServerUnderTest {
 }
 
 impl AuthServerUnderTest {
-    /// With `seed`, the resource server's client `rs-id` is registered as the demo
-    /// seed does; without, no client is (the example's `SEED_DEMO=false`).
+    /// With `seed`, the example's demo seed is registered (`rs-id`, `demo-app`);
+    /// without, no client is (the example's `SEED_DEMO=false`).
     async fn start(access_ttl: Duration, seed: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("as.db").display());
@@ -66,32 +65,17 @@ impl AuthServerUnderTest {
         server
     }
 
+    /// The example auth server's own demo seed (`rs-id` and `demo-app`).
     async fn seed(store: &SeaOrmStore) {
-        let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
-        store
-            .register_client(Client {
-                client_id: "rs-id".into(),
-                secret_hash: Some(hasher.hash(&Password::new("rs-secret")).await.unwrap()),
-                kind: ClientKind::Confidential,
-                name: "resource server".into(),
-                // What the demo seed registers: the password grant for the proxy,
-                // the authorization code grant for the items console (first party,
-                // so no consent page; a loopback redirect URI matches any port).
-                grant_types: vec![
-                    GrantType::Password,
-                    GrantType::RefreshToken,
-                    GrantType::AuthorizationCode,
-                ],
-                redirect_uris: vec!["http://127.0.0.1:8001/admin/callback".into()],
-                allowed_origins: vec![],
-                skip_authorization: true,
-                allowed_scope: "read write introspection admin".parse().unwrap(),
-                default_scope: "read write introspection".parse().unwrap(),
-                owner: None,
-                created_at: chrono::Utc::now(),
-            })
+        let hash = PasswordHasher::new(ScryptParams::INSECURE_FAST)
+            .unwrap()
+            .hash(&Password::new(crate::demo_seed::RS_SECRET))
             .await
             .unwrap();
+        let scopes = SCOPES.parse().unwrap();
+        for client in crate::demo_seed::demo_clients(hash, &scopes, chrono::Utc::now()) {
+            store.register_client(client).await.unwrap();
+        }
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
@@ -105,7 +89,7 @@ impl AuthServerUnderTest {
                     .admin(self.store.clone()),
             )
             .issuer_url(self.url())
-            .scopes("read write introspection admin".parse().unwrap())
+            .scopes(SCOPES.parse().unwrap())
             .scrypt_params(ScryptParams::INSECURE_FAST)
             .access_token_ttl(self.access_ttl)
             .router()

@@ -4,8 +4,10 @@
 //! It is part of the browser pages ([`Pages::admin`](crate::pages::Pages::admin))
 //! and shares their sessions, sign-in, CSRF check, headers and stylesheet.
 //! Anonymous visitors are sent to the login page; signed-in users who are not
-//! staff get a 403 page. Staff users may do everything here (there are no
-//! per-model permissions). Every change is recorded in the [`AdminLog`].
+//! staff get a 403 page that says who is signed in, with a sign-out form and
+//! links to their own applications and the ones they authorized. Staff users
+//! may do everything here (there are no per-model permissions). Every change is
+//! recorded in the [`AdminLog`].
 
 mod applications;
 mod log;
@@ -22,6 +24,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_sessions::Session;
 
+use crate::pages::app_form::Facts;
 use crate::pages::{PagesState, to_login};
 use crate::store::{NewLogEntry, User};
 
@@ -68,6 +71,9 @@ pub(crate) struct ConfirmPage<'a> {
     pub(crate) back: String,
     /// What the deletion also does.
     pub(crate) consequences: Vec<String>,
+    /// An application's facts: its consequences are then the self-service
+    /// confirmation's (`oauth/application_consequences.html`), not `consequences`.
+    pub(crate) application: Option<Facts>,
 }
 
 /// The staff user of a console request, or the answer for anyone else: the login
@@ -80,13 +86,7 @@ pub(crate) async fn staff(
 ) -> Result<User, Response> {
     match pages.user(session).await {
         Ok(Some(u)) if u.is_staff => Ok(u),
-        Ok(Some(_)) => Err(pages
-            .error(
-                StatusCode::FORBIDDEN,
-                "Staff only",
-                "Your account may not use the admin console. Ask an administrator to make you staff.",
-            )
-            .await),
+        Ok(Some(u)) => Err(staff_only(pages, session, &u).await),
         Ok(None) => {
             let next = match uri.0.query() {
                 Some(q) => format!("{}?{q}", uri.0.path()),
@@ -96,6 +96,39 @@ pub(crate) async fn staff(
         }
         Err(e) => Err(pages.internal(&e).await),
     }
+}
+
+/// The 403 page of a signed-in user who is not staff.
+#[derive(Template)]
+#[template(path = "admin/staff_only.html")]
+struct StaffOnlyPage<'a> {
+    site_name: &'a str,
+    stylesheet: &'a str,
+    signed_in: Option<&'a str>,
+    csrf_token: &'a str,
+    email: &'a str,
+}
+
+/// The console's 403 page for `user`: who is signed in, a way to sign out, and
+/// links to the pages every user has (their applications, the ones they
+/// authorized).
+async fn staff_only(pages: &PagesState, session: &Session, user: &User) -> Response {
+    let csrf_token = match crate::pages::session::csrf_token(session).await {
+        Ok(t) => t,
+        Err(e) => return pages.internal(&e).await,
+    };
+    let email = user.email.as_str();
+    page(
+        pages,
+        StatusCode::FORBIDDEN,
+        &StaffOnlyPage {
+            site_name: &pages.site_name,
+            stylesheet: crate::pages::STYLESHEET_PATH,
+            signed_in: Some(email),
+            csrf_token: &csrf_token,
+            email,
+        },
+    )
 }
 
 /// The chrome of a console page for `user`, consuming the flash message.

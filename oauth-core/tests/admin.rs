@@ -20,6 +20,7 @@ use oauth_core::{
 
 scenarios!(
     every_page_and_form_is_for_staff_only,
+    the_staff_only_page_offers_a_way_on,
     every_form_needs_its_csrf_token,
     users_list_searches_filters_orders_and_pages,
     add_form_validates_like_signup,
@@ -242,6 +243,53 @@ async fn every_page_and_form_is_for_staff_only(h: &Harness) {
     }
     assert!(h.store.user_by_id(ann).await.unwrap().is_none());
     assert!(!h.active(&access).await);
+}
+
+/// The 403 page is no dead end: it says who is signed in, signs them out with the
+/// session's CSRF token, and links to the pages every user may see.
+async fn the_staff_only_page_offers_a_way_on(h: &Harness) {
+    h.user("carl@example.com").await;
+    let mut carl = Browser::new(h);
+    carl.sign_in("carl@example.com").await;
+    let token = csrf(&mut carl).await;
+    let p = carl.get("/admin/users/").await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    let main = &p.body[p.body.find("<main>").unwrap()..];
+    assert!(main.contains("Staff only"), "{main}");
+    assert!(
+        main.contains("You are signed in as <strong class=\"client\">carl@example.com</strong>"),
+        "{main}"
+    );
+    assert!(
+        main.contains(r#"<form method="post" action="/accounts/logout/""#),
+        "{main}"
+    );
+    let form = &main[main.find("action=\"/accounts/logout/\"").unwrap()..];
+    assert_eq!(p.field_after(form), token, "the sign-out form's CSRF token");
+    for link in ["/o/applications/", "/o/authorized_tokens/"] {
+        assert!(
+            main.contains(&format!("<a href=\"{link}\">")),
+            "{link}: {main}"
+        );
+        let there = carl.get(link).await;
+        assert_eq!(there.status, StatusCode::OK, "{link}: {}", there.body);
+    }
+    // The form as the page has it signs carl out.
+    let out = carl
+        .post(
+            "/accounts/logout/",
+            &pairs(&[("csrfmiddlewaretoken", &token)]),
+        )
+        .await;
+    assert!(out.status.is_redirection(), "{}", out.body);
+    assert_eq!(out.location(), "/accounts/login/");
+    let after = carl.get("/admin/users/").await;
+    assert_eq!(after.status, StatusCode::FOUND, "{}", after.body);
+    assert!(
+        after.location().starts_with("/accounts/login/"),
+        "{}",
+        after.location()
+    );
 }
 
 async fn every_form_needs_its_csrf_token(h: &Harness) {

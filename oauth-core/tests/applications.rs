@@ -781,6 +781,15 @@ async fn self_service_registers_updates_and_deletes_its_own(h: &Harness) {
     let confirm = ann.get("/o/applications/anns-spa/delete/").await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("Yes, delete"));
+    // A public client has no secret to lose.
+    assert!(
+        confirm
+            .body
+            .contains("the client id <code>anns-spa</code> stops working</li>"),
+        "{}",
+        confirm.body
+    );
+    assert!(!confirm.body.contains("secret"), "{}", confirm.body);
     let p = submit(
         &mut ann,
         "/o/applications/anns-spa/delete/",
@@ -961,6 +970,15 @@ async fn deletion_revokes_tokens_and_removes_the_client(h: &Harness) {
     let confirm = staff.get("/admin/applications/other/delete/").await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("Delete the application “other”?"));
+    // A confidential client: its secret goes too; the id in code font, as on the
+    // self-service page.
+    assert!(
+        confirm.body.contains(
+            "the client id <code>other</code> stops working, and so does its secret</li>"
+        ),
+        "{}",
+        confirm.body
+    );
     // Still there until the confirmation is sent.
     assert!(h.store.client("other").await.unwrap().is_some());
     let p = submit(

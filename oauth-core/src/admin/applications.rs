@@ -381,14 +381,8 @@ async fn confirm_delete(
             name: &client.name,
             action: format!("{back}delete/"),
             back,
-            consequences: vec![
-                format!(
-                    "the client id {} and its secret stop working",
-                    client.client_id
-                ),
-                "every token issued to it is revoked".into(),
-                "users' authorizations of it are forgotten".into(),
-            ],
+            consequences: Vec::new(),
+            application: Some(Facts::of(&client)),
         },
     )
 }

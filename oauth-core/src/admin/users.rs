@@ -674,6 +674,7 @@ async fn confirm_delete(
                 "their browser sessions end".into(),
                 "their authorized applications are forgotten".into(),
             ],
+            application: None,
         },
     )
 }

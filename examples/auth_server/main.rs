@@ -144,7 +144,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
     if config.bench_ceiling {
         router = router.merge(bench_ceiling());
     }
-    Ok(router.layer(oauth_core::server::trace_layer()))
+    Ok(router)
 }
 
 /// `cleartokens` every `CLEARTOKENS_INTERVAL_SECONDS`: expired and dead tokens,

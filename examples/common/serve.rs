@@ -143,14 +143,20 @@ where
 }
 
 /// Serves `router` (with [`ConnectInfo<SocketAddr>`]) until `shutdown` resolves, then
-/// lets open connections finish their current request.
+/// lets open connections finish their current request. Every request goes through
+/// [`oauth_core::server::trace_layer`] and [`request_timeout`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let router = router.layer(request_timeout(timeouts.request));
+    // Around the router as a whole, not through `Router::layer`, which would wrap
+    // every route in one more boxed service cloned on every request.
+    let service = tower::ServiceBuilder::new()
+        .layer(oauth_core::server::trace_layer())
+        .layer(request_timeout(timeouts.request))
+        .service(router);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -168,7 +174,7 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let service = axum::Extension(ConnectInfo(remote))
-            .layer(router.clone())
+            .layer(service.clone())
             .map_request(|req: axum::http::Request<hyper::body::Incoming>| {
                 req.map(axum::body::Body::new)
             });

@@ -93,7 +93,6 @@ async fn main() -> Result<(), Error> {
             oauth_core::metrics::track_requests,
         ));
     }
-    let app = app.layer(oauth_core::server::trace_layer());
     let timeouts = serve::Timeouts::from_env()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(

@@ -535,15 +535,18 @@ impl AuthServer {
             Some(pages) => router.merge(pages),
             None => router,
         };
-        let trusted: Arc<[IpNet]> = self.trusted_proxies.into();
-        let router = router.layer(client_ip::ResolveLayer::new(trusted));
-        // Outside the client-address layer: a health check needs no caller address.
         let router = operations!(ApiRouter::<()>::from(router), paths::HEALTHZ, [get healthz]);
         #[cfg(feature = "openapi")]
         let (router, health) = router.split_for_parts();
-        let router = router
-            .layer(DefaultBodyLimit::max(limit))
-            .layer(RejectLargeLayer { limit });
+        // One `Router::layer` for the three: each call wraps every route in one more
+        // boxed service, cloned and called through on every request.
+        let trusted: Arc<[IpNet]> = self.trusted_proxies.into();
+        let router = router.layer(
+            tower::ServiceBuilder::new()
+                .layer(RejectLargeLayer { limit })
+                .layer(DefaultBodyLimit::max(limit))
+                .layer(client_ip::ResolveLayer::new(trusted)),
+        );
         #[cfg(feature = "openapi")]
         {
             doc.merge(health);

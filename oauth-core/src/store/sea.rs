@@ -730,7 +730,7 @@ impl TokenStore for SeaOrmStore {
 
     async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         if let Some(found) = self.read_inline(hash) {
-            return found.map(|(t, _)| t.try_into()).transpose();
+            return Ok(found.map(|(t, _)| t));
         }
         token::Entity::find()
             .filter(token::Column::Hash.eq(hash.as_bytes().to_vec()))
@@ -758,9 +758,15 @@ impl TokenStore for SeaOrmStore {
                 .one(&self.db)
                 .await
                 .map_err(backend)?
-                .map(|(token, user)| (token, user.map(|u| (u.email, u.is_active, u.is_staff)))),
+                .map(|(token, user)| -> Result<_, StoreError> {
+                    Ok((
+                        token.try_into()?,
+                        user.map(|u| (u.email, u.is_active, u.is_staff)),
+                    ))
+                })
+                .transpose()?,
         };
-        let Some((token, owner)) = found else {
+        let Some((record, owner)) = found else {
             return Ok(None);
         };
         let owner = owner
@@ -774,7 +780,7 @@ impl TokenStore for SeaOrmStore {
                 },
             )
             .transpose()?;
-        let found = (token.try_into()?, owner);
+        let found = (record, owner);
         if let (Some(cache), Some(epoch)) = (cache, epoch) {
             cache.keep(*hash, &found, epoch);
         }

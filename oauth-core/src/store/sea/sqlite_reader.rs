@@ -30,12 +30,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Query, SqliteQueryBuilder};
 
 use super::entity::{token, user};
+use crate::store::{TokenFamily, TokenKind, TokenRecord};
+use crate::token::TokenHash;
 
 /// The owner columns read with a token: email, `is_active` and `is_staff`.
 pub(super) type OwnerColumns = (String, bool, bool);
 
-/// A token row and, when it has an owner, the owner's columns.
-pub(super) type TokenRow = (token::Model, Option<OwnerColumns>);
+/// A token's record and, when it has an owner, the owner's columns.
+pub(super) type TokenRow = (TokenRecord, Option<OwnerColumns>);
 
 /// A few read-only connections to one SQLite file, handed out one caller at a time.
 pub(super) struct SqliteReader {
@@ -151,14 +153,23 @@ impl SqliteReader {
         self.with(|conn| {
             conn.prepare_cached(&self.token_with_owner)?
                 .query_row([hash], |row| {
-                    let model = token::Model {
-                        id: row.get(0)?,
-                        hash: row.get(1)?,
-                        kind: row.get(2)?,
+                    // Read in place into the record: the hash is the one asked for,
+                    // the blobs and the scope are not copied into owned columns first.
+                    // A value this cannot read is an error, and the caller asks the
+                    // pool, whose reading reports the corruption.
+                    let record = TokenRecord {
+                        hash: TokenHash::try_from(hash).map_err(|_| bad(1))?,
+                        kind: match row.get::<_, i16>(2)? {
+                            token::ACCESS => TokenKind::Access,
+                            token::REFRESH => TokenKind::Refresh,
+                            _ => return Err(bad(2)),
+                        },
                         client_id: row.get(3)?,
                         user_id: row.get(4)?,
-                        scope: row.get(5)?,
-                        family: row.get(6)?,
+                        scope: row.get_ref(5)?.as_str()?.parse().map_err(|_| bad(5))?,
+                        family: TokenFamily::from_bytes(
+                            row.get_ref(6)?.as_blob()?.try_into().map_err(|_| bad(6))?,
+                        ),
                         issued_at: row.get(7)?,
                         expires_at: row.get(8)?,
                         revoked_at: row.get(9)?,
@@ -167,7 +178,7 @@ impl SqliteReader {
                     let is_active: Option<bool> = row.get(11)?;
                     let is_staff: Option<bool> = row.get(12)?;
                     Ok((
-                        model,
+                        record,
                         email
                             .zip(is_active)
                             .zip(is_staff)
@@ -177,6 +188,15 @@ impl SqliteReader {
                 .optional()
         })
     }
+}
+
+/// Column `i` holds a value no record can have.
+fn bad(i: usize) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Blob,
+        "not a value of this column".into(),
+    )
 }
 
 #[cfg(test)]
@@ -250,8 +270,8 @@ mod tests {
                 .expect("the reader opens the file")
                 .unwrap()
         };
-        let (model, owner) = lookup("a").unwrap();
-        assert_eq!(model, orm);
+        let (record, owner) = lookup("a").unwrap();
+        assert_eq!(record, TokenRecord::try_from(orm).unwrap());
         assert_eq!(owner, None);
         assert!(lookup("b").is_none());
 
@@ -272,6 +292,21 @@ mod tests {
             "a commit is seen by the next read"
         );
         assert!(reader.idle.lock().unwrap().len() <= 2);
+
+        // A value no record can have is an error here (the store then asks the
+        // pool, which reports the corruption), never a record.
+        store
+            .connection()
+            .execute_unprepared("UPDATE oauth_tokens SET kind = 9")
+            .await
+            .unwrap();
+        assert!(
+            reader
+                .token_with_owner(TokenHash::of("a").as_bytes())
+                .unwrap()
+                .is_err()
+        );
+        assert!(store.token(&TokenHash::of("a")).await.is_err());
     }
 
     /// It neither creates a database nor writes to one; one that it cannot open

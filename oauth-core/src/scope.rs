@@ -20,7 +20,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # Ok::<_, oauth_core::InvalidScope>(())
 /// ```
 #[derive(Clone, Default, Eq)]
-pub struct Scope(Vec<String>);
+pub struct Scope(
+    /// The wire form itself: valid tokens, each once, separated by single spaces.
+    /// One allocation for the whole scope, and written out as it is.
+    String,
+);
 
 /// A scope string that is not a valid RFC 6749 §3.3 `scope` value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,19 +47,19 @@ impl Scope {
     /// The number of distinct tokens.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// True when `token` is one of the scope's tokens.
     #[must_use]
     pub fn contains(&self, token: &str) -> bool {
-        self.0.iter().any(|t| t == token)
+        self.iter().any(|t| t == token)
     }
 
     /// True when every token of `self` is in `other`.
     #[must_use]
     pub fn is_subset(&self, other: &Scope) -> bool {
-        self.0.iter().all(|t| other.contains(t))
+        self.iter().all(|t| other.contains(t))
     }
 
     /// Every token of `self`, then those of `other` that `self` lacks.
@@ -63,16 +67,15 @@ impl Scope {
     pub fn union(&self, other: &Scope) -> Scope {
         let mut all = self.clone();
         for t in other.iter() {
-            if !all.contains(t) {
-                all.0.push(t.to_owned());
-            }
+            all.push_new(t);
         }
         all
     }
 
     /// The tokens, in the order they were first given.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        // `split` of the empty string yields one empty piece: no token.
+        self.0.split(' ').filter(|t| !t.is_empty())
     }
 
     /// Adds a token (RFC 6749 §3.3 `scope-token`); a duplicate is ignored.
@@ -83,10 +86,24 @@ impl Scope {
         if !is_scope_token(token) {
             return Err(InvalidScope);
         }
-        if !self.contains(token) {
-            self.0.push(token.to_owned());
-        }
+        self.push_new(token);
         Ok(())
+    }
+
+    /// Appends a valid token unless the scope has it.
+    fn push_new(&mut self, token: &str) {
+        if !self.contains(token) {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            self.0.push_str(token);
+        }
+    }
+
+    /// The wire form: the tokens separated by single spaces.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -104,6 +121,18 @@ impl FromStr for Scope {
     /// Parses a space-separated list. Runs of spaces are tolerated, as most
     /// servers do; an all-blank string is the empty scope.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The usual input (a stored scope, a client's request) is in wire form
+        // already: checked, then taken in one copy.
+        let mut seen = 0;
+        let canonical = !s.starts_with(' ')
+            && !s.ends_with(' ')
+            && s.split(' ').all(|t| {
+                seen += 1;
+                is_scope_token(t) && s.split(' ').take(seen - 1).all(|u| u != t)
+            });
+        if canonical {
+            return Ok(Self(s.to_owned()));
+        }
         let mut scope = Scope::empty();
         for token in s.split(' ').filter(|t| !t.is_empty()) {
             scope.insert(token)?;
@@ -119,21 +148,14 @@ impl PartialEq for Scope {
 }
 
 impl fmt::Display for Scope {
-    /// The tokens separated by single spaces, written one by one (no joined copy).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, token) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(token)?;
-        }
-        Ok(())
+        f.write_str(&self.0)
     }
 }
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scope({:?})", self.0.join(" "))
+        write!(f, "Scope({:?})", self.0)
     }
 }
 
@@ -150,7 +172,7 @@ impl<'a> FromIterator<&'a str> for Scope {
 
 impl Serialize for Scope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.0)
     }
 }
 
@@ -171,6 +193,33 @@ mod tests {
         assert_eq!(s.to_string(), "write read");
         assert_eq!(s.len(), 2);
         assert_eq!(s, "read write".parse().unwrap());
+    }
+
+    #[test]
+    fn wire_form_whatever_the_spacing() {
+        for (given, wire) in [
+            ("read write", "read write"),
+            ("read  write", "read write"),
+            (" read", "read"),
+            ("read ", "read"),
+            ("a b a", "a b"),
+            ("b a b a", "b a"),
+            ("", ""),
+            ("   ", ""),
+        ] {
+            let scope: Scope = given.parse().unwrap();
+            assert_eq!(scope.as_str(), wire, "{given:?}");
+            assert_eq!(scope.iter().collect::<Vec<_>>().join(" "), wire);
+            assert_eq!(serde_json::to_string(&scope).unwrap(), format!("{wire:?}"));
+        }
+        let mut s = Scope::empty();
+        s.insert("read").unwrap();
+        s.insert("read").unwrap();
+        s.insert("write").unwrap();
+        assert_eq!(s.as_str(), "read write");
+        assert_eq!(s.len(), 2);
+        assert_eq!(Scope::empty().len(), 0);
+        assert!(!Scope::empty().contains(""));
     }
 
     #[test]

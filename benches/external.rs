@@ -20,7 +20,10 @@
 //! Run with: `cargo bench --bench external` (`QUICK=1`: one short round, a smoke
 //! run; `ONLY=introspection` or `ONLY=resource` for one half; `SECONDS_PER_RUN`,
 //! `ROUNDS` to change the defaults of 8 s and 3; `BENCH_POSTGRES=postgres://…/db`
-//! runs the auth server on a fresh PostgreSQL database made beside that one).
+//! runs the auth server on a fresh PostgreSQL database made beside that one;
+//! `BASELINE_AUTH_SERVER=path/to/auth_server`, another build of the example — say
+//! the commit before a change — adds its introspection to the same rounds, on a
+//! SQLite database of its own: the change's A/B in one run).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -78,6 +81,9 @@ fn main() {
         &[
             ("DATABASE_URL", database_url),
             ("BENCH_CEILING", "true".into()),
+            // The example's default level, as a user runs it (the other benches
+            // run their servers at WARN).
+            ("RUST_LOG", "info".into()),
         ],
     );
     let token = rt.block_on(async {
@@ -99,8 +105,33 @@ fn main() {
         runs.duration.as_secs(),
         runs.rounds
     );
+    // Another build of the auth server, for an A/B in the same rounds.
+    let baseline = std::env::var_os("BASELINE_AUTH_SERVER").map(|bin| {
+        let server = Server::start(
+            &PathBuf::from(bin),
+            &[
+                (
+                    "DATABASE_URL",
+                    format!("sqlite://{}", dir.path().join("baseline.db").display()),
+                ),
+                ("RUST_LOG", "info".into()),
+            ],
+        );
+        let token = rt.block_on(async {
+            let tokens =
+                support::user_tokens(&server.url, "bench@example.com", "bench-passphrase-41").await;
+            tokens["access_token"].as_str().unwrap().to_owned()
+        });
+        (server, token)
+    });
     if only.is_empty() || only == "introspection" {
-        introspection(&runs, &rt, &auth, &token);
+        introspection(
+            &runs,
+            &rt,
+            &auth,
+            &token,
+            baseline.as_ref().map(|(s, t)| (s, t.as_str())),
+        );
     }
     if only.is_empty() || only == "resource" {
         resource(&runs, &rt, &auth, &token, dir.path());
@@ -152,7 +183,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn introspection(runs: &Runs, rt: &tokio::runtime::Runtime, auth: &Server, token: &str) {
+fn introspection(
+    runs: &Runs,
+    rt: &tokio::runtime::Runtime,
+    auth: &Server,
+    token: &str,
+    baseline: Option<(&Server, &str)>,
+) {
     let introspect = format!("{}/o/introspect/", auth.url);
     let form = format!("token={token}");
     let answer = rt.block_on(async {
@@ -215,7 +252,7 @@ fn introspection(runs: &Runs, rt: &tokio::runtime::Runtime, auth: &Server, token
             vec![]
         },
     };
-    let targets = [
+    let mut targets = vec![
         (
             "bare axum",
             post(format!("{}/bench/ceiling", bare.url), false),
@@ -226,10 +263,31 @@ fn introspection(runs: &Runs, rt: &tokio::runtime::Runtime, auth: &Server, token
         ),
         ("introspection", post(introspect, true)),
     ];
+    if let Some((server, token)) = baseline {
+        targets.push((
+            "baseline introspection",
+            Target {
+                url: format!("{}/o/introspect/", server.url),
+                method: "POST",
+                body: Some(format!("token={token}")),
+                headers: vec![("Authorization", basic.to_owned())],
+            },
+        ));
+    }
     let results = runs.interleaved(&targets);
-    let [bare_r, ceiling_r, ours] = &results[..] else {
+    let [bare_r, ceiling_r, ours, rest @ ..] = &results[..] else {
         unreachable!()
     };
+    if let [before] = rest {
+        report(
+            "introspection, this build",
+            ours,
+            "the baseline build",
+            before,
+            0.0,
+        );
+        report("baseline introspection", before, "bare axum", bare_r, 0.0);
+    }
     report("introspection", ours, "bare axum", bare_r, 0.5);
     report(
         "auth server /bench/ceiling",
@@ -265,6 +323,7 @@ fn resource(
             ),
             ("AUTH_SERVER_URL", auth.url.clone()),
             ("BENCH_UNAUTHENTICATED", "true".into()),
+            ("RUST_LOG", "info".into()),
         ],
     );
     let id = rt.block_on(async {

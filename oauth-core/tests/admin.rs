@@ -1109,7 +1109,7 @@ async fn revoking_from_the_tokens_page_takes_effect_at_once(h: &Harness) {
     assert_eq!(p.location(), "/admin/tokens/");
     let message = flash(&mut b, "/admin/tokens/").await;
     assert!(
-        message.contains(&hash(&ann1)[..12]) && message.contains("2 tokens revoked"),
+        message.contains(&hash(&ann1)[..12]) && message.contains("tokens revoked: 2"),
         "{message}"
     );
     assert!(!h.active(&ann1).await);
@@ -1159,7 +1159,11 @@ async fn revoking_from_the_tokens_page_takes_effect_at_once(h: &Harness) {
     )
     .await;
     assert_eq!(p.location(), format!("/admin/users/{bob}/"));
-    assert!(flash(&mut b, p.location()).await.contains("4 tokens"));
+    assert!(
+        flash(&mut b, p.location())
+            .await
+            .contains("tokens revoked: 4")
+    );
     assert!(!h.active(&bob1).await && !h.active(&bob2).await);
     assert!(h.active(&ann2).await);
     // Bob himself may still sign in: revoking tokens is not deactivating.
@@ -1176,7 +1180,11 @@ async fn revoking_from_the_tokens_page_takes_effect_at_once(h: &Harness) {
     )
     .await;
     assert_eq!(p.location(), "/admin/tokens/?client=svc");
-    assert!(flash(&mut b, p.location()).await.contains("1 tokens"));
+    assert!(
+        flash(&mut b, p.location())
+            .await
+            .contains("tokens revoked: 1")
+    );
     assert!(!h.active(&svc_token).await);
     assert!(h.active(&ann2).await);
     let p = submit(&mut b, "/admin/tokens/revoke/", &[("client", "rs-id")]).await;

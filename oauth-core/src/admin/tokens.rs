@@ -274,13 +274,14 @@ async fn revoke(
             short(&hex),
             record.client_id
         );
-        let message =
-            format!("The {repr} was revoked with the rest of its grant: {revoked} tokens revoked.");
+        let message = format!(
+            "The {repr} was revoked with the rest of its grant: tokens revoked: {revoked}."
+        );
         (
             "token",
             hex,
             repr,
-            format!("its grant revoked: {revoked} tokens"),
+            format!("its grant revoked; tokens revoked: {revoked}"),
             message,
         )
     } else if let Some(id) = field("user") {
@@ -299,7 +300,7 @@ async fn revoke(
                 .await
         );
         let email = user.email.as_str().to_owned();
-        let message = format!("Every token of “{email}” was revoked: {revoked} tokens.");
+        let message = format!("Every token of “{email}” was revoked (tokens revoked: {revoked}).");
         (
             "user",
             user.id.to_string(),
@@ -317,8 +318,9 @@ async fn revoke(
                 .ok(pages.app.tokens.revoke_client_tokens(client_id, now).await)
                 .await
         );
-        let message =
-            format!("Every token of the client {client_id} was revoked: {revoked} tokens.");
+        let message = format!(
+            "Every token of the client {client_id} was revoked (tokens revoked: {revoked})."
+        );
         (
             "application",
             client_id.to_owned(),

@@ -548,9 +548,9 @@ async fn change(
     if user.is_active && !is_active {
         match revoke_all(&pages, user.id).await {
             Ok(n) => {
-                changed.push(format!("{n} tokens revoked"));
+                changed.push(format!("tokens revoked: {n}"));
                 message = format!(
-                    "The user “{}” was deactivated: {n} tokens revoked, their sessions ended.",
+                    "The user “{}” was deactivated: tokens revoked: {n}, their sessions ended.",
                     user.email.as_str()
                 );
             }
@@ -640,10 +640,10 @@ async fn set_password(
             object_type: "user",
             object_id: &id.to_string(),
             object_repr: user.email.as_str(),
-            detail: format!("password set; {revoked} tokens revoked"),
+            detail: format!("password set; tokens revoked: {revoked}"),
         },
         format!(
-            "The password of “{}” was set: {revoked} tokens revoked, their sessions ended.",
+            "The password of “{}” was set: tokens revoked: {revoked}, their sessions ended.",
             user.email.as_str()
         ),
         &format!("/admin/users/{id}/"),
@@ -767,7 +767,9 @@ async fn revoke_application(
             object_type: "user",
             object_id: &id.to_string(),
             object_repr: user.email.as_str(),
-            detail: format!("application {client_id}: {revoked} tokens revoked, consent forgotten"),
+            detail: format!(
+                "application {client_id}: tokens revoked: {revoked}, consent forgotten"
+            ),
         },
         format!(
             "Access of {client_id} for “{}” was revoked.",

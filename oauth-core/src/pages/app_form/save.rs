@@ -196,7 +196,7 @@ pub(crate) async fn update(
     let credentials_changed = client.secret_hash != old.secret_hash || client.kind != old.kind;
     let revoked = if credentials_changed {
         let n = revoke_tokens(pages, &client.client_id).await?;
-        changes.push(format!("{n} tokens revoked"));
+        changes.push(format!("tokens revoked: {n}"));
         n
     } else {
         0
@@ -309,7 +309,7 @@ pub(crate) async fn update_and_finish(
     }
     let mut message = format!("The application “{}” was changed.", saved.client.name);
     if saved.revoked > 0 {
-        message.push_str(&format!(" Its {} tokens were revoked.", saved.revoked));
+        message.push_str(&format!(" Tokens revoked: {}.", saved.revoked));
     }
     let outcome = Outcome {
         action: "change",
@@ -345,7 +345,7 @@ pub(crate) async fn delete_and_finish(
             object_type: "application",
             object_id: &client.client_id,
             object_repr: &client.name,
-            detail: format!("{detail_prefix}{revoked} tokens revoked"),
+            detail: format!("{detail_prefix}tokens revoked: {revoked}"),
         },
         format!("The application “{}” was deleted.", client.name),
         to,
@@ -370,9 +370,9 @@ pub(crate) async fn rotate_and_finish(
                 action: "rotate",
                 client,
                 secret: Some(secret),
-                detail: format!("{detail_prefix}secret rotated; {revoked} tokens revoked"),
+                detail: format!("{detail_prefix}secret rotated; tokens revoked: {revoked}"),
                 message: format!(
-                    "The secret of “{}” was rotated: the old one no longer works, {revoked} tokens were revoked.",
+                    "The secret of “{}” was rotated: the old one no longer works, tokens revoked: {revoked}.",
                     client.name
                 ),
                 to,

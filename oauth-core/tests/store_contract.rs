@@ -268,6 +268,7 @@ contract!(
     password_change_revokes_other_sessions,
     codes_redeem_once_then_replay,
     codes_are_voided_per_user_and_client,
+    codes_are_voided_per_client,
     consents_merge_list_and_forget,
     origins_are_found_across_clients,
     users_search_filter_order_and_count,
@@ -960,6 +961,65 @@ async fn codes_are_voided_per_user_and_client(b: &Backend) {
         b.grants.redeem_code(&bobs, 1_006).await.unwrap(),
         Redemption::Redeemed(_)
     ));
+}
+
+/// Every token of a client revoked, or its credentials changed: every user's code
+/// for it goes — the unredeemed deleted, the redeemed marked replayed — while
+/// other clients' codes, and the client's codes issued afterwards, are untouched.
+async fn codes_are_voided_per_client(b: &Backend) {
+    let ann = owner_and_client(b).await;
+    let bob = b
+        .users
+        .create_user(NewUser::new(
+            email("bob@example.com"),
+            "$scrypt$x".into(),
+            t0(),
+        ))
+        .await
+        .unwrap()
+        .id;
+    let insert = async |user: i64, plain: &str, client: &str| {
+        let c = AuthorizationCode {
+            client_id: client.into(),
+            ..code(user, plain, 1_060)
+        };
+        b.grants.insert_code(&c).await.unwrap();
+        c.hash
+    };
+    let anns = insert(ann, "ann-app", "app").await;
+    let bobs = insert(bob, "bob-app", "app").await;
+    let redeemed = insert(bob, "bob-app-2", "app").await;
+    let other_client = insert(ann, "ann-other", "other").await;
+    let other_redeemed = insert(bob, "bob-other", "other").await;
+    for hash in [redeemed, other_redeemed] {
+        assert!(matches!(
+            b.grants.redeem_code(&hash, 1_001).await.unwrap(),
+            Redemption::Redeemed(_)
+        ));
+    }
+
+    assert_eq!(b.grants.void_client_codes("app", 1_002).await.unwrap(), 2);
+    for hash in [anns, bobs] {
+        assert_eq!(
+            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
+            Redemption::Invalid
+        );
+    }
+    assert!(b.grants.code_replayed(&redeemed).await.unwrap());
+    assert!(!b.grants.code_replayed(&other_redeemed).await.unwrap());
+    let later = insert(ann, "ann-app-later", "app").await;
+    for hash in [other_client, later] {
+        assert!(matches!(
+            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
+            Redemption::Redeemed(_)
+        ));
+        assert!(!b.grants.code_replayed(&hash).await.unwrap());
+    }
+    assert_eq!(b.grants.void_client_codes("app", 1_004).await.unwrap(), 0);
+    assert_eq!(
+        b.grants.void_client_codes("nobody", 1_004).await.unwrap(),
+        0
+    );
 }
 
 async fn consents_merge_list_and_forget(b: &Backend) {

@@ -109,6 +109,15 @@ pub trait GrantStore: Send + Sync {
         now: UnixTime,
     ) -> Result<u64, StoreError>;
 
+    /// Voids every code of `client_id`, whoever authorized it, as
+    /// [`void_codes`](Self::void_codes) does for one user's: the client's grants
+    /// are all withdrawn (every token of it revoked by an administrator) or its
+    /// credentials changed (a new secret, another type), so that whoever held a
+    /// code issued just before cannot exchange it afterwards. Call it *before*
+    /// [`TokenStore::revoke_client_tokens`](super::TokenStore::revoke_client_tokens),
+    /// for the same reason. Returns how many codes not yet redeemed were deleted.
+    async fn void_client_codes(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError>;
+
     /// Deletes codes that expired before `before`; returns how many.
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError>;
 

@@ -505,6 +505,21 @@ pub struct MemoryGrantStore {
     consents: Mutex<BTreeMap<(UserId, String), Consent>>,
 }
 
+impl MemoryGrantStore {
+    /// [`GrantStore::void_codes`] for the codes `theirs` picks: the unredeemed
+    /// deleted (how many is returned), the redeemed marked replayed.
+    fn void_where(&self, now: UnixTime, theirs: impl Fn(&AuthorizationCode) -> bool) -> u64 {
+        let mut codes = lock(&self.codes);
+        let len = codes.len();
+        codes.retain(|_, c| !theirs(c) || c.consumed_at.is_some());
+        let deleted = (len - codes.len()) as u64;
+        for c in codes.values_mut().filter(|c| theirs(c)) {
+            c.replayed_at.get_or_insert(now);
+        }
+        deleted
+    }
+}
+
 #[async_trait]
 impl GrantStore for MemoryGrantStore {
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
@@ -545,17 +560,13 @@ impl GrantStore for MemoryGrantStore {
         client_id: Option<&str>,
         now: UnixTime,
     ) -> Result<u64, StoreError> {
-        let mut codes = lock(&self.codes);
-        let len = codes.len();
-        let theirs = |c: &AuthorizationCode| {
+        Ok(self.void_where(now, |c| {
             c.user_id == user_id && client_id.is_none_or(|id| c.client_id == id)
-        };
-        codes.retain(|_, c| !theirs(c) || c.consumed_at.is_some());
-        let deleted = (len - codes.len()) as u64;
-        for c in codes.values_mut().filter(|c| theirs(c)) {
-            c.replayed_at.get_or_insert(now);
-        }
-        Ok(deleted)
+        }))
+    }
+
+    async fn void_client_codes(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        Ok(self.void_where(now, |c| c.client_id == client_id))
     }
 
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {

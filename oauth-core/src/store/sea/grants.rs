@@ -53,6 +53,37 @@ impl TryFrom<consent::Model> for Consent {
     }
 }
 
+impl SeaOrmStore {
+    /// [`GrantStore::void_codes`] for the codes `theirs` picks: the unredeemed
+    /// deleted (how many is returned), the redeemed marked replayed.
+    async fn void_where(
+        &self,
+        theirs: sea_orm::Condition,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        // Delete the unredeemed first, then mark the redeemed: a redemption that
+        // commits in between turns a code from the first kind into the second,
+        // which the mark still finds (the other order could miss it). A code
+        // issued in between is left alone: it was authorized after the withdrawal.
+        let deleted = code::Entity::delete_many()
+            .filter(theirs.clone())
+            .filter(code::Column::ConsumedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(backend)?
+            .rows_affected;
+        code::Entity::update_many()
+            .col_expr(code::Column::ReplayedAt, Expr::value(now))
+            .filter(theirs)
+            .filter(code::Column::ConsumedAt.is_not_null())
+            .filter(code::Column::ReplayedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(deleted)
+    }
+}
+
 #[async_trait]
 impl GrantStore for SeaOrmStore {
     async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
@@ -145,26 +176,12 @@ impl GrantStore for SeaOrmStore {
         if let Some(id) = client_id {
             theirs = theirs.add(code::Column::ClientId.eq(id));
         }
-        // Delete the unredeemed first, then mark the redeemed: a redemption that
-        // commits in between turns a code from the first kind into the second,
-        // which the mark still finds (the other order could miss it). A code
-        // issued in between is left alone: it was authorized after the withdrawal.
-        let deleted = code::Entity::delete_many()
-            .filter(theirs.clone())
-            .filter(code::Column::ConsumedAt.is_null())
-            .exec(&self.db)
-            .await
-            .map_err(backend)?
-            .rows_affected;
-        code::Entity::update_many()
-            .col_expr(code::Column::ReplayedAt, Expr::value(now))
-            .filter(theirs)
-            .filter(code::Column::ConsumedAt.is_not_null())
-            .filter(code::Column::ReplayedAt.is_null())
-            .exec(&self.db)
-            .await
-            .map_err(backend)?;
-        Ok(deleted)
+        self.void_where(theirs, now).await
+    }
+
+    async fn void_client_codes(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let theirs = sea_orm::Condition::all().add(code::Column::ClientId.eq(client_id));
+        self.void_where(theirs, now).await
     }
 
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {

@@ -900,6 +900,18 @@ impl ServerState {
             None => Ok(0),
         }
     }
+
+    /// [`GrantStore::void_client_codes`] at the server's clock, when there is a
+    /// grant store. Call it before revoking the client's tokens.
+    pub(crate) async fn void_client_codes(
+        &self,
+        client_id: &str,
+    ) -> Result<u64, crate::store::StoreError> {
+        match &self.grants {
+            Some(grants) => grants.void_client_codes(client_id, self.clock.unix()).await,
+            None => Ok(0),
+        }
+    }
 }
 
 #[cfg(test)]

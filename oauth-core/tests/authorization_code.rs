@@ -14,7 +14,10 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use base64::Engine as _;
 use common::{Backend, Harness, PASSWORD};
-use oauth_core::{Client, ClientRegistry, GrantStore, GrantType, Redemption, UserFlags, UserStore};
+use oauth_core::{
+    Client, ClientRegistry, GrantStore, GrantType, Redemption, TokenQuery, TokenStore, UserFlags,
+    UserStore,
+};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -68,6 +71,9 @@ scenarios!(
     revoke_answers_without_trailing_slash,
     withdrawing_an_application_voids_its_unexchanged_codes,
     staff_withdrawal_voids_the_users_codes_for_that_client,
+    console_client_revocation_voids_its_unexchanged_codes,
+    secret_rotation_voids_the_clients_unexchanged_codes,
+    type_change_voids_the_clients_unexchanged_codes,
     codes_of_deactivated_or_deleted_users_are_refused,
     new_password_voids_unexchanged_codes,
     custom_scheme_public_client_is_asked_every_time,
@@ -1463,6 +1469,193 @@ async fn staff_withdrawal_voids_the_users_codes_for_that_client(h: &Harness) {
         &[("redirect_uri", LOOPBACK)],
     )
     .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+/// How many tokens the store holds for `client_id`, active or not.
+async fn tokens_of_client(h: &Harness, client_id: &str) -> u64 {
+    h.store
+        .list_tokens(&TokenQuery {
+            client_id: Some(client_id.into()),
+            limit: 10,
+            ..TokenQuery::default()
+        })
+        .await
+        .unwrap()
+        .total
+}
+
+/// The console's "revoke every token of this client" (/admin/tokens/) voids the
+/// client's codes not yet exchanged, whoever authorized them: without it, a code
+/// issued a moment before still bought working tokens. Other clients' codes, and
+/// the client's codes issued afterwards, still work.
+async fn console_client_revocation_voids_its_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    h.user("bob@example.com").await;
+    let mut bob = Browser::new(h);
+    bob.sign_in("bob@example.com").await;
+    let bobs = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
+
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get("/admin/tokens/?client=conf")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            "/admin/tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client", "conf")]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+
+    for code in [pending, bobs] {
+        let r = exchange(
+            h,
+            &code,
+            "conf",
+            Some("conf-secret"),
+            &[("redirect_uri", LOOPBACK)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+        assert_eq!(r.str("error"), "invalid_grant");
+        assert!(r.json.get("access_token").is_none());
+    }
+    assert_eq!(tokens_of_client(h, "conf").await, 0);
+    let r = exchange(
+        h,
+        &other_client,
+        "native",
+        None,
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert!(h.active(&r.str("access_token")).await);
+    // Authorized after the revocation: a new code works.
+    let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let r = exchange(
+        h,
+        &fresh,
+        "conf",
+        Some("conf-secret"),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+/// A confidential client's secret rotated on the console voids its codes not yet
+/// exchanged: the rotation cuts off whoever held the old secret, and a code issued
+/// to them just before must not buy tokens with the new one either. Another
+/// client's code still works, and so does a code issued after the rotation.
+async fn secret_rotation_voids_the_clients_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
+
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get("/admin/applications/conf/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let p = staff
+        .post(
+            "/admin/applications/conf/rotate/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    let marker = "id=\"client_secret\">";
+    let start = p.body.find(marker).expect("the new secret") + marker.len();
+    let secret = p.body[start..start + p.body[start..].find('<').unwrap()].to_owned();
+    assert_ne!(secret, "conf-secret");
+
+    let r = exchange(
+        h,
+        &pending,
+        "conf",
+        Some(&secret),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    assert_eq!(tokens_of_client(h, "conf").await, 0);
+    let r = exchange(
+        h,
+        &other_client,
+        "native",
+        None,
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let r = exchange(
+        h,
+        &fresh,
+        "conf",
+        Some(&secret),
+        &[("redirect_uri", LOOPBACK)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+/// A confidential client made public on its change form loses its secret, so
+/// its codes not yet exchanged are voided too: otherwise a code issued to the
+/// confidential client could now be exchanged with no secret at all.
+async fn type_change_voids_the_clients_unexchanged_codes(h: &Harness) {
+    let mut b = setup(h).await;
+    let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+
+    h.staff_user("staff@example.com").await;
+    let mut staff = Browser::new(h);
+    staff.sign_in("staff@example.com").await;
+    let csrf = staff
+        .get("/admin/applications/conf/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let uris = format!("{LOOPBACK}\n{WEB}");
+    let p = staff
+        .post(
+            "/admin/applications/conf/",
+            &pairs(&[
+                ("csrfmiddlewaretoken", &csrf),
+                ("name", "App <conf>"),
+                ("client_type", "public"),
+                ("grant_types", "authorization_code"),
+                ("grant_types", "refresh_token"),
+                ("redirect_uris", &uris),
+                ("scope", "read write"),
+            ]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(
+        h.store
+            .client("conf")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash
+            .is_none()
+    );
+
+    let r = exchange(h, &pending, "conf", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+    assert_eq!(tokens_of_client(h, "conf").await, 0);
+    let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
+    let r = exchange(h, &fresh, "conf", None, &[("redirect_uri", LOOPBACK)]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 

@@ -313,6 +313,9 @@ async fn revoke(
             Ok(Some(c)) => c.name.clone(),
             _ => client_id.to_owned(),
         };
+        // Its unexchanged codes too, first (`GrantStore::void_client_codes`): a
+        // code issued a moment before would otherwise still buy working tokens.
+        page_try!(pages.ok(pages.app.void_client_codes(client_id).await).await);
         let revoked = page_try!(
             pages
                 .ok(pages.app.tokens.revoke_client_tokens(client_id, now).await)

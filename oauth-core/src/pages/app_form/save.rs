@@ -250,7 +250,14 @@ fn changed(old: &Client, new: &Client) -> Vec<String> {
     out
 }
 
+/// Voids the client's unexchanged codes, then revokes its tokens (a new secret,
+/// another type, a deletion): a code issued just before, held by whoever held
+/// the old credentials, must not buy tokens afterwards
+/// (`GrantStore::void_client_codes`). The number of tokens revoked.
 async fn revoke_tokens(pages: &PagesState, client_id: &str) -> Result<u64, Response> {
+    if let Err(e) = pages.app.void_client_codes(client_id).await {
+        return Err(pages.internal(&e).await);
+    }
     let now = pages.app.clock.unix();
     match pages.app.tokens.revoke_client_tokens(client_id, now).await {
         Ok(n) => Ok(n),
@@ -392,10 +399,13 @@ pub(crate) async fn rotate_and_finish(
     }
 }
 
-/// Revokes the client's tokens, then deletes it (the SQL store deletes its
-/// tokens, codes and consents with it). The number of tokens revoked.
+/// Voids the client's codes and revokes its tokens, then deletes it (the SQL
+/// store deletes its tokens, codes and consents with it). The number of tokens
+/// revoked.
 pub(crate) async fn delete(pages: &PagesState, client: &Client) -> Result<u64, Response> {
-    // Revoke first: a store without cascades (the in-memory one) keeps the rows.
+    // Revoke first: a store without cascades (the in-memory one) keeps the rows,
+    // and an exchange that authenticated the client just before the deletion
+    // finds its code voided (or its tokens revoked) rather than live tokens.
     let revoked = revoke_tokens(pages, &client.client_id).await?;
     if let Err(e) = pages
         .app

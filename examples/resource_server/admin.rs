@@ -20,7 +20,10 @@
 //!   `state` and `iss` (RFC 9207), exchanges the code server-side with the client's
 //!   Basic credentials and the verifier, and introspects the access token: only a
 //!   token whose scope has `admin` opens a session; anyone else — or an
-//!   `error=access_denied` answer — gets a 403 page.
+//!   `error=access_denied` answer — gets a 403 page with links to the auth
+//!   server's pages every user has. When the console got a token (a user made
+//!   non-staff while signed in), the page also says who it is and has a sign-out
+//!   form that ends the console's session and revokes that token.
 //! - **Every request** re-checks the session's token with the same cached
 //!   [`Introspector`](oauth_core::resource::Introspector) the API uses, so a
 //!   revoked token or a demoted user is out within `TOKEN_CACHE_SECONDS`.
@@ -78,6 +81,8 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 const TOKEN_KEY: &str = "access_token";
+/// The token of a user refused as not staff, kept only to be revoked at sign-out.
+const REFUSED_TOKEN_KEY: &str = "refused_token";
 const STATE_KEY: &str = "oauth_state";
 const VERIFIER_KEY: &str = "oauth_verifier";
 const NEXT_KEY: &str = "next";
@@ -241,12 +246,78 @@ fn message(status: StatusCode, title: &str, text: &str, link: Option<(&str, &str
     )
 }
 
+/// The 403 page of a user who is not staff.
+#[derive(Template)]
+#[template(
+    path = "staff_only.html",
+    config = "examples/resource_server/templates/askama.toml"
+)]
+struct StaffOnlyPage<'a> {
+    frame: Frame,
+    /// Who the auth server signed in, when the console knows.
+    email: Option<&'a str>,
+    /// The console holds a session for them (with a token to revoke).
+    can_sign_out: bool,
+    /// The auth server's base URL, for links to its pages.
+    auth_server: &'a str,
+}
+
+/// The 403 page when the console has no client to sign anyone in with.
 fn staff_only() -> Response {
     message(
         StatusCode::FORBIDDEN,
         "Staff only",
         "Only staff users of the auth server may use this console. Ask an administrator to make your account staff.",
         None,
+    )
+}
+
+/// The 403 page of a user who is not staff: who they are (when known), a
+/// sign-out form (when the console holds a session for them), links to the auth
+/// server's pages every user has.
+///
+/// With a `token` (the auth server issued one without `admin`, or its user was
+/// made non-staff), the session is ended and a new one holds only what signing
+/// out needs: a new CSRF token and that token, which the sign-out revokes.
+/// Nothing in it lets the user into the console: their next visit signs in anew
+/// at the auth server. Without one (the auth server answered `access_denied`),
+/// the console knows nobody and has nothing to sign out of.
+async fn refuse(
+    admin: &Admin,
+    session: &Session,
+    email: Option<String>,
+    token: Option<String>,
+) -> Response {
+    let email = email.filter(|e| !e.is_empty());
+    let mut frame = Frame {
+        stylesheet: STYLESHEET_PATH,
+        signed_in: None,
+        csrf_token: String::new(),
+        flash: None,
+    };
+    if let Some(token) = token {
+        let Some(csrf) = random() else {
+            return internal(&"no randomness");
+        };
+        if let Err(e) = session.flush().await {
+            return internal(&e);
+        }
+        for (key, value) in [(CSRF_KEY, &csrf), (REFUSED_TOKEN_KEY, &token)] {
+            if let Err(e) = session.insert(key, value).await {
+                return internal(&e);
+            }
+        }
+        frame.signed_in = Some(email.clone().unwrap_or_else(|| "Signed in".to_owned()));
+        frame.csrf_token = csrf;
+    }
+    html(
+        StatusCode::FORBIDDEN,
+        &StaffOnlyPage {
+            can_sign_out: !frame.csrf_token.is_empty(),
+            frame,
+            email: email.as_deref(),
+            auth_server: &admin.0.auth_server,
+        },
     )
 }
 
@@ -325,10 +396,7 @@ pub async fn operator(
         Ok(p) if p.has_scope(ADMIN_SCOPE) => Ok(Operator {
             email: p.username.unwrap_or_default(),
         }),
-        Ok(_) => {
-            session.flush().await.map_err(|e| internal(&e))?;
-            Err(staff_only())
-        }
+        Ok(p) => Err(refuse(admin, session, p.username, Some(token)).await),
         Err(AuthError::InvalidToken) => {
             session
                 .remove::<String>(TOKEN_KEY)

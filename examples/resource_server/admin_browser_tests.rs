@@ -5,7 +5,8 @@
 //! and sees it once; a user registers an application of their own; a user who is
 //! not staff gets the console's 403 page, then registers, views, edits and
 //! deletes their applications; and, on this resource server, a staff user signs
-//! in through the auth server, edits an item and deletes one. Each test takes
+//! in through the auth server, edits an item and deletes one, and once made
+//! non-staff gets the console's 403 page and signs out there. Each test takes
 //! the screenshots of the pages it visits (`docs/images/admin-*.png`,
 //! `self-service-*.png`, `rs-admin-*.png` with `UPDATE_SCREENSHOTS=1`).
 
@@ -614,6 +615,42 @@ async fn items_steps(web: Web, w: World) {
     let mut names = web.texts("tbody td:first-child").await;
     names.sort();
     assert_eq!(names, ["brass desk lamp", "reading chair", "wool blanket"]);
+
+    // Made non-staff: the console's 403 page says who is signed in, links to the
+    // auth server's pages, and signs them out of the console.
+    let staff = user_id(&w, STAFF).await;
+    w.auth
+        .store
+        .set_user_flags(
+            staff,
+            UserFlags {
+                is_staff: Some(false),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+    let demoted = Instant::now();
+    loop {
+        web.goto(&format!("{rs}/admin/")).await;
+        if web.h1().await == "Staff only" {
+            break;
+        }
+        assert!(demoted.elapsed() < Duration::from_secs(5), "still in");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let card = web.find(".card").await.text().await.unwrap();
+    assert!(
+        card.contains(&format!("You are signed in as {STAFF}")),
+        "{card}"
+    );
+    assert_eq!(
+        web.texts(".card li a").await,
+        ["Your applications", "Applications you authorized"]
+    );
+    web.screenshot_page("rs-admin-staff-only.png").await;
+    web.submit("Sign out of the console").await;
+    assert_eq!(web.h1().await, "Signed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

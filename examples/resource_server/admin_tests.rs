@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use oauth_core::{Email, UserFlags, UserStore as _};
+use oauth_core::{
+    Email, TokenKind, TokenQuery, TokenRecord, TokenStore as _, UserFlags, UserStore as _,
+};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
@@ -228,6 +230,32 @@ async fn set_staff(w: &World, email: &str, staff: bool) {
         )
         .await
         .unwrap();
+}
+
+/// A user's unrevoked access tokens of the console's client (`rs-id`).
+async fn console_tokens(w: &World, email: &str) -> Vec<TokenRecord> {
+    let user = w
+        .auth
+        .store
+        .user_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let page = w
+        .auth
+        .store
+        .list_tokens(&TokenQuery {
+            user_id: Some(user.id),
+            client_id: Some("rs-id".to_owned()),
+            offset: 0,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    page.items
+        .into_iter()
+        .filter(|t| t.kind == TokenKind::Access && t.revoked_at.is_none())
+        .collect()
 }
 
 /// The whole sign-in: `/admin/` → authorize → login → authorize → callback →
@@ -514,6 +542,99 @@ async fn non_staff_user_gets_the_403_page() {
     // Still not in.
     let again = agent.get(&format!("{}/admin/", w.rs.url)).await;
     assert_eq!(again.status, StatusCode::FOUND);
+}
+
+/// The 403 page is no dead end. A user the auth server refuses `admin`
+/// (`access_denied`) gets links to the auth server's pages every user has, and no
+/// sign-out form: the console holds nothing for them. A user made non-staff while
+/// signed in is shown as who they are, and the form (with a CSRF token, as the
+/// console's other forms) ends the console's session and revokes its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staff_only_page_offers_a_way_on() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    let auth = w.auth.url();
+    let links = |body: &str| {
+        for link in ["/o/applications/", "/o/authorized_tokens/"] {
+            let href = format!("<a href=\"{auth}{link}\">");
+            assert!(body.contains(&href), "{href}: {body}");
+        }
+    };
+    let form = r#"<form method="post" action="/admin/logout/" class="actions">"#;
+
+    // Refused at sign-in: links, nothing to sign out of.
+    account(&w, "ann@example.com", false).await;
+    let mut ann = Agent::new();
+    let page = console_sign_in(&w, &mut ann, "ann@example.com").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    links(&page.body);
+    assert!(!page.body.contains(form), "{}", page.body);
+    assert!(!page.body.contains("csrfmiddlewaretoken"), "{}", page.body);
+    for link in ["/o/applications/", "/o/authorized_tokens/"] {
+        let there = ann.get(&format!("{auth}{link}")).await;
+        assert_eq!(there.status, StatusCode::OK, "{link}: {}", there.body);
+    }
+
+    // Made non-staff while signed in: who, links and the sign-out form.
+    account(&w, "boss@example.com", true).await;
+    // The API's own token of boss's account, also `rs-id`'s.
+    let before = console_tokens(&w, "boss@example.com").await.len();
+    let mut boss = Agent::new();
+    let list = console_sign_in(&w, &mut boss, "boss@example.com").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert_eq!(
+        console_tokens(&w, "boss@example.com").await.len(),
+        before + 1
+    );
+    set_staff(&w, "boss@example.com", false).await;
+    let since = std::time::Instant::now();
+    let page = loop {
+        let page = boss.get(&format!("{}/admin/", w.rs.url)).await;
+        if page.status != StatusCode::OK {
+            break page;
+        }
+        assert!(since.elapsed() < Duration::from_secs(5), "still in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    let main = &page.body[page.body.find("<main").unwrap()..];
+    assert!(main.contains("<h1>Staff only</h1>"), "{main}");
+    assert!(
+        main.contains("You are signed in as <strong class=\"client\">boss@example.com</strong>"),
+        "{main}"
+    );
+    links(main);
+    assert!(main.contains(form), "{main}");
+    let csrf = page.field("csrfmiddlewaretoken");
+    assert!(csrf.len() >= 32, "a CSRF token: {csrf:?}");
+    // The token is kept (not usable in the console) until the sign-out.
+    assert_eq!(
+        console_tokens(&w, "boss@example.com").await.len(),
+        before + 1
+    );
+    let logout = format!("{}/admin/logout/", w.rs.url);
+    let forged = boss
+        .post(&logout, &[("csrfmiddlewaretoken", "not-the-token")], &[])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    let out = boss
+        .post(&logout, &[("csrfmiddlewaretoken", &csrf)], &[])
+        .await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.body);
+    assert!(out.body.contains("Signed out"), "{}", out.body);
+    assert!(!out.body.contains("boss@example.com"), "{}", out.body);
+    assert_eq!(
+        console_tokens(&w, "boss@example.com").await.len(),
+        before,
+        "the console's token is revoked"
+    );
+    // The session is over: its form no longer passes, the console signs in anew.
+    let replay = boss
+        .post(&logout, &[("csrfmiddlewaretoken", &csrf)], &[])
+        .await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.body);
+    let next = boss.get(&format!("{}/admin/", w.rs.url)).await;
+    assert_eq!(next.status, StatusCode::FOUND);
+    assert!(next.location().starts_with(&format!("{auth}/o/authorize/")));
 }
 
 /// With the introspection cache at its longest (300 s), a staff user made

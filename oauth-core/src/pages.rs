@@ -267,7 +267,10 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         routes
     };
     let routes = routes
-        .layer(axum::middleware::from_fn(see_other_after_post))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            see_other_after_post,
+        ))
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state);
@@ -290,10 +293,27 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
 /// or the consent on to wherever it points. The shared answers ([`to_login`],
 /// [`found`]) are 302s, right for a GET; this makes them right after a POST too,
 /// for every handler of the pages and the console.
-async fn see_other_after_post(req: axum::extract::Request, next: Next) -> Response {
+///
+/// A POST answered with the login page (its sender is no longer signed in) comes
+/// back after the sign-in to the page that holds the form ([`next_after_post`]),
+/// not to the action it was sent to: that may answer only POST (405 to the GET
+/// after the sign-in).
+async fn see_other_after_post(
+    axum::extract::State(pages): axum::extract::State<PagesState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
     let post = req.method() == Method::POST;
+    let sent = post.then(|| {
+        let referer = req
+            .headers()
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (req.uri().path().to_owned(), referer)
+    });
     let mut response = next.run(req).await;
-    if post
+    if let Some((path, referer)) = sent
         && matches!(
             response.status(),
             StatusCode::MOVED_PERMANENTLY
@@ -303,8 +323,83 @@ async fn see_other_after_post(req: axum::extract::Request, next: Next) -> Respon
         )
     {
         *response.status_mut() = StatusCode::SEE_OTHER;
+        let detour = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.strip_prefix(LOGIN_NEXT))
+            .map(|n| {
+                form_urlencoded::parse(format!("n={n}").as_bytes())
+                    .map(|(_, v)| v.into_owned())
+                    .next()
+                    .unwrap_or_default()
+            });
+        if let Some(given) = detour {
+            let back = next_after_post(&path, referer.as_deref(), &pages.origin, &given);
+            if back != given {
+                let back: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
+                if let Ok(v) = HeaderValue::from_str(&format!("{LOGIN_NEXT}{back}")) {
+                    response.headers_mut().insert(header::LOCATION, v);
+                }
+            }
+        }
     }
     response
+}
+
+/// The start of a detour to the login page (see [`to_login`]).
+const LOGIN_NEXT: &str = "/accounts/login/?next=";
+
+/// Where the sign-in that a POST to `path` was answered with comes back to
+/// (`given`: what its handler said, the action itself or a page of its own).
+///
+/// 1. The page that sent the form: the `Referer`, when it is of this `origin`, a
+///    path [`safe_next`] keeps, not a sign-in page and not a POST-only action. (The
+///    pages send `Referrer-Policy: no-referrer`, so browsers usually leave it out.)
+/// 2. Else, for a POST-only action, the page that holds its form
+///    ([`page_of_action`]).
+/// 3. Else `given`: the action's path answers GET with its form.
+pub(crate) fn next_after_post(
+    path: &str,
+    referer: Option<&str>,
+    origin: &str,
+    given: &str,
+) -> String {
+    let from_referer = referer
+        .and_then(|r| r.strip_prefix(origin))
+        .filter(|_| !origin.is_empty())
+        .map(|r| r.split('#').next().unwrap_or(""))
+        .filter(|r| r.starts_with('/') && safe_next(Some(r)) == *r)
+        .filter(|r| {
+            let p = r.split('?').next().unwrap_or("");
+            !p.starts_with("/accounts/") && page_of_action(p).is_none()
+        });
+    if let Some(r) = from_referer {
+        return r.to_owned();
+    }
+    if let Some(page) = page_of_action(path) {
+        return page;
+    }
+    given.to_owned()
+}
+
+/// The page that holds the form of a POST-only path of this server (`None` for
+/// a path that also answers GET): an action's page, or its listing.
+pub(crate) fn page_of_action(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        ["", "o", "authorized_tokens", "revoke"] => "/o/authorized_tokens/".to_owned(),
+        ["", "o", "applications", id, "rotate"] => format!("/o/applications/{id}/"),
+        ["", "admin", "tokens", "revoke"] => "/admin/tokens/".to_owned(),
+        ["", "admin", "users", id, "password"]
+        | ["", "admin", "users", id, "applications", "revoke"] => format!("/admin/users/{id}/"),
+        ["", "admin", "applications", id, "rotate"] => format!("/admin/applications/{id}/"),
+        // Sign-out and the API's endpoints: no page holds their form here.
+        ["", "accounts", "logout"] | ["", "o", "token" | "revoke_token" | "introspect"] => {
+            "/o/authorized_tokens/".to_owned()
+        }
+        _ => return None,
+    })
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -497,7 +592,7 @@ impl PagesInner {
 /// a POST: see [`see_other_after_post`]).
 pub(crate) fn to_login(next: &str) -> Response {
     let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-    found(&format!("/accounts/login/?next={next}"))
+    found(&format!("{LOGIN_NEXT}{next}"))
 }
 
 /// 302 Found: the answer to a GET that sends the browser elsewhere.
@@ -569,7 +664,80 @@ impl axum::extract::FromRequest<PagesState> for CheckedForm {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{next_after_post, page_of_action, safe_next};
+
+    const ORIGIN: &str = "https://auth.example";
+
+    /// A detour from a POST comes back to the form's page: the Referer when it is
+    /// a page of this origin, else the page of a POST-only action, else the
+    /// handler's own `next`. No other origin's Referer is used, whatever the CSRF
+    /// check let through.
+    #[test]
+    fn next_after_a_post_is_the_forms_page() {
+        let next = |path, referer| next_after_post(path, referer, ORIGIN, path);
+        assert_eq!(
+            next("/o/authorized_tokens/revoke/", None),
+            "/o/authorized_tokens/"
+        );
+        assert_eq!(
+            next("/admin/users/7/applications/revoke/", None),
+            "/admin/users/7/"
+        );
+        assert_eq!(
+            next("/admin/users/7/delete/", None),
+            "/admin/users/7/delete/"
+        );
+        assert_eq!(
+            next(
+                "/admin/tokens/revoke/",
+                Some("https://auth.example/admin/tokens/?user=7#x")
+            ),
+            "/admin/tokens/?user=7"
+        );
+        for hostile in [
+            "https://evil.example/admin/users/",
+            "https://auth.example.evil.example/admin/users/",
+            "https://auth.example:8443/admin/users/",
+            "http://auth.example/admin/users/",
+            "https://auth.example//evil.example/",
+            "https://auth.example/\\evil.example/",
+            "https://auth.example/ok\tx",
+            "https://auth.example",
+            "https://auth.example/o/authorized_tokens/revoke/",
+            "https://auth.example/accounts/login/?next=/admin/",
+            "/admin/users/",
+            "",
+        ] {
+            assert_eq!(
+                next("/admin/tokens/revoke/", Some(hostile)),
+                "/admin/tokens/",
+                "{hostile}"
+            );
+        }
+        // Without an origin of its own, no Referer is trusted.
+        assert_eq!(
+            next_after_post("/admin/tokens/revoke/", Some("/admin/users/"), "", "x"),
+            "/admin/tokens/"
+        );
+    }
+
+    #[test]
+    fn pages_that_answer_get_hold_their_own_form() {
+        for path in [
+            "/admin/users/add/",
+            "/admin/users/7/",
+            "/admin/applications/x/delete/",
+            "/o/applications/register/",
+            "/o/applications/x/update/",
+            "/o/authorize/",
+        ] {
+            assert_eq!(page_of_action(path), None, "{path}");
+        }
+        assert_eq!(
+            page_of_action("/o/applications/x/rotate").as_deref(),
+            Some("/o/applications/x/")
+        );
+    }
 
     #[test]
     fn next_stays_on_this_site() {

@@ -10,7 +10,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::browser::{Browser, Page, pairs};
+use common::browser::{Browser, ISSUER, Page, pairs};
 use common::{Harness, PASSWORD};
 use oauth_core::{AdminLog, ClientKind, ClientRegistry, GrantType, UserStore as _};
 
@@ -28,6 +28,7 @@ scenarios!(
     self_service_rotation_refuses_the_old_secret_at_once,
     deletion_revokes_tokens_and_removes_the_client,
     no_store_holds_a_generated_secret,
+    a_form_sent_signed_out_comes_back_to_its_page,
 );
 
 const STAFF: &str = "boss@example.com";
@@ -1087,5 +1088,159 @@ async fn no_store_holds_a_generated_secret(h: &Harness) {
             !stored.contains(secret.as_str()),
             "a generated secret is stored in clear"
         );
+    }
+}
+
+/// The `next` of a redirect to the login page.
+fn next_of(p: &Page) -> String {
+    let q = p
+        .location()
+        .strip_prefix("/accounts/login/?")
+        .unwrap_or_else(|| panic!("not to the login page: {}", p.location()));
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no next: {}", p.location()))
+}
+
+/// A form sent by a browser no longer signed in (here: an anonymous session with
+/// a valid CSRF token) is answered with the login page, coming back afterwards
+/// to the page that holds the form — never to a POST-only action, whose GET
+/// after the sign-in would be a 405. Each kind of form: the authorized
+/// applications' revoke, the self-service pages', the console's. A `Referer` of
+/// this site's page is where the form was, and wins; one of another origin, or
+/// naming a POST-only action, is not used.
+async fn a_form_sent_signed_out_comes_back_to_its_page(h: &Harness) {
+    let mut boss = admin(h).await;
+    let ann = h.user(ANN).await;
+    let app = register_own(
+        &mut boss,
+        &[
+            ("name", "Boss's app"),
+            ("client_id", "boss-app"),
+            ("client_type", "public"),
+            ("grant_types", "authorization_code"),
+            ("redirect_uris", "https://boss.example/cb"),
+        ],
+    )
+    .await;
+    let same = |p: &str| (p.to_owned(), p.to_owned());
+    let cases = [
+        (
+            "/o/authorized_tokens/revoke/".to_owned(),
+            "/o/authorized_tokens/".to_owned(),
+        ),
+        (
+            "/o/authorized_tokens/revoke".to_owned(),
+            "/o/authorized_tokens/".to_owned(),
+        ),
+        (
+            format!("/o/applications/{app}/rotate/"),
+            format!("/o/applications/{app}/"),
+        ),
+        same(&format!("/o/applications/{app}/update/")),
+        same(&format!("/o/applications/{app}/delete/")),
+        same("/o/applications/register/"),
+        (
+            "/admin/tokens/revoke/".to_owned(),
+            "/admin/tokens/".to_owned(),
+        ),
+        (
+            format!("/admin/users/{ann}/password/"),
+            format!("/admin/users/{ann}/"),
+        ),
+        (
+            format!("/admin/users/{ann}/applications/revoke/"),
+            format!("/admin/users/{ann}/"),
+        ),
+        (
+            format!("/admin/applications/{app}/rotate/"),
+            format!("/admin/applications/{app}/"),
+        ),
+        same(&format!("/admin/applications/{app}/")),
+        same(&format!("/admin/users/{ann}/delete/")),
+        same("/admin/users/add/"),
+        same("/admin/applications/add/"),
+    ];
+    for (action, page) in &cases {
+        let mut anon = Browser::new(h);
+        let token = csrf(&mut anon, "/accounts/login/").await;
+        let p = anon
+            .post(action, &pairs(&[("csrfmiddlewaretoken", &token)]))
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{action}: {}", p.body);
+        assert_eq!(&next_of(&p), page, "{action}");
+        // Signing in on that login page lands on the form's page, which opens.
+        let login = anon.get(p.location()).await;
+        assert_eq!(login.status, StatusCode::OK, "{action}: {}", login.body);
+        assert_eq!(&login.field("next"), page, "{action}");
+        let done = anon
+            .post(
+                "/accounts/login/",
+                &pairs(&[
+                    ("csrfmiddlewaretoken", &login.field("csrfmiddlewaretoken")),
+                    ("username", STAFF),
+                    ("password", PASSWORD),
+                    ("next", &login.field("next")),
+                ]),
+            )
+            .await;
+        assert_eq!(
+            done.status,
+            StatusCode::SEE_OTHER,
+            "{action}: {}",
+            done.body
+        );
+        assert_eq!(done.location(), page, "{action}");
+        let back = anon.get(page).await;
+        assert_eq!(
+            back.status,
+            StatusCode::OK,
+            "{action} -> {page}: {}",
+            back.body
+        );
+        if action != page {
+            // What a `next` of the action itself would have given.
+            let get = anon.get(action).await;
+            assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED, "{action}");
+        }
+    }
+
+    // The Referer: this site's page wins. One of another origin (or a look-alike
+    // host) has the form refused before any detour; a `//host` path, a POST-only
+    // action or the login page of this origin is not used.
+    let with_referer = async |referer: &str| {
+        let mut anon = Browser::new(h);
+        let token = csrf(&mut anon, "/accounts/login/").await;
+        anon.post_with(
+            "/o/authorized_tokens/revoke/",
+            &pairs(&[("csrfmiddlewaretoken", &token)]),
+            &[("origin", ISSUER), ("referer", referer)],
+        )
+        .await
+    };
+    let p = with_referer(&format!("{ISSUER}/o/applications/{app}/?x=1#top")).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(next_of(&p), format!("/o/applications/{app}/?x=1"));
+    for foreign in [
+        "https://evil.example/o/applications/".to_owned(),
+        format!("{ISSUER}.evil.example/o/applications/"),
+        format!("{ISSUER}:8443/o/applications/"),
+        "/o/applications/".to_owned(),
+        "not a url".to_owned(),
+    ] {
+        let p = with_referer(&foreign).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{foreign}: {}", p.body);
+        assert!(p.headers.get("location").is_none(), "{foreign}");
+    }
+    for unused in [
+        format!("{ISSUER}//evil.example/"),
+        format!("{ISSUER}/\\evil.example/"),
+        format!("{ISSUER}/admin/tokens/revoke/"),
+        format!("{ISSUER}/accounts/login/?next=/admin/"),
+    ] {
+        let p = with_referer(&unused).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{unused}: {}", p.body);
+        assert_eq!(next_of(&p), "/o/authorized_tokens/", "{unused}");
     }
 }

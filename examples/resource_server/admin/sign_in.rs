@@ -14,8 +14,9 @@ use oauth_core::resource::AuthError;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    ADMIN_SCOPE, Admin, CSRF_KEY, CheckedForm, NEXT_KEY, REQUESTED_SCOPE, STATE_KEY, TOKEN_KEY,
-    VERIFIER_KEY, internal, message, random, same, sign_in_failed, staff_only, unavailable,
+    ADMIN_SCOPE, Admin, CSRF_KEY, CheckedForm, NEXT_KEY, REFUSED_TOKEN_KEY, REQUESTED_SCOPE,
+    STATE_KEY, TOKEN_KEY, VERIFIER_KEY, internal, message, random, refuse, same, sign_in_failed,
+    staff_only, unavailable,
 };
 use crate::AppState;
 
@@ -90,7 +91,7 @@ pub(super) async fn callback(
     }
     if let Some(error) = q.get("error") {
         if error == "access_denied" {
-            return staff_only();
+            return refuse(admin, &session, None, None).await;
         }
         return sign_in_failed("The auth server refused the sign-in.");
     }
@@ -103,7 +104,7 @@ pub(super) async fn callback(
     };
     match state.auth.0.authenticate(&token).await {
         Ok(p) if p.has_scope(ADMIN_SCOPE) => {}
-        Ok(_) => return staff_only(),
+        Ok(p) => return refuse(admin, &session, p.username, Some(token)).await,
         Err(AuthError::InvalidToken) => {
             return sign_in_failed("The auth server's token is not valid.");
         }
@@ -162,15 +163,19 @@ async fn exchange(admin: &Admin, code: &str, verifier: &str) -> Result<String, R
         .ok_or_else(|| internal(&"token response without access_token"))
 }
 
-/// `POST /admin/logout/`: revokes the console's token (RFC 7009) and ends the session.
+/// `POST /admin/logout/`: revokes the console's token (RFC 7009) — or the one
+/// of a user refused as not staff — and ends the session.
 pub(super) async fn logout(
     State(state): State<AppState>,
     session: Session,
     _: CheckedForm,
 ) -> Response {
-    if let (Some(admin), Ok(Some(token))) =
-        (state.admin.as_ref(), session.get::<String>(TOKEN_KEY).await)
-    {
+    let token = match session.get::<String>(TOKEN_KEY).await {
+        Ok(Some(t)) => Ok(Some(t)),
+        Ok(None) => session.get::<String>(REFUSED_TOKEN_KEY).await,
+        Err(e) => Err(e),
+    };
+    if let (Some(admin), Ok(Some(token))) = (state.admin.as_ref(), token) {
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let revoked = admin
             .0

@@ -212,6 +212,58 @@ async fn code_for(b: &mut Browser<'_>, client: &str, redirect_uri: Option<&str>)
     answer.redirect_params()["code"].clone()
 }
 
+/// Exchanges `code` for `client` with the loopback redirect URI the tests authorize with.
+async fn redeem(h: &Harness, code: &str, client: &str, secret: Option<&str>) -> common::Reply {
+    exchange(h, code, client, secret, &[("redirect_uri", LOOPBACK)]).await
+}
+
+/// The exchange answered 200.
+fn assert_exchanged(r: &common::Reply) {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+/// The exchange answered 400 `invalid_grant`.
+fn assert_invalid_grant(r: &common::Reply) {
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.str("error"), "invalid_grant");
+}
+
+/// A browser signed in as `email` (the user must exist).
+async fn signed_in<'h>(h: &'h Harness, email: &str) -> Browser<'h> {
+    let mut b = Browser::new(h);
+    b.sign_in(email).await;
+    b
+}
+
+/// A browser signed in as a new staff user.
+async fn staff_browser(h: &Harness) -> Browser<'_> {
+    h.staff_user("staff@example.com").await;
+    signed_in(h, "staff@example.com").await
+}
+
+/// Posts `fields` to `action` with the CSRF token of the form shown on `page`.
+async fn post_form_of(
+    b: &mut Browser<'_>,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> Page {
+    let csrf = b.get(page).await.field("csrfmiddlewaretoken");
+    let mut form = vec![("csrfmiddlewaretoken", csrf.as_str())];
+    form.extend_from_slice(fields);
+    b.post(action, &pairs(&form)).await
+}
+
+/// The id of ann@example.com, whom `setup` creates.
+async fn ann_id(h: &Harness) -> i64 {
+    h.store
+        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
 fn assert_error_page(p: &Page) {
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
     assert!(p.headers.get(header::LOCATION).is_none());
@@ -1139,28 +1191,14 @@ async fn authorized_tokens_page_lists_and_revokes(h: &Harness) {
             .contains("You have not authorized any application.")
     );
     let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    let tokens = exchange(
-        h,
-        &code,
-        "conf",
-        Some("conf-secret"),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
+    let tokens = redeem(h, &code, "conf", Some("conf-secret")).await;
     let access = tokens.str("access_token");
     // Another user's grant to the same client must survive.
     h.user("bob@example.com").await;
     let mut bob = Browser::new(h);
     bob.sign_in("bob@example.com").await;
     let bob_code = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
-    let bob_tokens = exchange(
-        h,
-        &bob_code,
-        "conf",
-        Some("conf-secret"),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
+    let bob_tokens = redeem(h, &bob_code, "conf", Some("conf-secret")).await;
 
     let page = b.get("/o/authorized_tokens/").await;
     assert!(page.body.contains("App &#60;conf&#62;") || page.body.contains("App &lt;conf&gt;"));
@@ -1190,14 +1228,7 @@ async fn authorized_tokens_page_lists_and_revokes(h: &Harness) {
     );
     // Without the token, nothing happens.
     let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    let again = exchange(
-        h,
-        &code,
-        "conf",
-        Some("conf-secret"),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
+    let again = redeem(h, &code, "conf", Some("conf-secret")).await;
     let p = b
         .post(
             "/o/authorized_tokens/revoke/",
@@ -1342,14 +1373,7 @@ async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
 async fn revoke_answers_without_trailing_slash(h: &Harness) {
     let mut b = setup(h).await;
     let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    let tokens = exchange(
-        h,
-        &code,
-        "conf",
-        Some("conf-secret"),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
+    let tokens = redeem(h, &code, "conf", Some("conf-secret")).await;
     let csrf = b
         .get("/o/authorized_tokens")
         .await
@@ -1380,96 +1404,48 @@ async fn withdrawing_an_application_voids_its_unexchanged_codes(h: &Harness) {
     let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
     let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
     h.user("bob@example.com").await;
-    let mut bob = Browser::new(h);
-    bob.sign_in("bob@example.com").await;
+    let mut bob = signed_in(h, "bob@example.com").await;
     let bobs = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
 
-    let csrf = b
-        .get("/o/authorized_tokens/")
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = b
-        .post(
-            "/o/authorized_tokens/revoke/",
-            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
-        )
-        .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER);
-
-    let conf = |code: String| async move {
-        exchange(
-            h,
-            &code,
-            "conf",
-            Some("conf-secret"),
-            &[("redirect_uri", LOOPBACK)],
-        )
-        .await
-    };
-    let r = conf(pending).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    assert_eq!(r.str("error"), "invalid_grant");
-    let r = exchange(
-        h,
-        &other_client,
-        "native",
-        None,
-        &[("redirect_uri", LOOPBACK)],
+    let p = post_form_of(
+        &mut b,
+        "/o/authorized_tokens/",
+        "/o/authorized_tokens/revoke/",
+        &[("client_id", "conf")],
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = conf(bobs).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+
+    assert_invalid_grant(&redeem(h, &pending, "conf", Some("conf-secret")).await);
+    assert_exchanged(&redeem(h, &other_client, "native", None).await);
+    assert_exchanged(&redeem(h, &bobs, "conf", Some("conf-secret")).await);
     // Authorized again after the withdrawal: a new code works.
     let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    assert_eq!(conf(fresh).await.status, StatusCode::OK);
+    assert_eq!(
+        redeem(h, &fresh, "conf", Some("conf-secret")).await.status,
+        StatusCode::OK
+    );
 }
 
 /// The admin console's per-application revoke on a user's page voids that user's
 /// unexchanged codes for the application as the user's own revoke does.
 async fn staff_withdrawal_voids_the_users_codes_for_that_client(h: &Harness) {
     let mut b = setup(h).await;
-    let ann = h
-        .store
-        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let ann = ann_id(h).await;
     let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
     let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
-    h.staff_user("staff@example.com").await;
-    let mut staff = Browser::new(h);
-    staff.sign_in("staff@example.com").await;
-    let csrf = staff
-        .get(&format!("/admin/users/{ann}/"))
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = staff
-        .post(
-            &format!("/admin/users/{ann}/applications/revoke/"),
-            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
-        )
-        .await;
+    let mut staff = staff_browser(h).await;
+    let p = post_form_of(
+        &mut staff,
+        &format!("/admin/users/{ann}/"),
+        &format!("/admin/users/{ann}/applications/revoke/"),
+        &[("client_id", "conf")],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    let r = exchange(
-        h,
-        &pending,
-        "conf",
-        Some("conf-secret"),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
+    let r = redeem(h, &pending, "conf", Some("conf-secret")).await;
     assert_eq!(r.str("error"), "invalid_grant");
-    let r = exchange(
-        h,
-        &other_client,
-        "native",
-        None,
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_exchanged(&redeem(h, &other_client, "native", None).await);
 }
 
 /// How many tokens the store holds for `client_id`, active or not.
@@ -1494,60 +1470,31 @@ async fn console_client_revocation_voids_its_unexchanged_codes(h: &Harness) {
     let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
     let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
     h.user("bob@example.com").await;
-    let mut bob = Browser::new(h);
-    bob.sign_in("bob@example.com").await;
+    let mut bob = signed_in(h, "bob@example.com").await;
     let bobs = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
 
-    h.staff_user("staff@example.com").await;
-    let mut staff = Browser::new(h);
-    staff.sign_in("staff@example.com").await;
-    let csrf = staff
-        .get("/admin/tokens/?client=conf")
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = staff
-        .post(
-            "/admin/tokens/revoke/",
-            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client", "conf")]),
-        )
-        .await;
+    let mut staff = staff_browser(h).await;
+    let p = post_form_of(
+        &mut staff,
+        "/admin/tokens/?client=conf",
+        "/admin/tokens/revoke/",
+        &[("client", "conf")],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
 
     for code in [pending, bobs] {
-        let r = exchange(
-            h,
-            &code,
-            "conf",
-            Some("conf-secret"),
-            &[("redirect_uri", LOOPBACK)],
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-        assert_eq!(r.str("error"), "invalid_grant");
+        let r = redeem(h, &code, "conf", Some("conf-secret")).await;
+        assert_invalid_grant(&r);
         assert!(r.json.get("access_token").is_none());
     }
     assert_eq!(tokens_of_client(h, "conf").await, 0);
-    let r = exchange(
-        h,
-        &other_client,
-        "native",
-        None,
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = redeem(h, &other_client, "native", None).await;
+    assert_exchanged(&r);
     assert!(h.active(&r.str("access_token")).await);
     // Authorized after the revocation: a new code works.
     let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    let r = exchange(
-        h,
-        &fresh,
-        "conf",
-        Some("conf-secret"),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_exchanged(&redeem(h, &fresh, "conf", Some("conf-secret")).await);
 }
 
 /// A confidential client's secret rotated on the console voids its codes not yet
@@ -1559,55 +1506,25 @@ async fn secret_rotation_voids_the_clients_unexchanged_codes(h: &Harness) {
     let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
     let other_client = code_for(&mut b, "native", Some(LOOPBACK)).await;
 
-    h.staff_user("staff@example.com").await;
-    let mut staff = Browser::new(h);
-    staff.sign_in("staff@example.com").await;
-    let csrf = staff
-        .get("/admin/applications/conf/")
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = staff
-        .post(
-            "/admin/applications/conf/rotate/",
-            &pairs(&[("csrfmiddlewaretoken", &csrf)]),
-        )
-        .await;
+    let mut staff = staff_browser(h).await;
+    let p = post_form_of(
+        &mut staff,
+        "/admin/applications/conf/",
+        "/admin/applications/conf/rotate/",
+        &[],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     let marker = "id=\"client_secret\">";
     let start = p.body.find(marker).expect("the new secret") + marker.len();
     let secret = p.body[start..start + p.body[start..].find('<').unwrap()].to_owned();
     assert_ne!(secret, "conf-secret");
 
-    let r = exchange(
-        h,
-        &pending,
-        "conf",
-        Some(&secret),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    assert_eq!(r.str("error"), "invalid_grant");
+    assert_invalid_grant(&redeem(h, &pending, "conf", Some(&secret)).await);
     assert_eq!(tokens_of_client(h, "conf").await, 0);
-    let r = exchange(
-        h,
-        &other_client,
-        "native",
-        None,
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_exchanged(&redeem(h, &other_client, "native", None).await);
     let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    let r = exchange(
-        h,
-        &fresh,
-        "conf",
-        Some(&secret),
-        &[("redirect_uri", LOOPBACK)],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_exchanged(&redeem(h, &fresh, "conf", Some(&secret)).await);
 }
 
 /// A confidential client made public on its change form loses its secret, so
@@ -1617,28 +1534,22 @@ async fn type_change_voids_the_clients_unexchanged_codes(h: &Harness) {
     let mut b = setup(h).await;
     let pending = code_for(&mut b, "conf", Some(LOOPBACK)).await;
 
-    h.staff_user("staff@example.com").await;
-    let mut staff = Browser::new(h);
-    staff.sign_in("staff@example.com").await;
-    let csrf = staff
-        .get("/admin/applications/conf/")
-        .await
-        .field("csrfmiddlewaretoken");
+    let mut staff = staff_browser(h).await;
     let uris = format!("{LOOPBACK}\n{WEB}");
-    let p = staff
-        .post(
-            "/admin/applications/conf/",
-            &pairs(&[
-                ("csrfmiddlewaretoken", &csrf),
-                ("name", "App <conf>"),
-                ("client_type", "public"),
-                ("grant_types", "authorization_code"),
-                ("grant_types", "refresh_token"),
-                ("redirect_uris", &uris),
-                ("scope", "read write"),
-            ]),
-        )
-        .await;
+    let p = post_form_of(
+        &mut staff,
+        "/admin/applications/conf/",
+        "/admin/applications/conf/",
+        &[
+            ("name", "App <conf>"),
+            ("client_type", "public"),
+            ("grant_types", "authorization_code"),
+            ("grant_types", "refresh_token"),
+            ("redirect_uris", &uris),
+            ("scope", "read write"),
+        ],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert!(
         h.store
@@ -1650,13 +1561,24 @@ async fn type_change_voids_the_clients_unexchanged_codes(h: &Harness) {
             .is_none()
     );
 
-    let r = exchange(h, &pending, "conf", None, &[("redirect_uri", LOOPBACK)]).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    assert_eq!(r.str("error"), "invalid_grant");
+    assert_invalid_grant(&redeem(h, &pending, "conf", None).await);
     assert_eq!(tokens_of_client(h, "conf").await, 0);
     let fresh = code_for(&mut b, "conf", Some(LOOPBACK)).await;
-    let r = exchange(h, &fresh, "conf", None, &[("redirect_uri", LOOPBACK)]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_exchanged(&redeem(h, &fresh, "conf", None).await);
+}
+
+/// Sets a user's `is_active` flag straight in the store.
+async fn set_active(h: &Harness, user: i64, active: bool) {
+    h.store
+        .set_user_flags(
+            user,
+            UserFlags {
+                is_active: Some(active),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
 }
 
 /// A code whose user was deactivated or deleted after it was issued is refused at
@@ -1664,72 +1586,37 @@ async fn type_change_voids_the_clients_unexchanged_codes(h: &Harness) {
 /// a script or another service would: no page voided anything).
 async fn codes_of_deactivated_or_deleted_users_are_refused(h: &Harness) {
     let mut b = setup(h).await;
-    let ann = h
-        .store
-        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let ann = ann_id(h).await;
     let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
-    h.store
-        .set_user_flags(
-            ann,
-            UserFlags {
-                is_active: Some(false),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
-    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    assert_eq!(r.str("error"), "invalid_grant");
+    set_active(h, ann, false).await;
+    assert_invalid_grant(&redeem(h, &code, "native", None).await);
     // Reactivated, the spent code stays spent.
-    h.store
-        .set_user_flags(
-            ann,
-            UserFlags {
-                is_active: Some(true),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
-    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    set_active(h, ann, true).await;
+    let r = redeem(h, &code, "native", None).await;
     assert_eq!(r.str("error"), "invalid_grant");
 
     // Deactivated through the console: refused too.
-    let mut b = Browser::new(h);
-    b.sign_in("ann@example.com").await;
+    let mut b = signed_in(h, "ann@example.com").await;
     let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
-    h.staff_user("staff@example.com").await;
-    let mut staff = Browser::new(h);
-    staff.sign_in("staff@example.com").await;
-    let csrf = staff
-        .get(&format!("/admin/users/{ann}/"))
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = staff
-        .post(
-            &format!("/admin/users/{ann}/"),
-            &pairs(&[("csrfmiddlewaretoken", &csrf)]),
-        )
-        .await;
+    let mut staff = staff_browser(h).await;
+    let p = post_form_of(
+        &mut staff,
+        &format!("/admin/users/{ann}/"),
+        &format!("/admin/users/{ann}/"),
+        &[],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert!(!h.store.user_by_id(ann).await.unwrap().unwrap().is_active);
-    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    let r = redeem(h, &code, "native", None).await;
     assert_eq!(r.str("error"), "invalid_grant");
 
     // Deleted.
     let bob = h.user("bob@example.com").await;
-    let mut b = Browser::new(h);
-    b.sign_in("bob@example.com").await;
+    let mut b = signed_in(h, "bob@example.com").await;
     let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
     h.store.delete_user(bob).await.unwrap();
-    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    assert_eq!(r.str("error"), "invalid_grant");
+    assert_invalid_grant(&redeem(h, &code, "native", None).await);
 }
 
 /// A new password — through the API or set by staff — voids the user's codes not
@@ -1751,34 +1638,22 @@ async fn new_password_voids_unexchanged_codes(h: &Harness) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    assert_eq!(r.str("error"), "invalid_grant");
+    assert_invalid_grant(&redeem(h, &code, "native", None).await);
 
     // Set by staff on the console.
     let bob = h.user("bob@example.com").await;
-    let mut b = Browser::new(h);
-    b.sign_in("bob@example.com").await;
+    let mut b = signed_in(h, "bob@example.com").await;
     let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
-    h.staff_user("staff@example.com").await;
-    let mut staff = Browser::new(h);
-    staff.sign_in("staff@example.com").await;
-    let csrf = staff
-        .get(&format!("/admin/users/{bob}/"))
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = staff
-        .post(
-            &format!("/admin/users/{bob}/password/"),
-            &pairs(&[
-                ("csrfmiddlewaretoken", &csrf),
-                ("password", new),
-                ("password2", new),
-            ]),
-        )
-        .await;
+    let mut staff = staff_browser(h).await;
+    let p = post_form_of(
+        &mut staff,
+        &format!("/admin/users/{bob}/"),
+        &format!("/admin/users/{bob}/password/"),
+        &[("password", new), ("password2", new)],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    let r = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    let r = redeem(h, &code, "native", None).await;
     assert_eq!(r.str("error"), "invalid_grant");
 }
 
@@ -1803,13 +1678,7 @@ async fn custom_scheme_public_client_is_asked_every_time(h: &Harness) {
         let r = exchange(h, &q["code"], "mobile", None, &[("redirect_uri", APP)]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     }
-    let ann = h
-        .store
-        .user_by_email(&oauth_core::Email::parse("ann@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let ann = ann_id(h).await;
     assert!(h.store.consent(ann, "mobile").await.unwrap().is_some());
     let again = b.get(&format!("/o/authorize/?{query}")).await;
     assert_eq!(again.status, StatusCode::OK, "the consent page, not a code");

@@ -884,60 +884,73 @@ async fn codes_redeem_once_then_replay(b: &Backend) {
     );
 }
 
+/// A second user of the store, besides the one `owner_and_client` creates.
+async fn other_user(b: &Backend, address: &str) -> i64 {
+    b.users
+        .create_user(NewUser::new(email(address), "$scrypt$x".into(), t0()))
+        .await
+        .unwrap()
+        .id
+}
+
+/// Stores an unredeemed code of `user` for `client`; its hash.
+async fn insert_code_for(b: &Backend, user: i64, plain: &str, client: &str) -> TokenHash {
+    let c = AuthorizationCode {
+        client_id: client.into(),
+        ..code(user, plain, 1_060)
+    };
+    b.grants.insert_code(&c).await.unwrap();
+    c.hash
+}
+
+/// The code is gone: redeeming it at `at` is `Invalid`.
+async fn assert_voided(b: &Backend, hash: &TokenHash, at: i64) {
+    assert_eq!(
+        b.grants.redeem_code(hash, at).await.unwrap(),
+        Redemption::Invalid
+    );
+}
+
+/// Redeeming the code at `at` succeeds.
+async fn assert_redeems(b: &Backend, hash: &TokenHash, at: i64) {
+    assert!(matches!(
+        b.grants.redeem_code(hash, at).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+}
+
+/// Redeeming the code at `at` succeeds, and leaves it not marked replayed.
+async fn assert_redeems_unmarked(b: &Backend, hash: &TokenHash, at: i64) {
+    assert_redeems(b, hash, at).await;
+    assert!(!b.grants.code_replayed(hash).await.unwrap());
+}
+
 /// A withdrawn grant takes the user's codes for that client with it: an unredeemed
 /// one is gone, a redeemed one is marked replayed (so an exchange still storing its
 /// tokens revokes them); other clients' and other users' codes, and codes issued
 /// afterwards, are untouched. With no client, every code of the user goes.
 async fn codes_are_voided_per_user_and_client(b: &Backend) {
     let ann = owner_and_client(b).await;
-    let bob = b
-        .users
-        .create_user(NewUser::new(
-            email("bob@example.com"),
-            "$scrypt$x".into(),
-            t0(),
-        ))
-        .await
-        .unwrap()
-        .id;
-    let insert = async |user: i64, plain: &str, client: &str| {
-        let c = AuthorizationCode {
-            client_id: client.into(),
-            ..code(user, plain, 1_060)
-        };
-        b.grants.insert_code(&c).await.unwrap();
-        c.hash
-    };
-    let pending = insert(ann, "ann-app-1", "app").await;
-    let pending2 = insert(ann, "ann-app-2", "app").await;
-    let redeemed = insert(ann, "ann-app-3", "app").await;
-    let other_client = insert(ann, "ann-other", "other").await;
-    let other_user = insert(bob, "bob-app", "app").await;
-    assert!(matches!(
-        b.grants.redeem_code(&redeemed, 1_001).await.unwrap(),
-        Redemption::Redeemed(_)
-    ));
-    assert!(!b.grants.code_replayed(&redeemed).await.unwrap());
+    let bob = other_user(b, "bob@example.com").await;
+    let pending = insert_code_for(b, ann, "ann-app-1", "app").await;
+    let pending2 = insert_code_for(b, ann, "ann-app-2", "app").await;
+    let redeemed = insert_code_for(b, ann, "ann-app-3", "app").await;
+    let other_client = insert_code_for(b, ann, "ann-other", "other").await;
+    let other_user = insert_code_for(b, bob, "bob-app", "app").await;
+    assert_redeems_unmarked(b, &redeemed, 1_001).await;
 
     assert_eq!(
         b.grants.void_codes(ann, Some("app"), 1_002).await.unwrap(),
         2
     );
     for hash in [pending, pending2] {
-        assert_eq!(
-            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
-            Redemption::Invalid
-        );
+        assert_voided(b, &hash, 1_003).await;
     }
     assert!(b.grants.code_replayed(&redeemed).await.unwrap());
     // Issued after the withdrawal (the user authorized the client again): valid.
-    let later = insert(ann, "ann-app-later", "app").await;
-    for hash in [other_client, other_user, later] {
-        assert!(matches!(
-            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
-            Redemption::Redeemed(_)
-        ));
-        assert!(!b.grants.code_replayed(&hash).await.unwrap());
+    let later = insert_code_for(b, ann, "ann-app-later", "app").await;
+    for hash in [&other_client, &other_user, &later] {
+        assert_redeems_unmarked(b, hash, 1_003).await;
     }
     // Nothing left of the user's for that client: nothing to delete.
     assert_eq!(
@@ -946,21 +959,15 @@ async fn codes_are_voided_per_user_and_client(b: &Backend) {
     );
 
     // Every client of the user (a new password, a deactivated account).
-    let app = insert(ann, "ann-app-4", "app").await;
-    let other = insert(ann, "ann-other-2", "other").await;
-    let bobs = insert(bob, "bob-app-2", "app").await;
+    let app = insert_code_for(b, ann, "ann-app-4", "app").await;
+    let other = insert_code_for(b, ann, "ann-other-2", "other").await;
+    let bobs = insert_code_for(b, bob, "bob-app-2", "app").await;
     assert_eq!(b.grants.void_codes(ann, None, 1_005).await.unwrap(), 2);
     for hash in [app, other] {
-        assert_eq!(
-            b.grants.redeem_code(&hash, 1_006).await.unwrap(),
-            Redemption::Invalid
-        );
+        assert_voided(b, &hash, 1_006).await;
     }
     assert!(b.grants.code_replayed(&other_client).await.unwrap());
-    assert!(matches!(
-        b.grants.redeem_code(&bobs, 1_006).await.unwrap(),
-        Redemption::Redeemed(_)
-    ));
+    assert_redeems(b, &bobs, 1_006).await;
 }
 
 /// Every token of a client revoked, or its credentials changed: every user's code
@@ -968,52 +975,25 @@ async fn codes_are_voided_per_user_and_client(b: &Backend) {
 /// other clients' codes, and the client's codes issued afterwards, are untouched.
 async fn codes_are_voided_per_client(b: &Backend) {
     let ann = owner_and_client(b).await;
-    let bob = b
-        .users
-        .create_user(NewUser::new(
-            email("bob@example.com"),
-            "$scrypt$x".into(),
-            t0(),
-        ))
-        .await
-        .unwrap()
-        .id;
-    let insert = async |user: i64, plain: &str, client: &str| {
-        let c = AuthorizationCode {
-            client_id: client.into(),
-            ..code(user, plain, 1_060)
-        };
-        b.grants.insert_code(&c).await.unwrap();
-        c.hash
-    };
-    let anns = insert(ann, "ann-app", "app").await;
-    let bobs = insert(bob, "bob-app", "app").await;
-    let redeemed = insert(bob, "bob-app-2", "app").await;
-    let other_client = insert(ann, "ann-other", "other").await;
-    let other_redeemed = insert(bob, "bob-other", "other").await;
-    for hash in [redeemed, other_redeemed] {
-        assert!(matches!(
-            b.grants.redeem_code(&hash, 1_001).await.unwrap(),
-            Redemption::Redeemed(_)
-        ));
+    let bob = other_user(b, "bob@example.com").await;
+    let anns = insert_code_for(b, ann, "ann-app", "app").await;
+    let bobs = insert_code_for(b, bob, "bob-app", "app").await;
+    let redeemed = insert_code_for(b, bob, "bob-app-2", "app").await;
+    let other_client = insert_code_for(b, ann, "ann-other", "other").await;
+    let other_redeemed = insert_code_for(b, bob, "bob-other", "other").await;
+    for hash in [&redeemed, &other_redeemed] {
+        assert_redeems(b, hash, 1_001).await;
     }
 
     assert_eq!(b.grants.void_client_codes("app", 1_002).await.unwrap(), 2);
     for hash in [anns, bobs] {
-        assert_eq!(
-            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
-            Redemption::Invalid
-        );
+        assert_voided(b, &hash, 1_003).await;
     }
     assert!(b.grants.code_replayed(&redeemed).await.unwrap());
     assert!(!b.grants.code_replayed(&other_redeemed).await.unwrap());
-    let later = insert(ann, "ann-app-later", "app").await;
+    let later = insert_code_for(b, ann, "ann-app-later", "app").await;
     for hash in [other_client, later] {
-        assert!(matches!(
-            b.grants.redeem_code(&hash, 1_003).await.unwrap(),
-            Redemption::Redeemed(_)
-        ));
-        assert!(!b.grants.code_replayed(&hash).await.unwrap());
+        assert_redeems_unmarked(b, &hash, 1_003).await;
     }
     assert_eq!(b.grants.void_client_codes("app", 1_004).await.unwrap(), 0);
     assert_eq!(

@@ -289,24 +289,36 @@ async fn client_credentials_never_get_admin(h: &Harness) {
     assert_eq!(r.json["scope"], "read");
 }
 
-async fn demoted_user_loses_admin_at_once(h: &Harness) {
+/// boss@example.com made staff, and the reply (asserted 200) to its password grant
+/// asking for `read admin`.
+async fn staff_with_admin_token(h: &Harness) -> (i64, common::Reply) {
     let id = h.staff_user("boss@example.com").await;
     let r = password_grant(h, "boss@example.com", Some("read admin")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let access = r.str("access_token");
-    let refresh = r.str("refresh_token");
-    assert_eq!(h.introspect(&access).await["scope"], "read admin");
+    (id, r)
+}
 
+/// Sets the user's `is_staff` flag straight in the store.
+async fn set_staff(h: &Harness, id: i64, staff: bool) {
     h.store
         .set_user_flags(
             id,
             UserFlags {
-                is_staff: Some(false),
+                is_staff: Some(staff),
                 ..UserFlags::default()
             },
         )
         .await
         .unwrap();
+}
+
+async fn demoted_user_loses_admin_at_once(h: &Harness) {
+    let (id, r) = staff_with_admin_token(h).await;
+    let access = r.str("access_token");
+    let refresh = r.str("refresh_token");
+    assert_eq!(h.introspect(&access).await["scope"], "read admin");
+
+    set_staff(h, id, false).await;
     let info = h.introspect(&access).await;
     assert_eq!(info["active"], true, "still a valid token: {info}");
     assert_eq!(info["scope"], "read");
@@ -324,16 +336,7 @@ async fn demoted_user_loses_admin_at_once(h: &Harness) {
     assert_eq!(h.introspect(&renewed).await["scope"], "read");
 
     // Made staff again, the tokens show it again.
-    h.store
-        .set_user_flags(
-            id,
-            UserFlags {
-                is_staff: Some(true),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_staff(h, id, true).await;
     assert_eq!(h.introspect(&renewed).await["scope"], "read admin");
 }
 
@@ -375,24 +378,13 @@ async fn postgres_demotion_on_one_instance_reaches_anothers_lookup_cache() {
         assert_eq!(info["active"], true, "{info}");
         info["scope"].as_str().unwrap().to_owned()
     };
-    let id = a.staff_user("boss@example.com").await;
-    let r = password_grant(&a, "boss@example.com", Some("read admin")).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let (id, r) = staff_with_admin_token(&a).await;
     let access = r.str("access_token");
     // B has looked the token up: its answer is cached for a minute.
     assert_eq!(scope_on_b(&access).await, "read admin");
     assert_eq!(scope_on_b(&access).await, "read admin");
 
-    a.store
-        .set_user_flags(
-            id,
-            UserFlags {
-                is_staff: Some(false),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_staff(&a, id, false).await;
     let demoted = std::time::Instant::now();
     while scope_on_b(&access).await != "read" {
         assert!(

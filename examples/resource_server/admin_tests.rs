@@ -211,18 +211,24 @@ async fn account(w: &World, email: &str, staff: bool) -> String {
     token
 }
 
-async fn set_staff(w: &World, email: &str, staff: bool) {
-    let user = w
-        .auth
+/// The id of the user signed up as `email`.
+pub(crate) async fn user_id(w: &World, email: &str) -> oauth_core::UserId {
+    w.auth
         .store
         .user_by_email(&Email::parse(email).unwrap())
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .id
+}
+
+/// Sets the user's `is_staff` flag straight in the auth server's store.
+pub(crate) async fn set_staff(w: &World, email: &str, staff: bool) {
+    let user = user_id(w, email).await;
     w.auth
         .store
         .set_user_flags(
-            user.id,
+            user,
             UserFlags {
                 is_staff: Some(staff),
                 ..UserFlags::default()
@@ -234,18 +240,12 @@ async fn set_staff(w: &World, email: &str, staff: bool) {
 
 /// A user's unrevoked access tokens of the console's client (`rs-id`).
 async fn console_tokens(w: &World, email: &str) -> Vec<TokenRecord> {
-    let user = w
-        .auth
-        .store
-        .user_by_email(&Email::parse(email).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = user_id(w, email).await;
     let page = w
         .auth
         .store
         .list_tokens(&TokenQuery {
-            user_id: Some(user.id),
+            user_id: Some(user),
             client_id: Some("rs-id".to_owned()),
             offset: 0,
             limit: 100,

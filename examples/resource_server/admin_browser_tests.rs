@@ -21,6 +21,7 @@ use oauth_core::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::admin_tests::{set_staff, user_id};
 use crate::chromium::{Chromium, Web};
 use crate::tests::{PASSWORD, World, world, world_with};
 
@@ -44,16 +45,6 @@ async fn create_user(w: &World, email: &str, staff: bool) -> oauth_core::User {
     let mut user = NewUser::new(Email::parse(email).unwrap(), hash, chrono::Utc::now());
     user.is_staff = staff;
     w.auth.store.create_user(user).await.unwrap()
-}
-
-async fn user_id(w: &World, email: &str) -> oauth_core::UserId {
-    w.auth
-        .store
-        .user_by_email(&Email::parse(email).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
 }
 
 /// `POST /o/token/` with the client's Basic credentials: status and body.
@@ -115,6 +106,18 @@ async fn sign_in(web: &Web, issuer: &str, email: &str) {
 /// The flash message of the page (waiting for it).
 async fn message(web: &Web) -> String {
     web.find("p.message").await.text().await.unwrap()
+}
+
+/// Submits the form with `button` and checks the flash message it answers with.
+async fn submit_expecting(web: &Web, button: &str, said: &str) {
+    web.submit(button).await;
+    assert_eq!(message(web).await, said);
+}
+
+/// A password grant of `email` through `client` answers `expected`.
+async fn assert_grant_status(w: &World, client: (&str, &str), email: &str, expected: StatusCode) {
+    let (status, _) = password_grant(w, client, email).await;
+    assert_eq!(status, expected);
 }
 
 /// Launches Chromium (or skips), runs `steps`, reports how long it all took.
@@ -242,13 +245,8 @@ async fn users_steps(web: Web, w: World) {
     web.fill("#id_email", "erin@example.com").await;
     web.fill("#id_password", PASSWORD).await;
     web.fill("#id_password2", PASSWORD).await;
-    web.submit("Save").await;
-    assert_eq!(
-        message(&web).await,
-        "The user “erin@example.com” was added."
-    );
-    let (status, _) = password_grant(&w, rs, "erin@example.com").await;
-    assert_eq!(status, StatusCode::OK);
+    submit_expecting(&web, "Save", "The user “erin@example.com” was added.").await;
+    assert_grant_status(&w, rs, "erin@example.com", StatusCode::OK).await;
 
     // The tokens, and the log of both changes, newest first.
     web.follow("Tokens").await;
@@ -270,13 +268,13 @@ async fn users_steps(web: Web, w: World) {
     web.follow("Delete user…").await;
     assert_eq!(web.h1().await, "Delete the user “bob@example.com”?");
     web.screenshot_page("admin-user-delete.png").await;
-    web.submit("Yes, delete").await;
-    assert_eq!(
-        message(&web).await,
-        "The user “bob@example.com” was deleted."
-    );
-    let (status, _) = password_grant(&w, rs, "bob@example.com").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    submit_expecting(
+        &web,
+        "Yes, delete",
+        "The user “bob@example.com” was deleted.",
+    )
+    .await;
+    assert_grant_status(&w, rs, "bob@example.com", StatusCode::BAD_REQUEST).await;
     web.goto(&format!("{issuer}/admin/applications/rs-id/"))
         .await;
     web.follow("Delete application…").await;
@@ -519,18 +517,7 @@ async fn staff_rotates_a_secret_and_sees_it_once_in_chromium() {
 async fn items_setup() -> World {
     let w = world(Duration::from_secs(1), Duration::from_secs(3600)).await;
     w.user(STAFF).await;
-    let staff = user_id(&w, STAFF).await;
-    w.auth
-        .store
-        .set_user_flags(
-            staff,
-            UserFlags {
-                is_staff: Some(true),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_staff(&w, STAFF, true).await;
     let ann = w.user(ANN).await.str("access_token");
     let bob = w.user("bob@example.com").await.str("access_token");
     for (who, name, price) in [
@@ -588,11 +575,7 @@ async fn items_steps(web: Web, w: World) {
     assert_eq!(web.value("#id_price").await, "12.345");
     web.screenshot_page("rs-admin-item.png").await;
     web.fill("#id_price", "14.5").await;
-    web.submit("Save").await;
-    assert_eq!(
-        message(&web).await,
-        "The item “brass desk lamp” was changed."
-    );
+    submit_expecting(&web, "Save", "The item “brass desk lamp” was changed.").await;
 
     // The API sees the change.
     let ann = w.user_token(ANN).await;
@@ -618,18 +601,7 @@ async fn items_steps(web: Web, w: World) {
 
     // Made non-staff: the console's 403 page says who is signed in, links to the
     // auth server's pages, and signs them out of the console.
-    let staff = user_id(&w, STAFF).await;
-    w.auth
-        .store
-        .set_user_flags(
-            staff,
-            UserFlags {
-                is_staff: Some(false),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_staff(&w, STAFF, false).await;
     let demoted = Instant::now();
     loop {
         web.goto(&format!("{rs}/admin/")).await;

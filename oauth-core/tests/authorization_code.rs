@@ -264,6 +264,20 @@ async fn ann_id(h: &Harness) -> i64 {
         .id
 }
 
+/// Sets a user's `is_active` flag straight in the store.
+async fn set_active(h: &Harness, user: i64, active: bool) {
+    h.store
+        .set_user_flags(
+            user,
+            UserFlags {
+                is_active: Some(active),
+                ..UserFlags::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
 fn assert_error_page(p: &Page) {
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
     assert!(p.headers.get(header::LOCATION).is_none());
@@ -957,16 +971,7 @@ async fn futures_join_all<F: std::future::Future>(
 async fn login_page_checks_credentials_without_telling_which(h: &Harness) {
     h.user("ann@example.com").await;
     let inactive = h.user("off@example.com").await;
-    h.store
-        .set_user_flags(
-            inactive,
-            UserFlags {
-                is_active: Some(false),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_active(h, inactive, false).await;
     let mut b = Browser::new(h);
     let form = b.get("/accounts/login/").await;
     assert_eq!(form.status, StatusCode::OK);
@@ -1142,29 +1147,18 @@ async fn deactivated_user_is_signed_out(h: &Harness) {
         .await
         .unwrap()
         .unwrap();
-    h.store
-        .set_user_flags(
-            ann.id,
-            UserFlags {
-                is_active: Some(false),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
+    set_active(h, ann.id, false).await;
     let p = b.get(&format!("/o/authorize/?{query}")).await;
     assert_eq!(p.status, StatusCode::FOUND);
     assert!(p.location().starts_with("/accounts/login/"));
 }
 
-async fn new_password_ends_browser_sessions(h: &Harness) {
-    let mut b = setup(h).await;
-    assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
+/// A new password for ann@example.com, set through the API (asserted 200).
+async fn change_anns_password(h: &Harness, new: &str) {
     let token = h
         .login("ann@example.com", PASSWORD)
         .await
         .str("access_token");
-    let new = "quartz-lantern-51";
     let r = h
         .json(
             Method::PUT,
@@ -1174,6 +1168,14 @@ async fn new_password_ends_browser_sessions(h: &Harness) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+const NEW_PASSWORD: &str = "quartz-lantern-51";
+
+async fn new_password_ends_browser_sessions(h: &Harness) {
+    let mut b = setup(h).await;
+    assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
+    change_anns_password(h, NEW_PASSWORD).await;
     let p = b.get("/o/authorized_tokens/").await;
     assert_eq!(
         p.status,
@@ -1195,8 +1197,7 @@ async fn authorized_tokens_page_lists_and_revokes(h: &Harness) {
     let access = tokens.str("access_token");
     // Another user's grant to the same client must survive.
     h.user("bob@example.com").await;
-    let mut bob = Browser::new(h);
-    bob.sign_in("bob@example.com").await;
+    let mut bob = signed_in(h, "bob@example.com").await;
     let bob_code = code_for(&mut bob, "conf", Some(LOOPBACK)).await;
     let bob_tokens = redeem(h, &bob_code, "conf", Some("conf-secret")).await;
 
@@ -1346,8 +1347,7 @@ async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
 
     // Signed out since the page was shown (its absolute lifetime passed): the
     // revoke button sends the user to sign in again with a 303, and revokes nothing.
-    let mut b = Browser::new(h);
-    b.sign_in("ann@example.com").await;
+    let mut b = signed_in(h, "ann@example.com").await;
     code_for(&mut b, "conf", Some(LOOPBACK)).await;
     let csrf = b
         .get("/o/authorized_tokens/")
@@ -1374,16 +1374,13 @@ async fn revoke_answers_without_trailing_slash(h: &Harness) {
     let mut b = setup(h).await;
     let code = code_for(&mut b, "conf", Some(LOOPBACK)).await;
     let tokens = redeem(h, &code, "conf", Some("conf-secret")).await;
-    let csrf = b
-        .get("/o/authorized_tokens")
-        .await
-        .field("csrfmiddlewaretoken");
-    let p = b
-        .post(
-            "/o/authorized_tokens/revoke",
-            &pairs(&[("csrfmiddlewaretoken", &csrf), ("client_id", "conf")]),
-        )
-        .await;
+    let p = post_form_of(
+        &mut b,
+        "/o/authorized_tokens",
+        "/o/authorized_tokens/revoke",
+        &[("client_id", "conf")],
+    )
+    .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(p.location(), "/o/authorized_tokens/");
     assert!(!h.active(&tokens.str("access_token")).await);
@@ -1567,20 +1564,6 @@ async fn type_change_voids_the_clients_unexchanged_codes(h: &Harness) {
     assert_exchanged(&redeem(h, &fresh, "conf", None).await);
 }
 
-/// Sets a user's `is_active` flag straight in the store.
-async fn set_active(h: &Harness, user: i64, active: bool) {
-    h.store
-        .set_user_flags(
-            user,
-            UserFlags {
-                is_active: Some(active),
-                ..UserFlags::default()
-            },
-        )
-        .await
-        .unwrap();
-}
-
 /// A code whose user was deactivated or deleted after it was issued is refused at
 /// the exchange, whichever way the account changed (here straight in the store, as
 /// a script or another service would: no page voided anything).
@@ -1624,20 +1607,8 @@ async fn codes_of_deactivated_or_deleted_users_are_refused(h: &Harness) {
 async fn new_password_voids_unexchanged_codes(h: &Harness) {
     let mut b = setup(h).await;
     let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
-    let token = h
-        .login("ann@example.com", PASSWORD)
-        .await
-        .str("access_token");
-    let new = "quartz-lantern-51";
-    let r = h
-        .json(
-            Method::PUT,
-            "/users/password/",
-            Some(&token),
-            json!({"old_password": PASSWORD, "password": new, "password2": new}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let new = NEW_PASSWORD;
+    change_anns_password(h, new).await;
     assert_invalid_grant(&redeem(h, &code, "native", None).await);
 
     // Set by staff on the console.

@@ -55,69 +55,30 @@ impl Timeouts {
     }
 }
 
-/// The request-timeout layer: a request not answered within `timeout` gets 503
-/// (the client may retry; 408 would blame it for a slow server).
+/// The request timeout: a request not answered within its timeout gets 503 (the
+/// client may retry; 408 would blame it for a slow server). Put around the router
+/// with tower's `map_future` in [`serve`].
 ///
 /// Unlike `tower_http::timeout::TimeoutLayer`, which arms a timer for every request,
-/// this polls the request first and arms the timer only when the answer is not
-/// ready at once: most answers here are (a cached introspection, a health check), and
-/// a timer costs an allocation and two trips through the runtime's timer wheel. The
-/// deadline still counts from the moment the request arrived.
-pub fn request_timeout(timeout: Duration) -> RequestTimeoutLayer {
-    RequestTimeoutLayer { timeout }
-}
-
-/// See [`request_timeout`].
-#[derive(Debug, Clone, Copy)]
-pub struct RequestTimeoutLayer {
-    timeout: Duration,
-}
-
-impl<S> tower::Layer<S> for RequestTimeoutLayer {
-    type Service = RequestTimeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestTimeout {
-            inner,
-            timeout: self.timeout,
-        }
-    }
-}
-
-/// See [`request_timeout`].
-#[derive(Debug, Clone)]
-pub struct RequestTimeout<S> {
-    inner: S,
-    timeout: Duration,
-}
-
-impl<S, B> tower::Service<axum::http::Request<B>> for RequestTimeout<S>
-where
-    S: tower::Service<axum::http::Request<B>, Response = axum::response::Response>,
-{
-    type Response = axum::response::Response;
-    type Error = S::Error;
-    type Future = TimedAnswer<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        TimedAnswer {
-            deadline: Instant::now() + self.timeout,
-            answer: Box::pin(self.inner.call(req)),
-            timer: None,
-        }
-    }
-}
-
-/// The future of [`RequestTimeout`]: the answer, or 503 at the deadline.
+/// this polls the answer first and arms the timer only when it is not ready at
+/// once: most answers here are (a cached introspection, a health check), and a timer
+/// costs an allocation and two trips through the runtime's timer wheel. The deadline
+/// still counts from the moment the request arrived.
 pub struct TimedAnswer<F> {
     deadline: Instant,
     answer: Pin<Box<F>>,
     /// Armed the first time the answer is not ready.
     timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<F> TimedAnswer<F> {
+    fn new(answer: F, timeout: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + timeout,
+            answer: Box::pin(answer),
+            timer: None,
+        }
+    }
 }
 
 impl<F, E> Future for TimedAnswer<F>
@@ -144,7 +105,7 @@ where
 
 /// Serves `router` (with [`ConnectInfo<SocketAddr>`]) until `shutdown` resolves, then
 /// lets open connections finish their current request. Every request goes through
-/// [`oauth_core::server::trace_layer`] and [`request_timeout`].
+/// [`oauth_core::server::trace_layer`] and the request timeout ([`TimedAnswer`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -155,7 +116,7 @@ pub async fn serve(
     // every route in one more boxed service cloned on every request.
     let service = tower::ServiceBuilder::new()
         .layer(oauth_core::server::trace_layer())
-        .layer(request_timeout(timeouts.request))
+        .map_future(move |answer| TimedAnswer::new(answer, timeouts.request))
         .service(router);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);

@@ -545,7 +545,7 @@ impl AuthServer {
             tower::ServiceBuilder::new()
                 .layer(RejectLargeLayer { limit })
                 .layer(DefaultBodyLimit::max(limit))
-                .layer(client_ip::ResolveLayer::new(trusted)),
+                .layer(client_ip::resolve_layer(trusted)),
         );
         #[cfg(feature = "openapi")]
         {

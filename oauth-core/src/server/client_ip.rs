@@ -6,10 +6,9 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::extract::FromRequestParts;
 use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use ipnet::IpNet;
@@ -54,54 +53,17 @@ fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|c| c.0.ip().to_canonical())
 }
 
-/// Resolves the caller's address once per request, for the [`ClientIp`] extractor.
-#[derive(Clone)]
-pub(crate) struct ResolveLayer {
+/// Resolves the caller's address once per request, for the [`ClientIp`] extractor:
+/// tower's `MapRequest`, so no boxed copy of the inner router and no boxed future
+/// per request (as `axum::middleware::from_fn` has).
+pub(crate) fn resolve_layer(
     trusted: Arc<[IpNet]>,
-}
-
-impl ResolveLayer {
-    pub(crate) fn new(trusted: Arc<[IpNet]>) -> Self {
-        Self { trusted }
-    }
-}
-
-impl<S> tower::Layer<S> for ResolveLayer {
-    type Service = Resolve<S>;
-
-    fn layer(&self, inner: S) -> Resolve<S> {
-        Resolve {
-            inner,
-            trusted: self.trusted.clone(),
-        }
-    }
-}
-
-/// See [`ResolveLayer`]. A plain service, not `axum::middleware::from_fn`: no boxed
-/// copy of the inner router and no boxed future per request.
-#[derive(Clone)]
-pub(crate) struct Resolve<S> {
-    inner: S,
-    trusted: Arc<[IpNet]>,
-}
-
-impl<S, B> tower::Service<axum::http::Request<B>> for Resolve<S>
-where
-    S: tower::Service<axum::http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: axum::http::Request<B>) -> S::Future {
-        let ip = peer(req.extensions()).map(|peer| caller(peer, req.headers(), &self.trusted));
+) -> tower::util::MapRequestLayer<impl Fn(Request) -> Request + Clone> {
+    tower::util::MapRequestLayer::new(move |mut req: Request| {
+        let ip = peer(req.extensions()).map(|peer| caller(peer, req.headers(), &trusted));
         req.extensions_mut().insert(ClientIp(ip));
-        self.inner.call(req)
-    }
+        req
+    })
 }
 
 /// The caller behind `peer`: `peer` itself unless it is trusted.

@@ -123,13 +123,11 @@ impl FromStr for Scope {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // The usual input (a stored scope, a client's request) is in wire form
         // already: checked, then taken in one copy.
-        let mut seen = 0;
-        let canonical = !s.starts_with(' ')
-            && !s.ends_with(' ')
-            && s.split(' ').all(|t| {
-                seen += 1;
-                is_scope_token(t) && s.split(' ').take(seen - 1).all(|u| u != t)
-            });
+        // (A leading, trailing or doubled space makes an empty token: not a token.)
+        let canonical = s
+            .split(' ')
+            .enumerate()
+            .all(|(i, t)| is_scope_token(t) && !s.split(' ').take(i).any(|u| u == t));
         if canonical {
             return Ok(Self(s.to_owned()));
         }

@@ -237,11 +237,8 @@ impl ClientAuthenticator {
         };
         let stored = client.secret_hash.as_deref().unwrap_or_default();
         let key = Self::cache_key(&client.client_id, secret, stored);
-        // A success remembered (the usual case): answered without building the
-        // loader below. Expired entries are absent here as there.
-        if self.verified.contains_key(&key) {
-            return Ok(client);
-        }
+        // A success remembered was answered by `remembered` before this; one
+        // remembered since is returned by `try_get_with` without a KDF run.
         // Concurrent first requests of one client wait for a single KDF run instead
         // of each paying one (a herd of them would otherwise queue for seconds).
         let check = self

@@ -25,7 +25,7 @@ use axum::routing::get;
 use tower_sessions::Session;
 
 use crate::pages::app_form::Facts;
-use crate::pages::{PagesState, to_login};
+use crate::pages::{PagesState, to_login_back};
 use crate::store::{NewLogEntry, User};
 
 pub use crate::store::AdminLog;
@@ -87,13 +87,7 @@ pub(crate) async fn staff(
     match pages.user(session).await {
         Ok(Some(u)) if u.is_staff => Ok(u),
         Ok(Some(u)) => Err(staff_only(pages, session, &u).await),
-        Ok(None) => {
-            let next = match uri.0.query() {
-                Some(q) => format!("{}?{q}", uri.0.path()),
-                None => uri.0.path().to_owned(),
-            };
-            Err(to_login(&next))
-        }
+        Ok(None) => Err(to_login_back(&uri.0)),
         Err(e) => Err(pages.internal(&e).await),
     }
 }

@@ -595,6 +595,14 @@ pub(crate) fn to_login(next: &str) -> Response {
     found(&format!("{LOGIN_NEXT}{next}"))
 }
 
+/// [`to_login`], coming back to the page of `uri` (its path and query).
+pub(crate) fn to_login_back(uri: &axum::http::Uri) -> Response {
+    match uri.query() {
+        Some(q) => to_login(&format!("{}?{q}", uri.path())),
+        None => to_login(uri.path()),
+    }
+}
+
 /// 302 Found: the answer to a GET that sends the browser elsewhere.
 pub(crate) fn found(url: &str) -> Response {
     (StatusCode::FOUND, [(header::LOCATION, url)]).into_response()

@@ -30,7 +30,7 @@ use tower_sessions::Session;
 use super::app_form::{
     self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment,
 };
-use super::{CheckedForm, PagesState, to_login};
+use super::{CheckedForm, PagesState, to_login_back};
 use crate::admin::{Chrome, FormErrors, chrome, page};
 use crate::secret::ClientSecret;
 use crate::store::{Client, ClientKind, User};
@@ -104,13 +104,7 @@ plain_page!(ConfirmPage, "oauth/application_delete.html", facts: Facts);
 async fn owner(pages: &PagesState, session: &Session, uri: &OriginalUri) -> Result<User, Response> {
     match pages.user(session).await {
         Ok(Some(u)) => Ok(u),
-        Ok(None) => {
-            let next = match uri.0.query() {
-                Some(q) => format!("{}?{q}", uri.0.path()),
-                None => uri.0.path().to_owned(),
-            };
-            Err(to_login(&next))
-        }
+        Ok(None) => Err(to_login_back(&uri.0)),
         Err(e) => Err(pages.internal(&e).await),
     }
 }

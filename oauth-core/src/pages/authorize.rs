@@ -14,7 +14,7 @@ use oxide_auth::frontends::dev::{NormalizedParameter, Url};
 use tower_sessions::Session;
 
 use super::view::ConsentPage;
-use super::{CheckedForm, PagesState, found, to_login};
+use super::{CheckedForm, PagesState, found, to_login_back};
 use crate::server::authorization::{self, Refusal, ValidRequest};
 use crate::store::User;
 
@@ -68,13 +68,7 @@ pub(crate) async fn show(
     };
     let user = match pages.user(&session).await {
         Ok(Some(u)) => u,
-        Ok(None) => {
-            let next = match uri.query() {
-                Some(q) => format!("{}?{q}", uri.path()),
-                None => uri.path().to_owned(),
-            };
-            return to_login(&next);
-        }
+        Ok(None) => return to_login_back(&uri),
         Err(e) => return pages.internal(&e).await,
     };
     if let Err(r) = authorization::check_staff(&pages.app, &request, &user) {

@@ -35,6 +35,9 @@ pub struct Config {
     pub code_ttl: Duration,
     pub session_idle: Duration,
     pub session_max_age: Duration,
+    /// The key of the sign-in form's signed CSRF cookie (`CSRF_KEY`); `None`:
+    /// random at start.
+    pub csrf_key: Option<[u8; 32]>,
     pub site_name: String,
     pub seed_demo: bool,
     /// How long revocation log entries are kept for resource servers to resume.
@@ -119,6 +122,7 @@ impl Config {
             code_ttl: Duration::from_secs(parsed("AUTHORIZATION_CODE_EXPIRE_SECONDS", 60)?),
             session_idle: Duration::from_secs(parsed("SESSION_IDLE_SECONDS", 30 * 60)?),
             session_max_age: Duration::from_secs(parsed("SESSION_MAX_AGE_SECONDS", 10 * 3600)?),
+            csrf_key: crate::env::key("CSRF_KEY")?,
             site_name: var("SITE_NAME").unwrap_or_else(|| "oauth-core".into()),
             seed_demo: parsed("SEED_DEMO", true)?,
             revocation_retention: Duration::from_secs(parsed(

@@ -113,6 +113,10 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .site_name(config.site_name.clone())
         .idle_timeout(config.session_idle)
         .absolute_timeout(config.session_max_age);
+    let pages = match config.csrf_key {
+        Some(key) => pages.csrf_key(key),
+        None => pages,
+    };
     let db = store.connection().clone();
     let (router, mut doc) = AuthServer::from_store(store)
         .pages(pages)

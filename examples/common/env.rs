@@ -22,6 +22,24 @@ where
     }
 }
 
+/// A 32-byte key given as standard or URL-safe base64 (`openssl rand -base64 32`),
+/// or `None` when unset; an error when it is not 32 bytes.
+pub fn key(name: &str) -> Result<Option<[u8; 32]>, Error> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let Some(v) = var(name) else {
+        return Ok(None);
+    };
+    let v = v.trim().trim_end_matches('=');
+    let bytes = STANDARD_NO_PAD
+        .decode(v)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(v))
+        .map_err(|_| format!("{name}: not base64"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| format!("{name}: {} bytes, 32 expected", bytes.len()).into())
+}
+
 /// Logs to standard error — standard output stays free for what a command prints
 /// (`createclient`'s id and secret) — filtered by `RUST_LOG` (default `info`).
 /// `LOG_FORMAT=json` writes one JSON object per line; otherwise text, coloured only

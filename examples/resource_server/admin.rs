@@ -16,7 +16,9 @@
 //!
 //! - **Sign-in**: without a session, any console page answers 302 to the auth
 //!   server's `/o/authorize/` (`scope=admin read write`, a random `state`, an S256
-//!   `code_challenge`; state and verifier wait in the session). The callback checks
+//!   `code_challenge`; state, verifier and the page to come back to wait for 10
+//!   minutes in a sealed cookie, `rs_admin_signin`, not in the session table: a
+//!   visit stores nothing until someone has signed in). The callback checks
 //!   `state` and `iss` (RFC 9207), exchanges the code server-side with the client's
 //!   Basic credentials and the verifier, and introspects the access token: only a
 //!   token whose scope has `admin` opens a session; anyone else — or an
@@ -29,7 +31,10 @@
 //!   revoked token or a demoted user is out within `TOKEN_CACHE_SECONDS`.
 //! - **Sessions** live in this server's own database (`oauth_sessions`, created by
 //!   [`SqlSessionStore::migrate`](oauth_core::sea::SqlSessionStore::migrate),
-//!   nothing else of the auth server's schema). The cookie is `rs_admin_session`,
+//!   nothing else of the auth server's schema), made at sign-in. The console's
+//!   access token in it is sealed ([`Sealer`]: ChaCha20-Poly1305 with `SESSION_KEY`,
+//!   or a key random at start), so a copy of the table holds no usable token. The
+//!   cookie is `rs_admin_session`,
 //!   `HttpOnly`, `SameSite=Lax`, `Path=/admin/`: cookies are per host, not per port,
 //!   so on 127.0.0.1 it must not share its name with the auth server's
 //!   `oauth_session`.
@@ -80,12 +85,11 @@ const STYLESHEET: &str = include_str!("../../oauth-core/templates/oauth/style.cs
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// The console's access token, sealed ([`Sealer`]).
 const TOKEN_KEY: &str = "access_token";
-/// The token of a user refused as not staff, kept only to be revoked at sign-out.
+/// The token of a user refused as not staff, kept only to be revoked at sign-out
+/// (sealed too).
 const REFUSED_TOKEN_KEY: &str = "refused_token";
-const STATE_KEY: &str = "oauth_state";
-const VERIFIER_KEY: &str = "oauth_verifier";
-const NEXT_KEY: &str = "next";
 const CSRF_KEY: &str = "csrf";
 const FLASH_KEY: &str = "flash";
 /// The form field of the CSRF token (Django's name, as on the auth server).
@@ -106,6 +110,108 @@ struct Inner {
     origin: String,
     https: bool,
     idle: Duration,
+    sealer: Sealer,
+}
+
+/// Seals what the console keeps outside its process — the access token in the
+/// session table, the sign-in's `state` and PKCE verifier in a cookie — with
+/// ChaCha20-Poly1305 (an AEAD: secret and tamper-evident), a random nonce per
+/// value, and what the value is for as associated data (a value sealed for one
+/// use opens for no other). The key is `SESSION_KEY` or random at start (then a
+/// restart signs console users out).
+struct Sealer(chacha20poly1305::ChaCha20Poly1305);
+
+impl Sealer {
+    fn new(key: Option<[u8; 32]>) -> Result<Self, Error> {
+        use chacha20poly1305::KeyInit as _;
+        use chacha20poly1305::aead::rand_core::RngCore as _;
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let mut k = [0u8; 32];
+                chacha20poly1305::aead::OsRng.try_fill_bytes(&mut k)?;
+                tracing::info!(
+                    "SESSION_KEY unset: a random key seals the console's sessions; a restart signs console users out"
+                );
+                k
+            }
+        };
+        Ok(Self(chacha20poly1305::ChaCha20Poly1305::new(&key.into())))
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag`, URL-safe base64.
+    fn seal(&self, purpose: &str, plain: &[u8]) -> Option<String> {
+        use base64::Engine as _;
+        use chacha20poly1305::aead::rand_core::RngCore as _;
+        use chacha20poly1305::aead::{Aead as _, Payload};
+        let mut nonce = [0u8; 12];
+        chacha20poly1305::aead::OsRng
+            .try_fill_bytes(&mut nonce)
+            .inspect_err(|e| tracing::error!(error = %e, "no randomness"))
+            .ok()?;
+        let sealed = self
+            .0
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plain,
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The value sealed for `purpose` with this key; `None` for anything else
+    /// (another key — before a restart —, another purpose, a changed byte).
+    fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        use chacha20poly1305::aead::{Aead as _, Payload};
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed)
+            .ok()?;
+        let nonce: [u8; 12] = raw.get(..12)?.try_into().ok()?;
+        let sealed = raw.get(12..)?;
+        self.0
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: sealed,
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .ok()
+    }
+}
+
+/// Keeps `token` sealed under `key` in the session.
+async fn keep_token(
+    admin: &Admin,
+    session: &Session,
+    key: &str,
+    token: &str,
+) -> Result<(), Response> {
+    let sealed = admin
+        .0
+        .sealer
+        .seal(key, token.as_bytes())
+        .ok_or_else(|| internal(&"could not seal the token"))?;
+    session.insert(key, sealed).await.map_err(|e| internal(&e))
+}
+
+/// The token kept under `key`; `None` when there is none or it does not open
+/// (sealed before a restart with a random key: the user signs in again).
+async fn kept_token(
+    admin: &Admin,
+    session: &Session,
+    key: &str,
+) -> Result<Option<String>, Response> {
+    let sealed = session.get::<String>(key).await.map_err(|e| internal(&e))?;
+    Ok(sealed
+        .and_then(|s| admin.0.sealer.open(key, &s))
+        .and_then(|t| String::from_utf8(t).ok()))
 }
 
 impl Admin {
@@ -131,6 +237,7 @@ impl Admin {
             origin: config.public_url.clone(),
             https: config.public_url.starts_with("https://"),
             idle: config.session_idle,
+            sealer: Sealer::new(config.session_key)?,
         }))))
     }
 }
@@ -154,7 +261,7 @@ pub fn routes(admin: &Admin, sessions: SqlSessionStore) -> Router<AppState> {
         // Idle expiry from the last use, not the last change (see oauth-core's pages).
         .with_always_save(true);
     Router::new()
-        .route("/admin/callback", get(sign_in::callback))
+        .route("/admin/callback", get(sign_in::callback_once))
         .route("/admin/logout/", post(sign_in::logout))
         .merge(items::routes())
         .layer(layer)
@@ -302,10 +409,11 @@ async fn refuse(
         if let Err(e) = session.flush().await {
             return internal(&e);
         }
-        for (key, value) in [(CSRF_KEY, &csrf), (REFUSED_TOKEN_KEY, &token)] {
-            if let Err(e) = session.insert(key, value).await {
-                return internal(&e);
-            }
+        if let Err(e) = session.insert(CSRF_KEY, &csrf).await {
+            return internal(&e);
+        }
+        if let Err(r) = keep_token(admin, session, REFUSED_TOKEN_KEY, &token).await {
+            return r;
         }
         frame.signed_in = Some(email.clone().unwrap_or_else(|| "Signed in".to_owned()));
         frame.csrf_token = csrf;
@@ -385,12 +493,8 @@ pub async fn operator(
     uri: &OriginalUri,
 ) -> Result<Operator, Response> {
     let admin = state.admin.as_ref().ok_or_else(staff_only)?;
-    let token = session
-        .get::<String>(TOKEN_KEY)
-        .await
-        .map_err(|e| internal(&e))?;
-    let Some(token) = token else {
-        return Err(sign_in::start(admin, session, uri).await);
+    let Some(token) = kept_token(admin, session, TOKEN_KEY).await? else {
+        return Err(sign_in::start(admin, uri));
     };
     match state.auth.0.authenticate(&token).await {
         Ok(p) if p.has_scope(ADMIN_SCOPE) => Ok(Operator {
@@ -402,7 +506,7 @@ pub async fn operator(
                 .remove::<String>(TOKEN_KEY)
                 .await
                 .map_err(|e| internal(&e))?;
-            Err(sign_in::start(admin, session, uri).await)
+            Err(sign_in::start(admin, uri))
         }
         Err(_) => Err(unavailable()),
     }
@@ -503,4 +607,31 @@ fn same_site_request(headers: &HeaderMap, own_origin: &str) -> bool {
     header(header::ORIGIN.as_str())
         .filter(|o| *o != "null")
         .is_none_or(|o| o == own_origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sealer;
+
+    /// A sealed value opens only with its key, for its purpose, unaltered; each
+    /// sealing is different (random nonce).
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_purpose() {
+        let sealer = Sealer::new(Some([1; 32])).unwrap();
+        let sealed = sealer.seal("access_token", b"the-token").unwrap();
+        assert!(!sealed.contains("the-token"));
+        assert_eq!(
+            sealer.open("access_token", &sealed).as_deref(),
+            Some(&b"the-token"[..])
+        );
+        assert_ne!(sealer.seal("access_token", b"the-token").unwrap(), sealed);
+        assert_eq!(sealer.open("refused_token", &sealed), None);
+        let restarted = Sealer::new(None).unwrap();
+        assert_eq!(restarted.open("access_token", &sealed), None);
+        let mut altered = sealed.clone().into_bytes();
+        altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert_eq!(sealer.open("access_token", &altered), None);
+        assert_eq!(sealer.open("access_token", ""), None);
+    }
 }

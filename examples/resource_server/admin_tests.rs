@@ -302,14 +302,29 @@ async fn anonymous_is_sent_to_the_auth_server_with_pkce_and_state() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["code_challenge"].len(), 43);
     assert!(q["state"].len() >= 32);
+    // The attempt waits in a sealed cookie of 10 minutes; no session is made
+    // before someone has signed in (issue 19, hole 5).
     let cookie = agent
         .set_cookies
         .iter()
-        .find(|c| c.starts_with("rs_admin_session="))
-        .expect("a console session cookie");
-    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/admin/"] {
+        .find(|c| c.starts_with("rs_admin_signin="))
+        .expect("a sign-in attempt cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/admin/", "Max-Age=600"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
+    assert!(
+        !agent
+            .set_cookies
+            .iter()
+            .any(|c| c.starts_with("rs_admin_session=")),
+        "{:?}",
+        agent.set_cookies
+    );
+    let sealed = cookie.split(';').next().unwrap();
+    assert!(
+        !sealed.contains(&q["state"]),
+        "the state is sealed: {cookie}"
+    );
     // A second visit starts a new attempt with a new state and challenge.
     let again = agent.get(&format!("{}/admin/", w.rs.url)).await.query();
     assert_ne!(again["state"], q["state"]);
@@ -726,4 +741,163 @@ async fn callback_refuses_a_foreign_state_or_issuer() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("expected auth server"));
+}
+
+/// The rows of the resource server's session table.
+async fn session_rows(w: &World) -> i64 {
+    use sea_orm::ConnectionTrait as _;
+    let db = sea_orm::Database::connect(format!("sqlite://{}", w.rs.dir().join("rs.db").display()))
+        .await
+        .unwrap();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM oauth_sessions",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let n = row.try_get::<i64>("", "n").unwrap();
+    db.close().await.unwrap();
+    n
+}
+
+/// Issue 19, hole 5: 10,000 cookie-less visits of the console's sign-in (`/admin/`,
+/// a 302 to the auth server) add no session row; the sign-in then makes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_less_console_visits_store_no_session() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    account(&w, "boss@example.com", true).await;
+    let before = session_rows(&w).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let url = format!("{}/admin/", w.rs.url);
+    let mut session_cookies = 0;
+    for _ in 0..10_000 {
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND);
+        session_cookies += r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter(|c| c.to_str().unwrap().starts_with("rs_admin_session="))
+            .count();
+    }
+    let after = session_rows(&w).await;
+    eprintln!(
+        "resource server oauth_sessions: {before} rows before, {after} after 10,000 GETs of /admin/ without a cookie ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(after, before);
+    assert_eq!(session_cookies, 0);
+
+    let mut agent = Agent::new();
+    let page = console_sign_in(&w, &mut agent, "boss@example.com").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(session_rows(&w).await, before + 1);
+}
+
+/// A sign-in attempt's cookie opens only with this server's key, for an attempt,
+/// unchanged: a forged or altered cookie is "no sign-in started".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_altered_attempt_cookie_is_refused() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    account(&w, "boss@example.com", true).await;
+    let mut agent = Agent::new();
+    let start = agent.get(&format!("{}/admin/", w.rs.url)).await;
+    let to_login = agent.get(&start.location()).await;
+    let answer = agent.sign_in_at(&to_login, "boss@example.com").await;
+    let sealed = agent.cookies["rs_admin_signin"].clone();
+    let mut altered = sealed.into_bytes();
+    let last = altered.len() - 2;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    for value in [
+        String::from_utf8(altered).unwrap(),
+        "AAAA".to_owned(),
+        "not base64!".to_owned(),
+    ] {
+        let mut forger = Agent::new();
+        forger
+            .cookies
+            .insert("rs_admin_signin".to_owned(), value.clone());
+        let r = forger.get(&answer.location()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{value}");
+        assert!(r.body.contains("No sign-in was started"), "{}", r.body);
+    }
+    // The real one still works (the code was not spent by the refusals).
+    let back = agent.get(&answer.location()).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+}
+
+/// Every maximal run of URL-safe base64 characters of exactly `len` characters in
+/// `bytes`: the shape of an opaque token.
+fn token_shaped(bytes: &[u8], len: usize) -> Vec<String> {
+    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    bytes
+        .split(|b| !is_b64(b))
+        .filter(|run| run.len() == len)
+        .map(|run| String::from_utf8(run.to_vec()).unwrap())
+        .collect()
+}
+
+/// Issue 19, hole 8: the console's access token is sealed in the session table. A
+/// byte dump of the resource server's SQLite files (the database, its `-wal` and
+/// `-shm`) after a staff sign-in holds no token the auth server calls active —
+/// before the fix the 43-character `admin read write` token was there in clear —
+/// and the console still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_of_the_session_table_holds_no_usable_token() {
+    let w = world(Duration::from_secs(60), Duration::from_secs(3600)).await;
+    account(&w, "boss@example.com", true).await;
+    let mut agent = Agent::new();
+    let page = console_sign_in(&w, &mut agent, "boss@example.com").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+
+    let mut dump = vec![];
+    let mut files = vec![];
+    for entry in std::fs::read_dir(w.rs.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        dump.extend(std::fs::read(&path).unwrap());
+    }
+    assert!(
+        files.iter().any(|f| f == "rs.db-wal") || files.iter().any(|f| f == "rs.db"),
+        "{files:?}"
+    );
+    let text = String::from_utf8_lossy(&dump);
+    assert!(
+        text.contains("access_token"),
+        "the session row is in the dump"
+    );
+    let candidates = token_shaped(&dump, 43);
+    let mut active = vec![];
+    for candidate in &candidates {
+        let r = w
+            .http
+            .post(format!("{}/o/introspect/", w.auth.url()))
+            .basic_auth("rs-id", Some("rs-secret"))
+            .form(&[("token", candidate.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        if body["active"] == json!(true) {
+            active.push(candidate.clone());
+        }
+    }
+    eprintln!(
+        "dump of {files:?}: {} bytes, {} token-shaped strings, {} active",
+        dump.len(),
+        candidates.len(),
+        active.len()
+    );
+    assert!(active.is_empty(), "usable tokens in the dump: {active:?}");
+
+    // The console still works with the sealed token.
+    let again = agent.get(&format!("{}/admin/", w.rs.url)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(again.body.contains("boss@example.com"), "{}", again.body);
 }

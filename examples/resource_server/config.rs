@@ -31,6 +31,9 @@ pub struct Config {
     pub auth_server_issuer: String,
     /// How long an unused console session lives.
     pub session_idle: Duration,
+    /// The key that seals the console's token in its session and the sign-in's
+    /// cookie (`SESSION_KEY`); `None`: random at start.
+    pub session_key: Option<[u8; 32]>,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
                 .to_owned(),
             auth_server_issuer,
             session_idle: Duration::from_secs(parsed("SESSION_IDLE_SECONDS", 30 * 60)?),
+            session_key: crate::env::key("SESSION_KEY")?,
         })
     }
 

@@ -281,6 +281,7 @@ mod openapi_tests {
             bench_unauthenticated: false,
             public_url: format!("http://{addr}"),
             session_idle: Duration::from_secs(1800),
+            session_key: None,
         };
         let db = crate::db::open(&config.database_url).await.unwrap();
         let router = crate::app(db, &config).unwrap();

@@ -98,6 +98,7 @@ async fn resource_server(dir: &tempfile::TempDir, auth: &str) -> String {
         public_url: format!("http://{addr}"),
         auth_server_issuer: auth.to_owned(),
         session_idle: Duration::from_secs(1800),
+        session_key: None,
     };
     let db = crate::db::open(&config.database_url).await.unwrap();
     let app = crate::app(db, &config).unwrap();

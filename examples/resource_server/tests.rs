@@ -137,6 +137,11 @@ pub(crate) struct ResourceServerUnderTest {
 }
 
 impl ResourceServerUnderTest {
+    /// The folder of its SQLite database (`rs.db` and its `-wal`, `-shm`).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     async fn start(auth_server: &str, cache_cap: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Bound first: the console's redirect URI names the real port.
@@ -161,6 +166,7 @@ impl ResourceServerUnderTest {
             public_url: format!("http://{addr}"),
             auth_server_issuer: auth_server.to_owned(),
             session_idle: Duration::from_secs(1800),
+            session_key: None,
         };
         let db = crate::db::open(&config.database_url).await.unwrap();
         let app = crate::app(db, &config).unwrap();

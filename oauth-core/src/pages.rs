@@ -16,7 +16,10 @@
 //! database serves every browser. Pages are server-rendered, need no JavaScript,
 //! load nothing from another origin, and carry `Content-Security-Policy`,
 //! `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and
-//! `Cache-Control: no-store`. Every form carries a CSRF token bound to the session.
+//! `Cache-Control: no-store`. Every form carries a CSRF token bound to the session,
+//! or — for a visitor not signed in, who has no stored session — to a signed
+//! double-submit cookie (`__Host-oauth_csrf` on https, HMAC-SHA256 with
+//! [`Pages::csrf_key`]): showing the sign-in form stores nothing.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -92,6 +95,7 @@ pub struct Pages {
     stylesheet: Option<String>,
     #[cfg(feature = "admin")]
     admin_log: Option<Arc<dyn crate::store::AdminLog>>,
+    csrf_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Pages {
@@ -128,7 +132,18 @@ impl Pages {
             stylesheet: None,
             #[cfg(feature = "admin")]
             admin_log: None,
+            csrf_key: None,
         }
+    }
+
+    /// The key of the signed CSRF cookie that the forms of visitors not signed in
+    /// (the sign-in form) carry (HMAC-SHA256). Default: random when the router is
+    /// built — then a sign-in form shown before a restart, or by another instance
+    /// behind the same load balancer, is refused ("Form expired") and must be
+    /// reloaded: give every instance the same key.
+    pub fn csrf_key(mut self, key: [u8; 32]) -> Self {
+        self.csrf_key = Some(key);
+        self
     }
 
     /// A session unused for this long ends (default 30 minutes).
@@ -191,6 +206,12 @@ pub(crate) struct PagesInner {
     pub(crate) absolute: i64,
     /// `scheme://host[:port]` of the issuer, for the Origin check.
     pub(crate) origin: String,
+    /// The key of the anonymous visitors' CSRF cookie.
+    pub(crate) csrf_key: session::CsrfKey,
+    /// Its name: `__Host-oauth_csrf` on https (Secure, Path=/, no Domain), else
+    /// `oauth_csrf`.
+    csrf_cookie: &'static str,
+    https: bool,
     /// Where the console records changes; `None` when it is not served.
     #[cfg(feature = "admin")]
     pub(crate) admin_log: Option<Arc<dyn crate::store::AdminLog>>,
@@ -203,8 +224,22 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The pages' routes, with sessions and the security headers.
-pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
+///
+/// # Errors
+/// No randomness for the CSRF cookie's key (when none was given).
+pub(crate) fn routes(
+    app: AppState,
+    pages: Pages,
+) -> Result<Router, crate::token::RandomnessUnavailable> {
     let https = app.issuer_url.starts_with("https://");
+    let csrf_key = match pages.csrf_key {
+        Some(k) => k,
+        None => {
+            let mut k = [0u8; 32];
+            crate::token::fill_random(&mut k)?;
+            k
+        }
+    };
     let origin = oxide_auth::frontends::dev::Url::parse(&app.issuer_url)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default();
@@ -215,6 +250,13 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
         scope_descriptions: pages.scope_descriptions,
         absolute: i64::try_from(pages.absolute.as_secs()).unwrap_or(i64::MAX),
         origin,
+        csrf_key: session::CsrfKey::new(csrf_key),
+        csrf_cookie: if https {
+            "__Host-oauth_csrf"
+        } else {
+            "oauth_csrf"
+        },
+        https,
         #[cfg(feature = "admin")]
         admin_log: pages.admin_log.clone(),
     });
@@ -271,10 +313,14 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
             state.clone(),
             see_other_after_post,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            anonymous_csrf,
+        ))
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state);
-    routes.route(
+    Ok(routes.route(
         STYLESHEET_PATH,
         get(move || async move {
             (
@@ -285,7 +331,42 @@ pub(crate) fn routes(app: AppState, pages: Pages) -> Router {
                 css,
             )
         }),
-    )
+    ))
+}
+
+/// The anonymous visitor's CSRF token ([`session::AnonymousCsrf`]) for the
+/// handlers: the request's signed cookie, if any; a token made while answering is
+/// sent as the cookie — `HttpOnly`, `SameSite=Lax`, `Path=/`, and on https `Secure`
+/// with the `__Host-` name, as the session's. Nothing is stored.
+async fn anonymous_csrf(
+    axum::extract::State(pages): axum::extract::State<PagesState>,
+    mut req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let sent = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == pages.csrf_cookie)
+        .map(|(_, value)| value.to_owned());
+    let csrf = session::AnonymousCsrf::new(pages.csrf_key.clone(), sent.as_deref());
+    req.extensions_mut().insert(csrf.clone());
+    let mut response = next.run(req).await;
+    if let Some(token) = csrf.issued() {
+        let cookie = tower_sessions::cookie::Cookie::build((pages.csrf_cookie, token))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(pages.https)
+            .build();
+        if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 /// Every redirect answering a POST is a 303 (RFC 9700 §4.12): the browser follows
@@ -496,6 +577,18 @@ impl PagesInner {
             Ok(t) => t,
             Err(e) => return self.internal(&e).await,
         };
+        self.render_with(csrf_token, user, status, build, render)
+    }
+
+    /// [`render`](Self::render) with a given CSRF token.
+    pub(crate) fn render_with<P>(
+        &self,
+        csrf_token: String,
+        user: Option<&crate::store::User>,
+        status: StatusCode,
+        build: impl FnOnce(String) -> P,
+        render: impl FnOnce(&dyn Renderer, &Frame, &P) -> Result<String, view::RenderError>,
+    ) -> Response {
         let frame = self.frame(user, &csrf_token);
         let page = build(csrf_token);
         self.html(status, render(self.renderer.as_ref(), &frame, &page))
@@ -662,7 +755,10 @@ impl axum::extract::FromRequest<PagesState> for CheckedForm {
         };
         let fields = form_fields(&body);
         let submitted = fields.get(session::CSRF_FIELD).map(String::as_str);
-        match session::check_csrf(&session, &parts.headers, submitted, &pages.origin).await {
+        let anonymous = parts.extensions.get::<session::AnonymousCsrf>();
+        let cookie = anonymous.and_then(session::AnonymousCsrf::sent);
+        match session::check_csrf(&session, &parts.headers, submitted, &pages.origin, cookie).await
+        {
             Ok(true) => Ok(Self { fields, body }),
             Ok(false) => Err(pages.forbidden_form().await),
             Err(e) => Err(pages.internal(&e).await),

@@ -105,6 +105,9 @@ pub enum AuthServerError {
     /// The browser pages need a grant store ([`AuthServer::grant_store`]).
     #[error("the browser pages need a grant store for codes and consents")]
     NoGrantStore,
+    /// The operating system gave no random bytes (for the pages' CSRF key).
+    #[error(transparent)]
+    Randomness(#[from] crate::token::RandomnessUnavailable),
 }
 
 /// Builder of the authorization server's router. `new(stores)` plus setters; every
@@ -505,7 +508,10 @@ impl AuthServer {
         }
         let limit = self.body_limit;
         #[cfg(feature = "pages")]
-        let browser_routes = self.pages.map(|p| crate::pages::routes(state.clone(), p));
+        let browser_routes = self
+            .pages
+            .map(|p| crate::pages::routes(state.clone(), p))
+            .transpose()?;
         // Browser apps (PKCE public clients) call these from their own origin: CORS
         // for the origins clients registered, and never for /o/authorize/.
         let cors = cors::layer(state.clone());

@@ -78,6 +78,7 @@ scenarios!(
     new_password_voids_unexchanged_codes,
     custom_scheme_public_client_is_asked_every_time,
     ipv6_loopback_redirect_uris_match_any_port,
+    anonymous_csrf_cookie_is_signed_bound_and_checked,
 );
 
 /// Scenarios that need a server configured otherwise than [`scenarios!`]'s: each
@@ -1056,7 +1057,9 @@ async fn login_rotates_the_session_and_honours_only_local_next(h: &Harness) {
     h.user("ann@example.com").await;
     let mut b = Browser::new(h);
     let form = b.get("/accounts/login/").await;
-    let before = b.cookie.clone().unwrap();
+    // No stored session before the sign-in (issue 19, hole 5): nothing to fixate.
+    assert!(b.cookie.is_none(), "{:?}", b.cookie);
+    let mut cookies = vec![];
     for (next, expected) in [
         ("/o/authorize/?client_id=x", "/o/authorize/?client_id=x"),
         ("//evil.example/", "/o/authorized_tokens/"),
@@ -1077,9 +1080,12 @@ async fn login_rotates_the_session_and_honours_only_local_next(h: &Harness) {
             .await;
         assert_eq!(p.status, StatusCode::SEE_OTHER);
         assert_eq!(p.location(), expected);
+        cookies.push(b.cookie.clone().unwrap());
     }
-    // The session id changed at sign-in (no fixation): the old cookie is anonymous.
-    assert_ne!(b.cookie.clone().unwrap(), before);
+    // The session id changes at each sign-in (no fixation): the old cookie is
+    // anonymous.
+    let before = cookies[0].clone();
+    assert!(cookies.windows(2).all(|w| w[0] != w[1]), "{cookies:?}");
     let mut attacker = Browser::new(h);
     attacker.cookie = Some(before);
     let p = attacker.get("/o/authorized_tokens/").await;
@@ -1310,7 +1316,7 @@ async fn cors_only_for_registered_origins(h: &Harness) {
 async fn anonymous_posts_are_sent_to_login_with_303(h: &Harness) {
     register(h, "conf", Some("conf-secret"), &[LOOPBACK], false).await;
     let ann = h.user("ann@example.com").await;
-    // A visitor with a session (and so a CSRF token) but no user.
+    // A visitor without a user (and with the CSRF cookie of the login form).
     let mut anon = Browser::new(h);
     let csrf = anon
         .get("/accounts/login/")
@@ -1739,4 +1745,182 @@ async fn configured_code_lifetime_is_enforced(backend: Backend) {
     let r = exchange(&h, &code, "native", None, &[uri]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     h.cleanup().await;
+}
+
+/// The rows of the browser session table.
+async fn session_rows(h: &Harness) -> i64 {
+    use oauth_core::sea::sea_orm::{self, ConnectionTrait as _};
+    let conn = h.store.connection();
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM oauth_sessions",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// Issue 19, hole 5: a cookie-less GET of a sign-in page stores nothing. 10,000
+/// GETs of `/accounts/login/`, 1,000 of an authorization request (sent on to sign
+/// in, the request in `next`) and 100 of each other page that sends a visitor to
+/// sign in add no session row; a sign-in then adds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_less_sign_in_pages_store_no_session() {
+    let h = Harness::new(Backend::Sqlite, common::lenient())
+        .await
+        .unwrap();
+    register(&h, "native", None, &[LOOPBACK], false).await;
+    h.user("ann@example.com").await;
+    let before = session_rows(&h).await;
+    let authorize = format!(
+        "/o/authorize/?{}",
+        authorize_query("native", Some(LOOPBACK), &[])
+    );
+    let started = std::time::Instant::now();
+    let mut session_cookies = 0;
+    for n in 0..11_000 {
+        let mut b = Browser::new(&h);
+        if n < 10_000 {
+            let p = b.get("/accounts/login/").await;
+            assert_eq!(p.status, StatusCode::OK);
+        } else {
+            let p = b.get(&authorize).await;
+            assert_eq!(p.status, StatusCode::FOUND);
+            assert!(p.location().starts_with("/accounts/login/?next="));
+        }
+        session_cookies += usize::from(b.cookie.is_some());
+    }
+    // The other pages that send a visitor to sign in.
+    for path in [
+        "/o/authorized_tokens/",
+        "/o/applications/",
+        "/o/applications/register/",
+        "/admin/",
+        "/admin/users/",
+    ] {
+        for _ in 0..100 {
+            let mut b = Browser::new(&h);
+            let p = b.get(path).await;
+            assert!(p.status.is_redirection(), "{path}: {}", p.status);
+            session_cookies += usize::from(b.cookie.is_some());
+        }
+    }
+    let after = session_rows(&h).await;
+    eprintln!(
+        "oauth_sessions: {before} rows before, {after} after 10,000 GETs of /accounts/login/, \
+         1,000 of /o/authorize/ and 500 of other pages without a cookie ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(after, before);
+    assert_eq!(session_cookies, 0, "session cookies set");
+
+    // The pending request went in `next`: sign in from the login page it names,
+    // and come back to the consent page. The sign-in makes the one session.
+    let mut b = Browser::new(&h);
+    let to_login = b.get(&authorize).await;
+    let form = b.get(to_login.location()).await;
+    let done = b
+        .post(
+            "/accounts/login/",
+            &pairs(&[
+                ("csrfmiddlewaretoken", &form.field("csrfmiddlewaretoken")),
+                ("next", &form.field("next")),
+                ("username", "ann@example.com"),
+                ("password", PASSWORD),
+            ]),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), authorize);
+    assert_eq!(b.get(&authorize).await.status, StatusCode::OK);
+    assert_eq!(session_rows(&h).await, before + 1);
+    h.cleanup().await;
+}
+
+/// The login form of a visitor without a session carries the token of a signed
+/// double-submit cookie (`__Host-`, Secure, HttpOnly, SameSite=Lax, Path=/); its
+/// POST is refused without the cookie, with a wrong token, with a forged or
+/// another visitor's cookie; a signed-in session accepts only its own token.
+async fn anonymous_csrf_cookie_is_signed_bound_and_checked(h: &Harness) {
+    h.user("ann@example.com").await;
+    let mut b = Browser::new(h);
+    let form = b.get("/accounts/login/").await;
+    let set: Vec<_> = form
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set.len(), 1, "only the CSRF cookie: {set:?}");
+    assert!(set[0].starts_with("__Host-oauth_csrf="), "{set:?}");
+    let attrs = cookie_attributes(&set[0]);
+    for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr}: {set:?}");
+    }
+    assert!(!set[0].contains("Domain"), "{set:?}");
+    let csrf = form.field("csrfmiddlewaretoken");
+    let cookie = b.csrf_cookie.clone().unwrap();
+    // The same cookie serves the next form: no new cookie, the same token.
+    let again = b.get("/accounts/login/").await;
+    assert!(again.headers.get(header::SET_COOKIE).is_none());
+    assert_eq!(again.field("csrfmiddlewaretoken"), csrf);
+
+    let login = |token: &str| {
+        pairs(&[
+            ("csrfmiddlewaretoken", token),
+            ("username", "ann@example.com"),
+            ("password", PASSWORD),
+        ])
+    };
+    let mut other = Browser::new(h);
+    let other_token = other
+        .get("/accounts/login/")
+        .await
+        .field("csrfmiddlewaretoken");
+    let (random, _) = csrf.split_once('.').unwrap();
+    let forged = format!("{random}.{}", "A".repeat(43));
+    for (case, cookie, token) in [
+        ("no cookie", None, csrf.clone()),
+        ("no token", Some(cookie.clone()), String::new()),
+        ("wrong token", Some(cookie.clone()), "x".repeat(87)),
+        ("another visitor's token", Some(cookie.clone()), other_token),
+        (
+            "forged cookie",
+            Some(format!("__Host-oauth_csrf={forged}")),
+            forged.clone(),
+        ),
+    ] {
+        let mut attacker = Browser::new(h);
+        attacker.csrf_cookie = cookie;
+        let p = attacker.post("/accounts/login/", &login(&token)).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{case}");
+        assert!(attacker.cookie.is_none(), "{case}: signed in");
+    }
+    let p = b.post("/accounts/login/", &login(&csrf)).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(b.cookie.is_some());
+
+    // Signed in, the anonymous cookie's token opens nothing: only the session's.
+    let page = b.get("/o/authorized_tokens/").await;
+    let session_token = page.field("csrfmiddlewaretoken");
+    assert_ne!(session_token, csrf);
+    assert_eq!(
+        b.post(
+            "/accounts/logout/",
+            &pairs(&[("csrfmiddlewaretoken", &csrf)])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(b.get("/o/authorized_tokens/").await.status, StatusCode::OK);
+    let out = b
+        .post(
+            "/accounts/logout/",
+            &pairs(&[("csrfmiddlewaretoken", &session_token)]),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
 }

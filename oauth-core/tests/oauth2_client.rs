@@ -402,9 +402,12 @@ fn callback(location: &str) -> HashMap<String, String> {
 async fn sign_in(browser: &mut Browser, login_location: &str) -> Page {
     let form = browser.get(login_location).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    // The form's CSRF token is bound to a signed cookie; no session is stored
+    // before the sign-in (issue 19, hole 5).
     assert!(
-        browser.cookies.contains_key("oauth_session"),
-        "the login page starts a session: {:?}",
+        browser.cookies.contains_key("oauth_csrf")
+            && !browser.cookies.contains_key("oauth_session"),
+        "the login page sets the CSRF cookie, not a session: {:?}",
         browser.cookies
     );
     let mut fields = hidden_inputs(&form.body, "/accounts/login/");

@@ -4,7 +4,13 @@
 //! account and source address, per account, per source address), one KDF run whether or not the email exists,
 //! inactive users refused with the same message. Success rotates the session id
 //! and answers 303 to a same-site `next` (RFC 9700 §4.12).
+//!
+//! The form shown to a visitor who is not signed in stores nothing: its CSRF token
+//! is the signed cookie's ([`session::AnonymousCsrf`]), and the pending
+//! authorization request travels in `next`. The stored session is made by a
+//! successful sign-in.
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,38 +36,56 @@ const BAD_CREDENTIALS: &str =
 async fn render(
     pages: &PagesState,
     session: &Session,
+    anonymous: &session::AnonymousCsrf,
     status: StatusCode,
     next: &str,
     username: &str,
     error: Option<String>,
 ) -> Response {
     let user = page_try!(pages.ok(pages.user(session).await).await);
+    // Signed in: the session's token; anyone else: the cookie's (the check on the
+    // POST makes the same choice, see `session::check_csrf`).
+    let csrf_token = if page_try!(pages.ok(session::has_user(session).await).await) {
+        session::csrf_token(session).await
+    } else {
+        anonymous.token()
+    };
+    let csrf_token = page_try!(pages.ok(csrf_token).await);
     let build = |csrf_token| LoginPage {
         csrf_token,
         next: next.to_owned(),
         username: username.to_owned(),
         error,
     };
-    pages
-        .render(session, user.as_ref(), status, build, |r, f, p| {
-            r.login(f, p)
-        })
-        .await
+    pages.render_with(csrf_token, user.as_ref(), status, build, |r, f, p| {
+        r.login(f, p)
+    })
 }
 
 pub(crate) async fn form(
     State(pages): State<PagesState>,
     session: Session,
+    Extension(anonymous): Extension<session::AnonymousCsrf>,
     Query(q): Query<NextQuery>,
 ) -> Response {
     let next = safe_next(q.next.as_deref()).to_owned();
-    render(&pages, &session, StatusCode::OK, &next, "", None).await
+    render(
+        &pages,
+        &session,
+        &anonymous,
+        StatusCode::OK,
+        &next,
+        "",
+        None,
+    )
+    .await
 }
 
 pub(crate) async fn submit(
     State(pages): State<PagesState>,
     ip: ClientIp,
     session: Session,
+    Extension(anonymous): Extension<session::AnonymousCsrf>,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
     let get = |k: &str| fields.get(k).map(String::as_str);
@@ -72,6 +96,7 @@ pub(crate) async fn submit(
         return render(
             &pages,
             &session,
+            &anonymous,
             StatusCode::OK,
             &next,
             &username,
@@ -92,6 +117,7 @@ pub(crate) async fn submit(
             return render(
                 &pages,
                 &session,
+                &anonymous,
                 StatusCode::TOO_MANY_REQUESTS,
                 &next,
                 &username,
@@ -128,6 +154,7 @@ pub(crate) async fn submit(
             return render(
                 &pages,
                 &session,
+                &anonymous,
                 StatusCode::OK,
                 &next,
                 &username,

@@ -97,7 +97,10 @@ pub fn unescape(s: &str) -> String {
 /// A cookie-keeping client of the router.
 pub struct Browser<'h> {
     pub h: &'h Harness,
+    /// The session cookie (`name=value`).
     pub cookie: Option<String>,
+    /// The anonymous visitor's signed CSRF cookie (`name=value`).
+    pub csrf_cookie: Option<String>,
     /// The socket address the server sees the browser at (none: no connect info).
     pub peer: Option<std::net::SocketAddr>,
 }
@@ -107,13 +110,20 @@ impl<'h> Browser<'h> {
         Self {
             h,
             cookie: None,
+            csrf_cookie: None,
             peer: None,
         }
     }
 
     pub async fn send(&mut self, mut req: Request<Body>) -> Page {
-        if let Some(c) = &self.cookie {
-            req.headers_mut().insert(header::COOKIE, c.parse().unwrap());
+        let sent: Vec<&str> = [&self.cookie, &self.csrf_cookie]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !sent.is_empty() {
+            req.headers_mut()
+                .insert(header::COOKIE, sent.join("; ").parse().unwrap());
         }
         if let Some(peer) = self.peer {
             req.extensions_mut()
@@ -125,10 +135,15 @@ impl<'h> Browser<'h> {
         for set in headers.get_all(header::SET_COOKIE) {
             let set = set.to_str().unwrap();
             let pair = set.split(';').next().unwrap().trim();
-            if set.contains("Max-Age=0") || pair.ends_with('=') {
-                self.cookie = None;
+            let jar = if pair.contains("oauth_csrf=") {
+                &mut self.csrf_cookie
             } else {
-                self.cookie = Some(pair.to_owned());
+                &mut self.cookie
+            };
+            if set.contains("Max-Age=0") || pair.ends_with('=') {
+                *jar = None;
+            } else {
+                *jar = Some(pair.to_owned());
             }
         }
         let bytes = res.into_body().collect().await.unwrap().to_bytes();

@@ -24,6 +24,15 @@ pub(crate) fn ordinary(state: &AppState) -> Scope {
     without(&state.scopes, &state.privileged_scopes)
 }
 
+/// The server's privileged scopes that it knows.
+pub(crate) fn privileged(state: &AppState) -> Scope {
+    state
+        .scopes
+        .iter()
+        .filter(|t| state.privileged_scopes.contains(t))
+        .collect()
+}
+
 /// Whether `token` is one of the server's privileged scopes.
 pub(crate) fn is_privileged(state: &AppState, token: &str) -> bool {
     state.privileged_scopes.contains(token)
@@ -56,7 +65,7 @@ pub(crate) fn check(
     let allowed = allowed(state, client);
     match scope.iter().find(|t| !allowed.contains(t)) {
         None => Ok(()),
-        Some(t) if is_privileged(state, t) => {
+        Some(t) if is_privileged(state, t) && state.scopes.contains(t) => {
             let whose = if for_user {
                 "a user's token"
             } else {

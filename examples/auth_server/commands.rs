@@ -109,7 +109,9 @@ fn known_flags(args: &[String]) -> Result<(), Error> {
 ///
 /// `--grant G` (repeatable; also `--grant-types a,b`) — default `password` and
 /// `refresh_token`, or `authorization_code` and `refresh_token` when a redirect URI
-/// is given; `--redirect-uri URI` and `--allowed-origin ORIGIN` are repeatable.
+/// is given; `--redirect-uri URI` and `--allowed-origin ORIGIN` are repeatable;
+/// `--scope` defaults to the ordinary scopes (`SCOPES` less `PRIVILEGED_SCOPES`),
+/// and a public client is refused a privileged one.
 pub async fn create_client(
     store: &SeaOrmStore,
     config: &Config,
@@ -167,9 +169,20 @@ pub async fn create_client(
     if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
         return Err("the authorization_code grant needs at least one --redirect-uri".into());
     }
+    // Without --scope: the ordinary scopes. A privileged one (PRIVILEGED_SCOPES) only
+    // by name, and never for a public client.
     let scope: Scope = flag(args, "--scope")
-        .map_or_else(|| Ok(config.scopes.clone()), str::parse)
+        .map_or_else(|| Ok(config.ordinary_scopes()), str::parse)
         .map_err(|e| format!("--scope: {e}"))?;
+    if let Some(t) = scope
+        .iter()
+        .find(|t| public && config.privileged_scopes.contains(t))
+    {
+        return Err(format!(
+            "--scope: {t} is a privileged scope (PRIVILEGED_SCOPES): a public client never gets it"
+        )
+        .into());
+    }
     let secret = (!public).then(generate_token).transpose()?;
     let secret_hash = match &secret {
         Some(s) => Some(

@@ -18,6 +18,8 @@ pub struct Config {
     pub addr: SocketAddr,
     pub issuer_url: String,
     pub scopes: Scope,
+    /// Granted only to a confidential client registered with them by name.
+    pub privileged_scopes: Scope,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     /// How long a just-rotated refresh token may be presented again.
@@ -52,6 +54,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The scopes a client registered without naming any gets: `scopes` less
+    /// `privileged_scopes`.
+    pub fn ordinary_scopes(&self) -> Scope {
+        self.scopes
+            .iter()
+            .filter(|s| !self.privileged_scopes.contains(s))
+            .collect()
+    }
+
     /// What one `cleartokens` run deletes, from now.
     pub fn cleanup(&self) -> Cleanup {
         Cleanup {
@@ -79,6 +90,10 @@ impl Config {
                 .unwrap_or_else(|| "read write introspection admin".into())
                 .parse()
                 .map_err(|e| format!("SCOPES: {e}"))?,
+            privileged_scopes: var("PRIVILEGED_SCOPES")
+                .unwrap_or_else(|| "introspection admin".into())
+                .parse()
+                .map_err(|e| format!("PRIVILEGED_SCOPES: {e}"))?,
             access_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_EXPIRE_SECONDS", 36_000)?),
             refresh_ttl: Duration::from_secs(parsed(
                 "REFRESH_TOKEN_EXPIRE_SECONDS",

@@ -57,6 +57,8 @@ pub async fn run(store: &SeaOrmStore, config: &Config, args: &[String]) -> Resul
         .map_err(|e| e.to_string())?;
     let mut options =
         ImportOptions::new(PasswordHasher::new(config.scrypt)?, config.scopes.clone());
+    // Imported applications get the ordinary scopes only.
+    options.privileged_scopes = config.privileged_scopes.clone();
     // As the demo seed's clients: tokens carry read and write unless more is asked
     // for by name (introspection and admin belong to the resource server and staff).
     options.default_scope = default_scope.unwrap_or_else(|| {

@@ -123,6 +123,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .code_ttl(config.code_ttl)
         .issuer_url(config.issuer_url.clone())
         .scopes(config.scopes.clone())
+        .privileged_scopes(config.privileged_scopes.clone())
         .access_token_ttl(config.access_ttl)
         .refresh_token_ttl(config.refresh_ttl)
         .refresh_grace(config.refresh_grace, config.refresh_grace_max_reuse)

@@ -19,9 +19,12 @@ pub const DEMO_REDIRECT: &str = "http://127.0.0.1:8765/callback";
 ///
 /// - `rs-id` / `rs-secret` (`rs_secret_hash` is the hash of [`RS_SECRET`]),
 ///   confidential: the password and refresh grants for the resource server's
-///   proxy and every configured scope, as the reference system has; also the
-///   authorization code grant for its items console, first party (no consent
-///   page). Users' tokens carry `read write` unless more is asked for by name.
+///   proxy and every configured scope, as the reference system has — listed by
+///   name, since the privileged `introspection` (its introspection calls) and
+///   `admin` (its items console) are granted only to a confidential client
+///   registered with them; also the authorization code grant for its items
+///   console, first party (no consent page). Users' tokens carry `read write`
+///   unless more is asked for by name.
 /// - `demo-app`, public: authorization code + PKCE, redirect URI
 ///   [`DEMO_REDIRECT`], scopes `read write`, consent asked.
 pub fn demo_clients(

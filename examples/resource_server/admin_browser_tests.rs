@@ -354,7 +354,7 @@ async fn register_steps(web: Web, w: World) {
         "rs-id",
         "confidential",
         "password",
-        "read write introspection",
+        "read, write, introspection privileged",
     ] {
         assert!(facts.contains(fact), "{fact} not in {facts}");
     }

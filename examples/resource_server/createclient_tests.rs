@@ -237,3 +237,93 @@ async fn createclient_flags_shape_the_client() {
         "https://spa.example.com"
     );
 }
+
+/// Issue 19: `createclient` without `--scope` gives the ordinary scopes (`SCOPES`
+/// less `PRIVILEGED_SCOPES`); a privileged one only by name, and never to a public
+/// client (refused with a clear message, nothing stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn createclient_gives_privileged_scopes_only_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let created = |out: &crate::process::Finished| {
+        assert!(out.success, "{out:?}");
+        (
+            word_after(&out.stdout, "client_id:").to_owned(),
+            word_after(&out.stdout, "client_secret:").to_owned(),
+        )
+    };
+    let plain = created(
+        &manage(
+            dir,
+            &[
+                "createclient",
+                "--grant",
+                "client_credentials",
+                "--grant",
+                "password",
+            ],
+        )
+        .await,
+    );
+    let named = created(
+        &manage(
+            dir,
+            &[
+                "createclient",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "read introspection",
+            ],
+        )
+        .await,
+    );
+    let leaky = manage(
+        dir,
+        &[
+            "createclient",
+            "--id",
+            "leaky",
+            "--public",
+            "--scope",
+            "read introspection",
+        ],
+    )
+    .await;
+    assert!(!leaky.success, "{leaky:?}");
+    assert!(
+        leaky
+            .stderr
+            .contains("--scope: introspection is a privileged scope (PRIVILEGED_SCOPES): a public client never gets it"),
+        "{leaky:?}"
+    );
+    let later = manage(dir, &["createclient", "--id", "leaky", "--public"]).await;
+    assert!(
+        later.success,
+        "the refused `leaky` was not stored: {later:?}"
+    );
+
+    let auth = auth_server(dir, &[("SEED_DEMO", "false")]).await;
+    let base = auth.url();
+    let cc = |scope: Option<&'static str>| {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend(scope.map(|s| ("scope", s)));
+        form
+    };
+    let plain_auth = Some((plain.0.as_str(), plain.1.as_str()));
+    let r = token(&base, plain_auth, &cc(None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["scope"], "read write");
+    for scope in ["introspection", "admin", "read introspection"] {
+        let r = token(&base, plain_auth, &cc(Some(scope))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{scope}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_scope", "{scope}");
+    }
+    let named_auth = Some((named.0.as_str(), named.1.as_str()));
+    let r = token(&base, named_auth, &cc(Some("introspection"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["scope"], "introspection");
+    // Its default leaves the privileged scope out.
+    let r = token(&base, named_auth, &cc(None)).await;
+    assert_eq!(r.json()["scope"], "read", "{}", r.body);
+}

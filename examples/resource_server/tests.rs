@@ -1076,6 +1076,12 @@ async fn imported_dot_tokens_work_at_the_resource_server() {
     );
     let report = import(&source, &w.auth.store, &options).await.unwrap();
     assert_eq!(report.access_tokens.imported, 4, "{report}");
+    // Imported applications get the ordinary scopes only (issue 19): the operator
+    // gives the resource server's own client `introspection` by name.
+    let mut rs = w.auth.store.client("rs-id").await.unwrap().unwrap();
+    assert_eq!(rs.allowed_scope.to_string(), "read write");
+    rs.allowed_scope.insert("introspection").unwrap();
+    w.auth.store.update_client(rs).await.unwrap();
 
     let created = w
         .post(

@@ -53,6 +53,7 @@ mod introspect;
 mod metadata;
 mod revocations;
 mod revoke;
+pub(crate) mod scope_policy;
 pub(crate) mod throttle;
 pub(crate) mod token;
 pub(crate) mod users;
@@ -133,6 +134,7 @@ pub struct AuthServer {
     refresh_grace: RefreshGrace,
     scopes: Scope,
     staff_scopes: Scope,
+    privileged_scopes: Scope,
     issuer_url: String,
     body_limit: usize,
     clock: Arc<dyn Clock>,
@@ -146,6 +148,7 @@ impl std::fmt::Debug for AuthServer {
             .field("issuer_url", &self.issuer_url)
             .field("scopes", &self.scopes)
             .field("staff_scopes", &self.staff_scopes)
+            .field("privileged_scopes", &self.privileged_scopes)
             .field("lifetimes", &self.lifetimes)
             .field("throttle", &self.throttle)
             .field(
@@ -159,7 +162,9 @@ impl std::fmt::Debug for AuthServer {
 
 impl AuthServer {
     /// A server over these stores, with the defaults: scopes `read write introspection`
-    /// (and `admin` as the staff-only scope, see [`staff_scopes`](Self::staff_scopes)),
+    /// (and `admin` as the staff-only scope, see [`staff_scopes`](Self::staff_scopes);
+    /// `introspection` and `admin` privileged, see
+    /// [`privileged_scopes`](Self::privileged_scopes)),
     /// access tokens for 36000 s and refresh tokens for 30 days (both as DOT's),
     /// [`ScryptParams::PRODUCTION`], Django's password rules, [`ThrottleConfig::default`],
     /// 64 KiB request bodies, issuer `http://127.0.0.1:8000`.
@@ -188,6 +193,7 @@ impl AuthServer {
             refresh_grace: RefreshGrace::default(),
             scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
             staff_scopes: [STAFF_SCOPE].into_iter().collect(),
+            privileged_scopes: [INTROSPECTION_SCOPE, STAFF_SCOPE].into_iter().collect(),
             issuer_url: "http://127.0.0.1:8000".to_owned(),
             body_limit: 64 * 1024,
             clock: Arc::new(SystemClock),
@@ -275,6 +281,17 @@ impl AuthServer {
     /// The scopes this server knows (DOT `SCOPES`).
     pub fn scopes(mut self, scopes: Scope) -> Self {
         self.scopes = scopes;
+        self
+    }
+
+    /// The privileged scopes (default: `introspection admin`): granted only to a
+    /// confidential client whose registration lists them by name, never as a
+    /// default and never to a public client. A client registered without a scope
+    /// (an empty stored scope) may have the other, *ordinary* scopes; so may a
+    /// request that names no scope. Asking for a privileged scope the client may not
+    /// have is `invalid_scope`. See docs/security.md.
+    pub fn privileged_scopes(mut self, scopes: Scope) -> Self {
+        self.privileged_scopes = scopes;
         self
     }
 
@@ -495,6 +512,7 @@ impl AuthServer {
             clock: self.clock,
             scopes: self.scopes,
             staff_scopes: self.staff_scopes,
+            privileged_scopes: self.privileged_scopes,
             issuer_url,
         });
         if let (Some(log), Ok(runtime)) = (
@@ -884,6 +902,8 @@ pub(crate) struct ServerState {
     pub(crate) scopes: Scope,
     /// Scopes only staff users' tokens may carry.
     pub(crate) staff_scopes: Scope,
+    /// Scopes granted only to confidential clients registered with them.
+    pub(crate) privileged_scopes: Scope,
     /// Without a trailing slash.
     pub(crate) issuer_url: String,
 }

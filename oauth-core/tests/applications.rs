@@ -29,6 +29,7 @@ scenarios!(
     deletion_revokes_tokens_and_removes_the_client,
     no_store_holds_a_generated_secret,
     a_form_sent_signed_out_comes_back_to_its_page,
+    privileged_scopes_are_marked_and_never_given_by_default,
 );
 
 const STAFF: &str = "boss@example.com";
@@ -656,7 +657,7 @@ async fn generated_secret_is_shown_once_and_works(h: &Harness) {
         (
             "scope",
             "read introspection",
-            "Unknown scope “introspection”",
+            "“introspection” is a privileged scope: only staff can give it to an application.",
         ),
         ("scope", "admin", "Unknown scope “admin”"),
     ] {
@@ -1243,4 +1244,105 @@ async fn a_form_sent_signed_out_comes_back_to_its_page(h: &Harness) {
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{unused}: {}", p.body);
         assert_eq!(next_of(&p), "/o/authorized_tokens/", "{unused}");
     }
+}
+
+/// Issue 19: the forms and pages mark the privileged scopes; an empty scope gives
+/// the ordinary ones only; a public client is refused a privileged scope.
+async fn privileged_scopes_are_marked_and_never_given_by_default(h: &Harness) {
+    const MARKED: &str =
+        "<code>introspection</code> <strong class=\"privileged\">privileged</strong>";
+    let mut staff = admin(h).await;
+    let add = staff.get("/admin/applications/add/").await;
+    assert!(add.body.contains(MARKED), "{}", add.body);
+    assert!(
+        add.body.contains("<code>read</code>, <code>write</code>, "),
+        "{}",
+        add.body
+    );
+    assert!(
+        add.body
+            .contains("Leave empty for the ordinary scopes: read write."),
+        "{}",
+        add.body
+    );
+    // The seed's resource server lists introspection: its page marks it.
+    let rs = staff.get("/admin/applications/rs-id/").await;
+    assert!(rs.body.contains(MARKED), "{}", rs.body);
+
+    // An empty scope: the ordinary scopes, and no privileged one by name.
+    let p = submit(
+        &mut staff,
+        "/admin/applications/add/",
+        "/admin/applications/add/",
+        &[
+            ("name", "Robot"),
+            ("client_id", "robot"),
+            ("client_secret", "robot-secret"),
+            ("client_type", "confidential"),
+            ("grant_types", "client_credentials"),
+            ("grant_types", "password"),
+            ("scope", ""),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let c = h.store.client("robot").await.unwrap().unwrap();
+    assert_eq!(c.allowed_scope.to_string(), "read write");
+    let page = staff.get("/admin/applications/robot/").await;
+    assert!(
+        !page
+            .body
+            .contains("class=\"privileged\">privileged</strong></dd>")
+    );
+    let r = h
+        .post_form(
+            "/o/token/",
+            Some(("robot", "robot-secret")),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "introspection"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json);
+    assert_eq!(r.json["error"], "invalid_scope");
+
+    // A public client never gets one, from either form.
+    for (page, to) in [
+        ("/admin/applications/add/", "/admin/applications/add/"),
+        ("/admin/applications/rs-id/", "/admin/applications/rs-id/"),
+    ] {
+        let p = submit(
+            &mut staff,
+            page,
+            to,
+            &[
+                ("name", "Leaky"),
+                ("client_type", "public"),
+                ("grant_types", "authorization_code"),
+                ("redirect_uris", "https://app.example.com/cb"),
+                ("scope", "read introspection"),
+            ],
+        )
+        .await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{to}: {}", p.body);
+        assert!(
+            p.body
+                .contains("“introspection” is a privileged scope: a public client never gets it"),
+            "{to}: {}",
+            p.body
+        );
+    }
+    let rs = h.store.client("rs-id").await.unwrap().unwrap();
+    assert_eq!(rs.kind, ClientKind::Confidential);
+
+    // The self-service form offers the ordinary scopes only.
+    let (mut ann, _) = user(h, ANN).await;
+    let own = ann.get("/o/applications/register/").await;
+    assert!(
+        own.body.contains("from: <code>read</code>, <code>write</code>. Leave empty for the ordinary scopes: read write."),
+        "{}",
+        own.body
+    );
+    assert!(!own.body.contains("introspection"), "{}", own.body);
 }

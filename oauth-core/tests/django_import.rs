@@ -68,7 +68,46 @@ async fn run(h: &Harness, source_url: &str, dry_run: bool) -> ImportReport {
     );
     options.default_scope = "read write".parse().unwrap();
     options.dry_run = dry_run;
-    import(&source, &h.store, &options).await.unwrap()
+    let report = import(&source, &h.store, &options).await.unwrap();
+    if !dry_run {
+        give_rs_id_introspection(h).await;
+    }
+    report
+}
+
+/// What the operator does after an import (docs/migrating-from-dot.md): imported
+/// applications get the ordinary scopes only, so the resource server's own client
+/// is given the privileged `introspection` by name (here straight in the store,
+/// before anything cached the registration).
+async fn give_rs_id_introspection(h: &Harness) {
+    let mut rs = h.store.client("rs-id").await.unwrap().unwrap();
+    if !rs.allowed_scope.contains("introspection") {
+        rs.allowed_scope.insert("introspection").unwrap();
+        h.store.update_client(rs).await.unwrap();
+    }
+}
+
+/// Issue 19: every imported application has the ordinary scopes only, though the
+/// import was given `read write introspection`; asking for `introspection` by name
+/// is refused.
+async fn imported_applications_get_ordinary_scopes_only(h: &Harness) {
+    for id in ["conf-app", "clear-app", "public-app"] {
+        let c = h.store.client(id).await.unwrap().unwrap();
+        assert_eq!(c.allowed_scope.to_string(), "read write", "{id}");
+        assert_eq!(c.default_scope.to_string(), "read write", "{id}");
+    }
+    let r = h
+        .post_form(
+            "/o/token/",
+            Some(("clear-app", "clear-app-secret")),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "introspection"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"], "invalid_scope");
 }
 
 fn assert_first_import(r: &ImportReport) {
@@ -324,6 +363,7 @@ async fn live_tokens_keep_working(h: &Harness) {
 async fn full_import(h: &Harness, source_url: &str) {
     let first = run(h, source_url, false).await;
     assert_first_import(&first);
+    imported_applications_get_ordinary_scopes_only(h).await;
     users_sign_in_with_the_token_endpoint(h).await;
     the_inactive_and_the_unusable_cannot_sign_in(h).await;
     applications_authenticate_with_their_secrets(h).await;
@@ -452,6 +492,7 @@ async fn bad_source_rows_are_skipped_not_fatal() {
         "read write introspection".parse().unwrap(),
     );
     let r = import(&source, &h.store, &options).await.unwrap();
+    give_rs_id_introspection(&h).await;
     let text = r.to_string();
     assert_eq!((r.users.imported, r.users.skipped), (5, 2), "{text}");
     assert!(text.contains("no valid email address"), "{text}");

@@ -122,7 +122,7 @@ async fn list(
             None => String::new(),
         };
         rows.push(Row {
-            facts: Facts::of(c),
+            facts: Facts::of(c, &pages.app),
             owner,
         });
     }
@@ -183,7 +183,14 @@ async fn add(
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
     let (form, secret) = AppForm::parse(&body);
-    let valid = match app_form::validate(&form, &secret, None, &pages.app.scopes, Audience::Staff) {
+    let valid = match app_form::validate(
+        &form,
+        &secret,
+        None,
+        &pages.app.scopes,
+        &crate::server::scope_policy::privileged(&pages.app),
+        Audience::Staff,
+    ) {
         Ok(v) => v,
         Err(errors) => return add_page(&pages, &session, &me, form, errors).await,
     };
@@ -287,7 +294,7 @@ async fn detail_page(
         status,
         &DetailPage {
             chrome: &chrome,
-            facts: Facts::of(client),
+            facts: Facts::of(client, &pages.app),
             owner,
             new_secret,
             confidential: client.kind == ClientKind::Confidential,
@@ -334,6 +341,7 @@ async fn change(
         &secret,
         Some(&client),
         &pages.app.scopes,
+        &crate::server::scope_policy::privileged(&pages.app),
         Audience::Staff,
     ) {
         Ok(v) => v,
@@ -382,7 +390,7 @@ async fn confirm_delete(
             action: format!("{back}delete/"),
             back,
             consequences: Vec::new(),
-            application: Some(Facts::of(&client)),
+            application: Some(Facts::of(&client, &pages.app)),
         },
     )
 }

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::ImportError;
 use super::report::ImportReport;
 use super::source::{DjangoSource, SourceAccessToken, SourceApplication, SourceUser};
+use crate::issuer::without;
 use crate::password::{PasswordHasher, django_algorithm};
 use crate::scope::Scope;
 use crate::secret::Password;
@@ -39,10 +40,19 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Hashes secrets DOT kept in clear (with the server's parameters).
     pub hasher: PasswordHasher,
-    /// Imported applications' `allowed_scope` (DOT's `SCOPES` keys).
+    /// Imported applications' `allowed_scope` (DOT's `SCOPES` keys), less
+    /// [`privileged_scopes`](Self::privileged_scopes).
     pub allowed_scope: Scope,
-    /// Imported applications' `default_scope` (DOT's `DEFAULT_SCOPES`).
+    /// Imported applications' `default_scope` (DOT's `DEFAULT_SCOPES`), less
+    /// [`privileged_scopes`](Self::privileged_scopes).
     pub default_scope: Scope,
+    /// The server's privileged scopes
+    /// ([`AuthServer::privileged_scopes`](crate::AuthServer::privileged_scopes),
+    /// default `introspection admin`): never given to an imported application,
+    /// which gets the ordinary scopes only. Give the resource server's own
+    /// client its privileged scopes by name afterwards (the console's application
+    /// page), as DOT knows no per-application scope.
+    pub privileged_scopes: Scope,
     /// DOT's `REFRESH_TOKEN_EXPIRE_SECONDS`: a refresh token expires that long after
     /// it was created. `None` (DOT's default: they never expire) gives each imported
     /// refresh token [`refresh_token_ttl`](Self::refresh_token_ttl) from now.
@@ -56,7 +66,8 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
-    /// Options with `scope` as applications' allowed and default scope.
+    /// Options with `scope` as applications' allowed and default scope (less the
+    /// privileged scopes).
     #[must_use]
     pub fn new(hasher: PasswordHasher, scope: Scope) -> Self {
         Self {
@@ -64,6 +75,12 @@ impl ImportOptions {
             hasher,
             allowed_scope: scope.clone(),
             default_scope: scope,
+            privileged_scopes: [
+                crate::server::INTROSPECTION_SCOPE,
+                crate::issuer::STAFF_SCOPE,
+            ]
+            .into_iter()
+            .collect(),
             dot_refresh_token_expire: None,
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             batch_size: 500,
@@ -557,6 +574,9 @@ async fn plan_application(
     }
     let key = a.id.to_string();
     let owner = a.user_id.and_then(|u| users.get(&u).copied());
+    // Imported applications get the ordinary scopes only (issue 19).
+    let allowed_scope = without(&options.allowed_scope, &options.privileged_scopes);
+    let default_scope = without(&options.default_scope, &options.privileged_scopes);
     let fp = fingerprint(&[
         client_id,
         &a.client_secret,
@@ -568,8 +588,8 @@ async fn plan_application(
         &a.skip_authorization.to_string(),
         &a.name,
         &format!("{owner:?}"),
-        &options.allowed_scope.to_string(),
-        &options.default_scope.to_string(),
+        &allowed_scope.to_string(),
+        &default_scope.to_string(),
     ]);
     let previous = ledger.get(&key);
     if previous.is_some_and(|(_, old)| *old == fp) {
@@ -644,8 +664,8 @@ async fn plan_application(
             .map(str::to_owned)
             .collect(),
         skip_authorization: a.skip_authorization,
-        allowed_scope: options.allowed_scope.clone(),
-        default_scope: options.default_scope.clone(),
+        allowed_scope,
+        default_scope,
         owner,
         created_at: time(a.created, options.now),
     };

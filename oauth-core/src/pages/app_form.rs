@@ -23,9 +23,12 @@ pub(crate) use save::{
 
 use super::PagesState;
 use crate::admin::FormErrors;
+use crate::issuer::without;
 use crate::scope::Scope;
 use crate::secret::ClientSecret;
+use crate::server::AppState;
 use crate::server::authorization::validate_redirect_uri;
+use crate::server::scope_policy;
 use crate::store::{Client, ClientKind, GrantType};
 
 /// The longest client id (the column's length).
@@ -172,8 +175,10 @@ pub(crate) struct FormView {
     pub(crate) staff: bool,
     /// A change form of a client with a stored secret (an empty field keeps it).
     pub(crate) has_secret: bool,
-    /// The scopes the server knows, for the help text.
-    pub(crate) known_scopes: String,
+    /// The scopes this form may give, each marked privileged or not (help text).
+    pub(crate) scopes: Vec<ScopeMark>,
+    /// What an empty field gives: the ordinary ones of [`scopes`](Self::scopes).
+    pub(crate) ordinary_scopes: String,
     pub(crate) grants: &'static [GrantChoice],
 }
 
@@ -191,9 +196,40 @@ impl FormView {
             adding: existing.is_none(),
             staff: audience == Audience::Staff,
             has_secret: existing.is_some_and(|c| c.secret_hash.is_some()),
-            known_scopes: pages.app.scopes.to_string(),
+            scopes: ScopeMark::all(&scopes_for(pages, audience), &pages.app),
+            ordinary_scopes: without(&scopes_for(pages, audience), &pages.app.privileged_scopes)
+                .to_string(),
             grants: &GRANTS,
         }
+    }
+}
+
+/// A scope as the pages show it: its name, and whether it is privileged
+/// ([`AuthServer::privileged_scopes`](crate::AuthServer::privileged_scopes)).
+#[derive(Debug, Clone)]
+pub(crate) struct ScopeMark {
+    pub(crate) name: String,
+    pub(crate) privileged: bool,
+}
+
+impl ScopeMark {
+    pub(crate) fn all(scope: &Scope, app: &AppState) -> Vec<Self> {
+        scope
+            .iter()
+            .map(|t| Self {
+                name: t.to_owned(),
+                privileged: scope_policy::is_privileged(app, t),
+            })
+            .collect()
+    }
+}
+
+/// The scopes a form of `audience` may give: every scope of the server for staff;
+/// for an owner's own application, the ordinary ones less the staff-only ones.
+pub(crate) fn scopes_for(pages: &PagesState, audience: Audience) -> Scope {
+    match audience {
+        Audience::Staff => pages.app.scopes.clone(),
+        Audience::Owner => without(&scope_policy::ordinary(&pages.app), &pages.app.staff_scopes),
     }
 }
 
@@ -245,12 +281,15 @@ fn is_origin(s: &str) -> bool {
 }
 
 /// Checks a submitted form. `existing` is the client a change form edits; `known`
-/// the scopes the server knows (an empty field means all of them).
+/// the scopes the form may give ([`scopes_for`]), of which `privileged` are given
+/// only by name and never to a public client (an empty field means the ordinary
+/// ones).
 pub(crate) fn validate(
     form: &AppForm,
     secret: &ClientSecret,
     existing: Option<&Client>,
     known: &Scope,
+    privileged: &Scope,
     audience: Audience,
 ) -> Result<Valid, FormErrors> {
     let mut errors = FormErrors::default();
@@ -381,7 +420,7 @@ pub(crate) fn validate(
     }
 
     let scope = if form.scope.trim().is_empty() {
-        known.clone()
+        without(known, privileged)
     } else {
         match form
             .scope
@@ -392,10 +431,25 @@ pub(crate) fn validate(
         {
             Ok(s) => {
                 for t in s.iter().filter(|t| !known.contains(t)) {
-                    errors.add(
-                        "scope",
-                        format!("Unknown scope “{t}”: choose from {known}."),
-                    );
+                    if privileged.contains(t) {
+                        errors.add(
+                            "scope",
+                            format!("“{t}” is a privileged scope: only staff can give it to an application."),
+                        );
+                    } else {
+                        errors.add(
+                            "scope",
+                            format!("Unknown scope “{t}”: choose from {known}."),
+                        );
+                    }
+                }
+                if kind == Some(ClientKind::Public) {
+                    for t in s.iter().filter(|t| privileged.contains(t)) {
+                        errors.add(
+                            "scope",
+                            format!("“{t}” is a privileged scope: a public client never gets it (it cannot keep a secret)."),
+                        );
+                    }
                 }
                 s
             }
@@ -451,7 +505,10 @@ pub(crate) struct Facts {
     pub(crate) grants: String,
     pub(crate) redirect_uris: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
-    pub(crate) scope: String,
+    /// The registered scopes, each marked privileged or not.
+    pub(crate) scopes: Vec<ScopeMark>,
+    /// What an empty registration gives: the server's ordinary scopes.
+    pub(crate) ordinary: String,
     pub(crate) skip_authorization: bool,
     pub(crate) created: String,
     /// The path segment of the client id.
@@ -459,7 +516,7 @@ pub(crate) struct Facts {
 }
 
 impl Facts {
-    pub(crate) fn of(c: &Client) -> Self {
+    pub(crate) fn of(c: &Client, app: &AppState) -> Self {
         Self {
             name: c.name.clone(),
             client_id: c.client_id.clone(),
@@ -472,7 +529,8 @@ impl Facts {
                 .join(", "),
             redirect_uris: c.redirect_uris.clone(),
             allowed_origins: c.allowed_origins.clone(),
-            scope: c.allowed_scope.to_string(),
+            scopes: ScopeMark::all(&c.allowed_scope, app),
+            ordinary: scope_policy::ordinary(app).to_string(),
             skip_authorization: c.skip_authorization,
             created: crate::admin::when(c.created_at),
             segment: path_segment(&c.client_id),
@@ -488,6 +546,10 @@ mod tests {
         "read write introspection".parse().unwrap_or_default()
     }
 
+    fn privileged() -> Scope {
+        "introspection admin".parse().unwrap_or_default()
+    }
+
     fn form(pairs: &[(&str, &str)]) -> (AppForm, ClientSecret) {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
@@ -497,7 +559,7 @@ mod tests {
 
     fn errors_of(pairs: &[(&str, &str)]) -> FormErrors {
         let (f, s) = form(pairs);
-        match validate(&f, &s, None, &known(), Audience::Staff) {
+        match validate(&f, &s, None, &known(), &privileged(), Audience::Staff) {
             Ok(_) => FormErrors::default(),
             Err(e) => e,
         }
@@ -513,7 +575,7 @@ mod tests {
             ("grant_types", "password"),
             ("scope", "read write introspection"),
         ]);
-        let v = validate(&f, &s, None, &known(), Audience::Staff);
+        let v = validate(&f, &s, None, &known(), &privileged(), Audience::Staff);
         assert!(v.is_ok(), "{v:?}");
     }
 
@@ -601,7 +663,7 @@ mod tests {
             ("grant_types", "refresh_token"),
             ("skip_authorization", "on"),
         ]);
-        let v = validate(&f, &s, None, &known(), Audience::Owner);
+        let v = validate(&f, &s, None, &known(), &privileged(), Audience::Owner);
         assert!(v.is_ok_and(|v| !v.skip_authorization));
     }
 
@@ -612,11 +674,11 @@ mod tests {
             ("client_type", "confidential"),
             ("grant_types", "password"),
         ]);
-        let Err(errors) = validate(&f, &s, None, &known(), Audience::Owner) else {
+        let Err(errors) = validate(&f, &s, None, &known(), &privileged(), Audience::Owner) else {
             panic!("accepted");
         };
         assert!(errors.of("grant_types")[0].starts_with("Only staff may allow the password grant"));
-        assert!(validate(&f, &s, None, &known(), Audience::Staff).is_ok());
+        assert!(validate(&f, &s, None, &known(), &privileged(), Audience::Staff).is_ok());
     }
 
     #[test]

@@ -140,7 +140,7 @@ async fn mine(
 async fn list(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
     let me = page_try!(owner(&pages, &session, &uri).await);
     let apps = match pages.app.client_auth.registry().clients_of(me.id).await {
-        Ok(c) => c.iter().map(Facts::of).collect(),
+        Ok(c) => c.iter().map(|c| Facts::of(c, &pages.app)).collect(),
         Err(e) => return pages.internal(&e).await,
     };
     let chrome = page_try!(chrome(&pages, &session, &me, "").await);
@@ -198,11 +198,17 @@ async fn register(
 ) -> Response {
     let me = page_try!(owner(&pages, &session, &uri).await);
     let (form, secret) = AppForm::parse(&body);
-    let valid =
-        match app_form::validate(&form, &secret, None, &owner_scopes(&pages), Audience::Owner) {
-            Ok(v) => v,
-            Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
-        };
+    let valid = match app_form::validate(
+        &form,
+        &secret,
+        None,
+        &owner_scopes(&pages),
+        &crate::server::scope_policy::privileged(&pages.app),
+        Audience::Owner,
+    ) {
+        Ok(v) => v,
+        Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
+    };
     let saved = match app_form::register(&pages, valid, Some(me.id)).await {
         Ok(Ok(s)) => s,
         Ok(Err(errors)) => return form_page(&pages, &session, &me, form, errors, None).await,
@@ -250,7 +256,12 @@ async fn detail_page(
     page(
         pages,
         StatusCode::OK,
-        &DetailPage::new(&chrome, Facts::of(client), new_secret, confidential),
+        &DetailPage::new(
+            &chrome,
+            Facts::of(client, &pages.app),
+            new_secret,
+            confidential,
+        ),
     )
 }
 
@@ -298,6 +309,7 @@ async fn update(
         &secret,
         Some(&client),
         &owner_scopes(&pages),
+        &crate::server::scope_policy::privileged(&pages.app),
         Audience::Owner,
     ) {
         Ok(v) => v,
@@ -343,7 +355,7 @@ async fn confirm_delete(
     page(
         &pages,
         StatusCode::OK,
-        &ConfirmPage::new(&chrome, Facts::of(&client)),
+        &ConfirmPage::new(&chrome, Facts::of(&client, &pages.app)),
     )
 }
 
@@ -358,14 +370,9 @@ async fn delete(
     app_form::delete_and_finish(&pages, &session, &me, &client, "by its owner: ", LIST).await
 }
 
-/// The scopes an owner may give their own application: every scope of the server
-/// but `introspection` (which would let the client read any user's tokens) and the
-/// staff-only scopes.
+/// The scopes an owner may give their own application: the ordinary ones less the
+/// staff-only ones (a privileged scope such as `introspection` would let the client
+/// read any user's tokens).
 fn owner_scopes(pages: &PagesState) -> crate::scope::Scope {
-    pages
-        .app
-        .scopes
-        .iter()
-        .filter(|s| *s != crate::server::INTROSPECTION_SCOPE && !pages.app.staff_scopes.contains(s))
-        .collect()
+    app_form::scopes_for(pages, Audience::Owner)
 }

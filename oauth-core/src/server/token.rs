@@ -30,7 +30,7 @@ use super::error::{OAuthError, OAuthErrorCode, no_store};
 use super::throttle::{Key, Refused, account_key};
 use super::{AppState, ClientIp};
 use crate::email::Email;
-use crate::issuer::{GrantRequest, IssuedTokens, IssuerError, has_any, without};
+use crate::issuer::{GrantRequest, IssuedTokens, IssuerError, has_any};
 use crate::scope::Scope;
 use crate::secret::{Password, RefreshToken};
 use crate::store::{Client, ClientKind, GrantType, TokenKind};
@@ -232,49 +232,7 @@ pub(super) async fn token(
     Ok(token_response(&issued))
 }
 
-/// RFC 6749 §3.3: no scope asked → the client's default; otherwise a subset of what
-/// both the client and the server allow. A default never includes a staff-only
-/// scope (`AuthServer::staff_scopes`): those are given only to whoever asks for them
-/// by name, and only then checked against the user. Nor, for a token that acts for
-/// a user (`for_user`), the `introspection` scope: a user's token able to inspect
-/// every other token must be asked for by name.
-pub(super) fn negotiate(
-    state: &AppState,
-    client: &Client,
-    requested: Option<&str>,
-    for_user: bool,
-) -> Result<Scope, OAuthError> {
-    let invalid = || OAuthError::new(OAuthErrorCode::InvalidScope);
-    let requested: Scope = match requested {
-        Some(s) => s.parse().map_err(|_| invalid())?,
-        None => Scope::empty(),
-    };
-    let scope = if requested.is_empty() {
-        let default = if client.default_scope.is_empty() {
-            &client.allowed_scope
-        } else {
-            &client.default_scope
-        };
-        let mut scope = without(default, &state.staff_scopes);
-        if for_user {
-            scope = scope
-                .iter()
-                .filter(|t| *t != super::INTROSPECTION_SCOPE)
-                .collect();
-        }
-        if scope.is_empty() && !default.is_empty() {
-            return Err(invalid());
-        }
-        scope
-    } else {
-        requested
-    };
-    if scope.is_subset(&client.allowed_scope) && scope.is_subset(&state.scopes) {
-        Ok(scope)
-    } else {
-        Err(invalid())
-    }
-}
+pub(super) use super::scope_policy::negotiate;
 
 /// Whether `scope` asks for a staff-only scope.
 pub(super) fn wants_staff_scope(state: &AppState, scope: &Scope) -> bool {
@@ -525,6 +483,19 @@ async fn refresh_grant(
                     })),
                     None => None,
                 };
+                // The scope policy holds at every refresh too: a token issued before a
+                // scope became privileged, or before the client lost it, is not
+                // renewed with it. (Another client's token is left to the machine:
+                // `invalid_grant`.)
+                if let Some(g) = grant.as_ref().filter(|g| g.client_id == client.client_id) {
+                    let carried = match refresh::Request::scope(&request) {
+                        Some(s) => s
+                            .parse::<Scope>()
+                            .map_err(|_| OAuthError::new(OAuthErrorCode::InvalidScope))?,
+                        None => g.scope.iter().collect(),
+                    };
+                    super::scope_policy::check(state, client, &carried, !g.owner_id.is_empty())?;
+                }
                 RefreshInput::Recovered {
                     scope: refresh::Request::scope(&request),
                     grant,

@@ -24,7 +24,7 @@ use axum::http::{Request, StatusCode, header};
 use common::{Harness, basic_header};
 use http_body_util::BodyExt as _;
 use oauth_core::{
-    Clock as _, ClientRegistry as _, Password, RevocationBatch, RevocationLog, StoreError,
+    ClientRegistry as _, Clock as _, Password, RevocationBatch, RevocationLog, StoreError,
     TokenStore as _, UnixTime,
 };
 use tower::ServiceExt as _;
@@ -175,7 +175,10 @@ async fn a_revoked_bearer_token_ends_the_stream(h: &Harness) {
         .post_form(
             "/o/token/",
             Some(("svc", "svc-secret")),
-            &[("grant_type", "client_credentials"), ("scope", "introspection")],
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "introspection"),
+            ],
         )
         .await;
     assert_eq!(token.status, StatusCode::OK, "{:?}", token.json);
@@ -337,9 +340,13 @@ async fn configured_caps_and_recheck_period() {
     eprintln!("re-check every {recheck:?}: the stream ended {took:.2?} after the rotation");
     // Its slot is free again.
     drop(other);
-    let _svc = tokio::time::timeout(Duration::from_secs(5), async {
+    tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if refusal(&h.router, &basic_header("svc", "svc-secret")).await.0 == StatusCode::OK {
+            if refusal(&h.router, &basic_header("svc", "svc-secret"))
+                .await
+                .0
+                == StatusCode::OK
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -347,4 +354,83 @@ async fn configured_caps_and_recheck_period() {
     })
     .await
     .expect("the slot of an ended stream is freed");
+}
+
+/// A stream that falls further behind the shared feed than it keeps (1,024
+/// entries) reads what it missed from the log: every entry arrives once, in
+/// order, without a `reset`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_behind_the_feed_misses_nothing() {
+    use oauth_core::UserStore as _;
+    let h = Harness::new(common::Backend::Sqlite, common::lenient())
+        .await
+        .unwrap();
+    let user = h.user("lag@example.com").await;
+    let res = h
+        .router
+        .clone()
+        .oneshot(stream_request(&basic_header("rs-id", "rs-secret")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    // Up to `sync`: the stream has joined the feed; then it is not read while
+    // 1,200 entries are written (a staff user demoted, 1,200 times).
+    let mut text = String::new();
+    while !text.contains("event: sync") {
+        let frame = body.frame().await.unwrap().unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    let flags = |staff| oauth_core::UserFlags {
+        is_staff: Some(staff),
+        ..Default::default()
+    };
+    let start = h.store.revocations_after(0, 1).await.unwrap().latest;
+    const N: usize = 1200;
+    for _ in 0..N {
+        h.store.set_user_flags(user, flags(true)).await.unwrap();
+        h.store.set_user_flags(user, flags(false)).await.unwrap();
+    }
+    let written: Vec<i64> = h
+        .store
+        .revocations_after(start, 10_000)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(written.len(), N);
+    // Let the feed publish them all (it reads 256 a query).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut received = Vec::new();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.len() < N {
+        let frame = tokio::time::timeout_at(deadline.into(), body.frame())
+            .await
+            .expect("entries missing")
+            .expect("the stream ended")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            assert!(!block.contains("event: reset"), "{block}");
+            if block.contains("event: token-claims-change") {
+                let id = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id:"))
+                    .unwrap()
+                    .trim()
+                    .parse::<i64>()
+                    .unwrap();
+                received.push(id);
+            }
+        }
+    }
+    assert_eq!(received, written);
 }

@@ -102,7 +102,10 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
         if let Some(n) = open.per_client.get_mut(&self.client_id) {
             *n = n.saturating_sub(1);
@@ -155,7 +158,8 @@ impl Feed {
         }
         shared.position = position;
         drop(shared);
-        self.primed.send_if_modified(|primed| !std::mem::replace(primed, true));
+        self.primed
+            .send_if_modified(|primed| !std::mem::replace(primed, true));
     }
 
     /// A receiver of every item after the returned position (once the feed has one).
@@ -174,7 +178,10 @@ impl Feed {
 
     /// A place for one more stream of `client_id`, or the refusal.
     fn admit(&self, client_id: &str, limits: StreamLimits) -> Result<Slot, OAuthError> {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let of_client = open.per_client.get(client_id).copied().unwrap_or(0);
         if of_client >= limits.per_client {
             return Err(OAuthError::too_many(
@@ -254,10 +261,8 @@ async fn run_feed(log: Arc<dyn RevocationLog>, state: Weak<ServerState>) {
     security(("client_basic" = []), ("bearer" = []), ()),
     responses(
         (status = 200,
-         description = "Server-Sent Events, endless: `token-revoked`, `session-revoked`, `credential-change`, `sync`, `reset` (docs/revocation-events.md); a comment line every second. The stream ends when the caller's credentials no longer pass (re-checked every few seconds and on entries that name the caller).",
+         description = "Server-Sent Events, endless: `token-revoked`, `session-revoked`, `credential-change`, `sync`, `reset` (docs/revocation-events.md); a comment line every second. The stream ends when the caller's credentials no longer pass (re-checked every few seconds and on entries that name the caller). 429 / 503 past the per-client / total cap of open streams.",
          content_type = "text/event-stream", body = String),
-        (status = 429, description = "This client holds as many streams as it may (`temporarily_unavailable`, `Retry-After`)."),
-        (status = 503, description = "The server holds as many streams as it may (`temporarily_unavailable`, `Retry-After`)."),
         crate::openapi::OAuthErrors,
         crate::openapi::BearerScopeError,
     ),
@@ -485,7 +490,8 @@ impl Follow {
         self.position = Some(position);
         if !self.synced {
             self.synced = true;
-            self.pending.push_back(control("sync", position, "up to date"));
+            self.pending
+                .push_back(control("sync", position, "up to date"));
         }
         self.rx = Some(rx);
         Some(())

@@ -441,7 +441,12 @@ impl Follow {
     /// feed's (read from the store, once), `sync` the first time, then the feed.
     async fn join(&mut self) -> Option<()> {
         let feed = self.state.feed.as_ref()?;
-        let (rx, upto) = feed.join().await?;
+        // A feed that has not read the log yet (the database is out) is waited
+        // for no longer than a re-check period: the stream ends, the receiver
+        // reconnects, and its caller is checked again.
+        let (rx, upto) = tokio::time::timeout(self.state.stream_limits.recheck, feed.join())
+            .await
+            .ok()??;
         let mut position = match self.position {
             Some(p) => p,
             None => {

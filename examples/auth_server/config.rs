@@ -44,6 +44,11 @@ pub struct Config {
     pub seed_demo: bool,
     /// How long revocation log entries are kept for resource servers to resume.
     pub revocation_retention: Duration,
+    /// How often an open revocation stream re-checks its caller.
+    pub stream_recheck: Duration,
+    /// Open revocation streams per client, and in all.
+    pub streams_per_client: usize,
+    pub streams_total: usize,
     /// How often the server runs `cleartokens` itself (zero: never).
     pub cleartokens_every: Duration,
     /// How long tokens are kept after they expired, or were revoked with their grant.
@@ -144,6 +149,9 @@ impl Config {
                 "REVOCATION_LOG_RETENTION_SECONDS",
                 24 * 3600,
             )?),
+            stream_recheck: Duration::from_secs(parsed("REVOCATION_STREAM_RECHECK_SECONDS", 5)?),
+            streams_per_client: parsed("REVOCATION_STREAMS_PER_CLIENT", 8)?,
+            streams_total: parsed("REVOCATION_STREAMS_TOTAL", 256)?,
             cleartokens_every: Duration::from_secs(parsed("CLEARTOKENS_INTERVAL_SECONDS", 600)?),
             token_retention: Duration::from_secs(parsed(
                 "CLEARTOKENS_RETENTION_SECONDS",

@@ -137,6 +137,8 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         .throttle(config.throttle)
         .trusted_proxies(config.trusted_proxies.clone())
         .body_limit(config.body_limit)
+        .revocation_stream_recheck(config.stream_recheck)
+        .revocation_stream_subscribers(config.streams_per_client, config.streams_total)
         .router_and_openapi()?;
     // Readiness, beside the liveness probe /healthz: the database answers.
     let (ready, ready_doc) = OpenApiRouter::new()

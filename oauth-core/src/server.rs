@@ -140,6 +140,7 @@ pub struct AuthServer {
     clock: Arc<dyn Clock>,
     client_cache_ttl: Duration,
     client_record_ttl: Duration,
+    stream_limits: revocations::StreamLimits,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -199,6 +200,7 @@ impl AuthServer {
             clock: Arc::new(SystemClock),
             client_cache_ttl: Duration::from_secs(600),
             client_record_ttl: Duration::from_secs(30),
+            stream_limits: revocations::StreamLimits::default(),
         }
     }
 
@@ -416,6 +418,28 @@ impl AuthServer {
         self
     }
 
+    /// How often an open revocation stream (`GET /o/revocations/`) presents its
+    /// caller's credentials again (default 5 s): a client deleted or given a new
+    /// secret, or a bearer token revoked or expired, loses its stream within this
+    /// time — at once when the log names it (its client's tokens revoked, its
+    /// token, its user).
+    pub fn revocation_stream_recheck(mut self, every: Duration) -> Self {
+        self.stream_limits.recheck = every.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How many revocation streams one client may hold open at a time on this
+    /// instance (default 8; a bearer token counts for its client), and how many
+    /// all callers together (default 256). Past the first: 429, past the second:
+    /// 503, both `temporarily_unavailable` with `Retry-After`. Only callers allowed
+    /// the `introspection` scope get that far; any of them can fill the total, so
+    /// keep it above what your resource servers need.
+    pub fn revocation_stream_subscribers(mut self, per_client: usize, total: usize) -> Self {
+        self.stream_limits.per_client = per_client;
+        self.stream_limits.total = total;
+        self
+    }
+
     /// Builds the router. Serve it with
     /// `into_make_service_with_connect_info::<SocketAddr>()`: failures are counted per
     /// caller address, and without connect info every caller is one and the same
@@ -496,7 +520,9 @@ impl AuthServer {
             users: self.users,
             tokens: self.tokens,
             grants: self.grants,
+            feed: self.revocations.clone().map(revocations::Feed::new),
             revocations: self.revocations,
+            stream_limits: self.stream_limits,
             code_ttl: self.code_ttl,
             browser,
             client_auth: ClientAuthenticator::new(
@@ -515,14 +541,11 @@ impl AuthServer {
             privileged_scopes: self.privileged_scopes,
             issuer_url,
         });
-        if let (Some(log), Ok(runtime)) = (
-            state.revocations.clone(),
-            tokio::runtime::Handle::try_current(),
-        ) {
-            runtime.spawn(revocations::forget_changed_clients(
-                log,
-                Arc::downgrade(&state),
-            ));
+        // The log's one reader on this instance: it keeps cached client
+        // registrations in step with the log from now on, and feeds every
+        // revocation stream (built outside a runtime: from the first stream on).
+        if let Some(feed) = &state.feed {
+            feed.start(Arc::downgrade(&state));
         }
         let limit = self.body_limit;
         #[cfg(feature = "pages")]
@@ -890,6 +913,9 @@ pub(crate) struct ServerState {
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) grants: Option<Arc<dyn GrantStore>>,
     pub(crate) revocations: Option<Arc<dyn RevocationLog>>,
+    /// The one reader of the log for this instance's streams (with a log).
+    pub(crate) feed: Option<revocations::Feed>,
+    pub(crate) stream_limits: revocations::StreamLimits,
     pub(crate) code_ttl: Duration,
     /// Whether `/o/authorize/` is served.
     pub(crate) browser: bool,

@@ -129,6 +129,19 @@ impl OAuthError {
         }
     }
 
+    /// 429 `temporarily_unavailable` with `Retry-After` and this description: a
+    /// limit on what one caller may hold at a time (not a failure count).
+    #[must_use]
+    pub(crate) fn too_many(
+        retry_after: Duration,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(OAuthErrorCode::TemporarilyUnavailable).describe(description)
+        }
+    }
+
     /// 503 `temporarily_unavailable` with `Retry-After`: load shed, or a dependency
     /// briefly out.
     #[must_use]

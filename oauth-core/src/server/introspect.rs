@@ -206,16 +206,25 @@ async fn introspect(
     Ok(answer(info.as_ref()))
 }
 
+/// Who passed [`authorize_caller`].
+pub(super) enum Caller {
+    /// A confidential client allowed the introspection scope.
+    Client(std::sync::Arc<crate::store::Client>),
+    /// The holder of this active token with the introspection scope.
+    Bearer(Box<TokenInfo>),
+}
+
 /// Whether the caller may look at other parties' tokens: a confidential client
 /// allowed the introspection scope (a resource server), or the holder of a token
-/// with that scope. Also guards the revocation stream, which tells the same.
+/// with that scope. Also guards the revocation stream, which tells the same (and
+/// asks again while it is open).
 pub(super) async fn authorize_caller(
     state: &AppState,
     ip: &ClientIp,
     authorization: Option<&str>,
     client_id: Option<&str>,
     client_secret: Option<&str>,
-) -> Result<(), OAuthError> {
+) -> Result<Caller, OAuthError> {
     if let Some(token) = authorization.and_then(bearer_token) {
         let caller = state
             .issuer
@@ -226,7 +235,7 @@ pub(super) async fn authorize_caller(
         if !caller.scope.contains(INTROSPECTION_SCOPE) {
             return Err(OAuthError::new(OAuthErrorCode::InsufficientScope));
         }
-        return Ok(());
+        return Ok(Caller::Bearer(Box::new(caller)));
     }
     let presented = client_auth::presented(authorization, client_id, client_secret)?;
     let (client, _) = authenticate_client(state, ip, presented).await?;
@@ -240,5 +249,5 @@ pub(super) async fn authorize_caller(
         return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient)
             .describe("This client may not introspect tokens."));
     }
-    Ok(())
+    Ok(Caller::Client(client))
 }

@@ -820,12 +820,18 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         use futures_util::future::Either;
         let limit = self.limit;
+        // The OAuth endpoints (`/o/…`) answer in RFC 6749's shape, the others in
+        // DRF's (`detail`); the status is 413 either way.
+        let oauth = req.uri().path().starts_with("/o/");
         let too_large = move || {
-            ApiError::Detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than {limit} bytes.").into(),
-            )
-            .into_response()
+            let description = format!("Request body is larger than {limit} bytes.");
+            if oauth {
+                let mut response = OAuthError::invalid_request(description).into_response();
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                response
+            } else {
+                ApiError::Detail(StatusCode::PAYLOAD_TOO_LARGE, description.into()).into_response()
+            }
         };
         let declared = req
             .headers()

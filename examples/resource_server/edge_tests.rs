@@ -145,3 +145,57 @@ async fn bodies_are_bounded_declared_or_chunked() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request", "{body}");
 }
+
+/// The `method` label of `http_requests_total` takes the standard methods and
+/// `other`: 1,000 invented methods make no new series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_make_no_new_metric_series() {
+    use crate::process::{Example, Process, client, free_port};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let auth = Process::start(
+        Example::AuthServer,
+        &[
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("as.db").display()),
+            ),
+            ("SCRYPT_LOG_N", "10".into()),
+            ("SCRYPT_P", "1".into()),
+            ("METRICS_ADDR", metrics.clone()),
+        ],
+        &dir.path().join("as.log"),
+    )
+    .await;
+    let http = client();
+    for i in 0..1000 {
+        let method = reqwest::Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        http.request(method, format!("{}/healthz", auth.url()))
+            .send()
+            .await
+            .unwrap();
+    }
+    http.get(format!("{}/healthz", auth.url()))
+        .send()
+        .await
+        .unwrap();
+    let page = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let methods: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .filter_map(|l| l.split("method=\"").nth(1)?.split('"').next())
+        .collect();
+    println!("distinct method labels after 1,000 invented methods: {methods:?}");
+    assert!(
+        methods.contains("other") && methods.contains("GET"),
+        "{page}"
+    );
+    assert!(methods.len() <= 10, "{} method labels", methods.len());
+}

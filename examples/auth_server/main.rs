@@ -131,6 +131,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         )?)
         .throttle(config.throttle)
         .trusted_proxies(config.trusted_proxies.clone())
+        .forwarded_header(config.forwarded_header)
         .body_limit(config.body_limit)
         .router_and_openapi()?;
     // Readiness, beside the liveness probe /healthz: the database answers.

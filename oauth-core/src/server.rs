@@ -82,6 +82,7 @@ pub use throttle::ThrottleConfig;
 
 use self::client_auth::ClientAuthenticator;
 pub(crate) use self::client_ip::ClientIp;
+pub use self::client_ip::ForwardedHeader;
 use self::throttle::Throttle;
 use crate::api::ApiError;
 use crate::clock::{Clock, SystemClock};
@@ -126,6 +127,7 @@ pub struct AuthServer {
     throttle: ThrottleConfig,
     throttle_store: Option<Arc<dyn ThrottleStore>>,
     trusted_proxies: Vec<IpNet>,
+    forwarded_header: ForwardedHeader,
     lifetimes: TokenLifetimes,
     refresh_grace: RefreshGrace,
     scopes: Scope,
@@ -181,6 +183,7 @@ impl AuthServer {
             throttle: ThrottleConfig::default(),
             throttle_store: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             lifetimes: TokenLifetimes::default(),
             refresh_grace: RefreshGrace::default(),
             scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
@@ -342,8 +345,9 @@ impl AuthServer {
     ///
     /// Throttling counts per caller address. A request whose peer is in one of these
     /// networks is counted under the address the proxy forwarded — the rightmost
-    /// address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a
-    /// trusted proxy; from any other peer those headers are ignored, so a caller
+    /// address in `X-Forwarded-For` (or `Forwarded: for=`, see
+    /// [`forwarded_header`](Self::forwarded_header)) that is not itself a trusted
+    /// proxy; from any other peer those headers are ignored, so a caller
     /// cannot pick the address it is counted under.
     ///
     /// ```
@@ -361,6 +365,15 @@ impl AuthServer {
     /// ```
     pub fn trusted_proxies(mut self, networks: Vec<IpNet>) -> Self {
         self.trusted_proxies = networks;
+        self
+    }
+
+    /// The one header the [trusted proxies](Self::trusted_proxies) name the caller
+    /// in (default [`ForwardedHeader::XForwardedFor`]). The other is never read: a
+    /// proxy that writes `Forwarded` passes on an `X-Forwarded-For` the client
+    /// forged, and the other way round.
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.forwarded_header = header;
         self
     }
 
@@ -545,7 +558,7 @@ impl AuthServer {
             tower::ServiceBuilder::new()
                 .layer(RejectLargeLayer { limit })
                 .layer(DefaultBodyLimit::max(limit))
-                .layer(client_ip::resolve_layer(trusted)),
+                .layer(client_ip::resolve_layer(trusted, self.forwarded_header)),
         );
         #[cfg(feature = "openapi")]
         {

@@ -522,15 +522,25 @@ impl AuthServer {
         // Browser apps (PKCE public clients) call these from their own origin: CORS
         // for the origins clients registered, and never for /o/authorize/.
         let cors = cors::layer(state.clone());
+        let cors_per_client = cors::per_client_layer(state.clone());
         let router = ApiRouter::default();
-        let router = operations!(router, paths::TOKEN, [post token::token], layer = cors.clone());
+        let router = operations!(
+            router,
+            paths::TOKEN,
+            [post token::token],
+            layer = cors_per_client.clone()
+        );
         let router = operations!(
             router,
             paths::INTROSPECT,
             [post introspect::introspect_post, get introspect::introspect_get]
         );
-        let router =
-            operations!(router, paths::REVOKE, [post revoke::revoke], layer = cors.clone());
+        let router = operations!(
+            router,
+            paths::REVOKE,
+            [post revoke::revoke],
+            layer = cors_per_client
+        );
         let router = operations!(router, paths::SIGNUP, [post users::signup]);
         let router = operations!(
             router,

@@ -49,25 +49,24 @@ impl<S: Send + Sync> FromRequestParts<S> for CorsClient {
     }
 }
 
-/// CORS for the endpoints that authenticate a client (token, revocation): [`layer`]
-/// and, around it, the per-client decision on the actual request.
-pub(super) fn per_client_layer(
-    state: AppState,
-) -> tower::ServiceBuilder<
+/// The per-client check as a plain function, so that its layer has a type to name.
+type CheckFn = fn(Request, Next) -> futures_util::future::BoxFuture<'static, Response>;
+
+/// [`per_client_layer`]'s layers: the check outside, tower-http's CORS inside.
+pub(super) type PerClientLayer = tower::ServiceBuilder<
     tower::layer::util::Stack<
         CorsLayer,
         tower::layer::util::Stack<
-            axum::middleware::FromFnLayer<
-                fn(Request, Next) -> futures_util::future::BoxFuture<'static, Response>,
-                (),
-                (Request,),
-            >,
+            axum::middleware::FromFnLayer<CheckFn, (), (Request,)>,
             tower::layer::util::Identity,
         >,
     >,
-> {
-    let check: fn(Request, Next) -> futures_util::future::BoxFuture<'static, Response> =
-        |req, next| Box::pin(only_the_authenticated_clients_origin(req, next));
+>;
+
+/// CORS for the endpoints that authenticate a client (token, revocation): [`layer`]
+/// and, around it, the per-client decision on the actual request.
+pub(super) fn per_client_layer(state: AppState) -> PerClientLayer {
+    let check: CheckFn = |req, next| Box::pin(only_the_authenticated_clients_origin(req, next));
     tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn(check))
         .layer(layer(state))

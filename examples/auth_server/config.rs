@@ -32,6 +32,8 @@ pub struct Config {
     pub kdf_queue: Option<usize>,
     pub throttle: ThrottleConfig,
     pub trusted_proxies: Vec<IpNet>,
+    /// `FORWARDED_HEADER`: the one header the trusted proxies name the caller in.
+    pub forwarded_header: oauth_core::ForwardedHeader,
     pub body_limit: usize,
     pub bench_ceiling: bool,
     pub code_ttl: Duration,
@@ -137,6 +139,7 @@ impl Config {
                 signup_window: seconds("SIGNUP_WINDOW_SECONDS", throttle.signup_window)?,
             },
             trusted_proxies: trusted_proxies()?,
+            forwarded_header: parsed("FORWARDED_HEADER", oauth_core::ForwardedHeader::default())?,
             body_limit: parsed("MAX_BODY_BYTES", 64 * 1024)?,
             bench_ceiling: parsed("BENCH_CEILING", false)?,
             code_ttl: Duration::from_secs(parsed("AUTHORIZATION_CODE_EXPIRE_SECONDS", 60)?),

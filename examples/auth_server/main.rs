@@ -136,6 +136,7 @@ fn app(store: Arc<SeaOrmStore>, config: &Config) -> Result<axum::Router, Error> 
         )?)
         .throttle(config.throttle)
         .trusted_proxies(config.trusted_proxies.clone())
+        .forwarded_header(config.forwarded_header)
         .body_limit(config.body_limit)
         .revocation_stream_recheck(config.stream_recheck)
         .revocation_stream_subscribers(config.streams_per_client, config.streams_total)

@@ -21,10 +21,8 @@ pub async fn start_metrics(db: &DatabaseConnection) -> Result<bool, Error> {
     let Some(addr) = var("METRICS_ADDR") else {
         return Ok(false);
     };
-    let addr: SocketAddr = addr
-        .trim()
-        .parse()
-        .map_err(|e| format!("METRICS_ADDR={addr:?}: {e}"))?;
+    let public = crate::env::parsed("METRICS_PUBLIC", false)?;
+    let addr = metrics_addr(&addr, public)?;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("metrics recorder: {e}"))?;
@@ -58,6 +56,36 @@ pub async fn start_metrics(db: &DatabaseConnection) -> Result<bool, Error> {
         }
     });
     Ok(true)
+}
+
+/// `METRICS_ADDR` as an address to bind: `host:port`, or a bare port for
+/// `127.0.0.1:port`. A non-loopback address is refused unless `public`
+/// (`METRICS_PUBLIC=true`), and then logged at WARN: the page tells anyone who can
+/// reach it the server's traffic, routes and failure counts.
+fn metrics_addr(value: &str, public: bool) -> Result<SocketAddr, Error> {
+    let value = value.trim();
+    let addr: SocketAddr = match value.parse::<u16>() {
+        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => value
+            .parse()
+            .map_err(|e| format!("METRICS_ADDR={value:?}: {e}"))?,
+    };
+    if !addr.ip().is_loopback() {
+        if !public {
+            return Err(format!(
+                "METRICS_ADDR={value:?} is not a loopback address: the metrics page would be \
+                 reachable from other hosts. Use 127.0.0.1:<port>, or set METRICS_PUBLIC=true \
+                 to serve it there anyway (behind a firewall)"
+            )
+            .into());
+        }
+        tracing::warn!(
+            %addr,
+            "METRICS_PUBLIC=true: the metrics page is served on a non-loopback address; keep it \
+             off the public interface"
+        );
+    }
+    Ok(addr)
 }
 
 /// Records the connection pool's idle and busy connections.
@@ -105,4 +133,28 @@ pub fn readiness(problem: Option<&'static str>) -> (StatusCode, axum::Json<Readi
         reason: problem,
     };
     (code, axum::Json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_addr;
+
+    /// The metrics listener is loopback unless `METRICS_PUBLIC=true` says otherwise.
+    #[test]
+    fn metrics_listen_on_loopback_unless_public_is_asked_for() {
+        assert_eq!(
+            metrics_addr("9464", false).unwrap().to_string(),
+            "127.0.0.1:9464"
+        );
+        assert!(metrics_addr("127.0.0.1:9464", false).is_ok());
+        assert!(metrics_addr("[::1]:9464", false).is_ok());
+        let refused = metrics_addr("0.0.0.0:9464", false).unwrap_err().to_string();
+        assert!(refused.contains("METRICS_PUBLIC"), "{refused}");
+        assert!(metrics_addr("10.1.2.3:9464", false).is_err());
+        assert_eq!(
+            metrics_addr("0.0.0.0:9464", true).unwrap().to_string(),
+            "0.0.0.0:9464"
+        );
+        assert!(metrics_addr("nonsense", true).is_err());
+    }
 }

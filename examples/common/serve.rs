@@ -4,14 +4,25 @@
 //!
 //! `axum::serve` (0.8) builds hyper's connection builder itself and sets no timer, so
 //! a client that trickles its headers or sits idle keeps a connection (and a task)
-//! forever. Here hyper's HTTP/1 builder gets a Tokio timer and
-//! `header_read_timeout`, and every connection's socket is wrapped so that no byte
-//! either way for the idle timeout closes it.
+//! forever. Here hyper's HTTP/1 builder gets `header_read_timeout`, and every
+//! connection's socket is wrapped so that no byte either way for the idle timeout
+//! closes it.
+//!
+//! hyper starts its header-read timer when it starts waiting for a request head,
+//! which on a kept-alive connection is as soon as the previous answer is written:
+//! the wait for the next request would be cut at the header-read timeout, never
+//! reaching the idle timeout. So each connection's timer is a [`HeadTimer`]: the
+//! header-read timeout of a connection's first request counts from its accept (a
+//! connection opened to send nothing is slowloris), that of every later request
+//! from the first byte of its head; the wait between requests is the idle
+//! timeout's.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,9 +42,11 @@ use tower::{Layer as _, ServiceExt as _};
 pub struct Timeouts {
     /// A request's whole handling, body included (answered 503).
     pub request: Duration,
-    /// Receiving a request's headers once its connection is waiting for one.
+    /// Receiving a request's whole head: from the connection's accept for its first
+    /// request, from the head's first byte for the next ones.
     pub header_read: Duration,
-    /// No byte in either direction.
+    /// No byte in either direction (the wait between requests on a kept-alive
+    /// connection included).
     pub idle: Duration,
     /// After a shutdown signal, how long open connections may finish what they are
     /// doing; then the process ends regardless. Streams (the revocation stream a
@@ -141,11 +154,15 @@ pub async fn serve(
             });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            let head = Arc::new(HeadClock::new());
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .timer(TokioTimer::new())
+                .timer(HeadTimer {
+                    head: head.clone(),
+                    timeout: timeouts.header_read,
+                })
                 .header_read_timeout(timeouts.header_read);
-            let io = TokioIo::new(IdleTimeout::new(socket, timeouts.idle));
+            let io = TokioIo::new(IdleTimeout::new(socket, timeouts.idle, head));
             let conn = builder.serve_connection(io, TowerToHyperService::new(service));
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
@@ -179,6 +196,110 @@ fn log_end(result: Result<(), hyper::Error>, remote: SocketAddr) {
     }
 }
 
+/// When the request head a connection waits for began: its accept for the first
+/// request, then the first byte read after hyper starts waiting for the next head.
+/// Shared by the connection's socket ([`IdleTimeout`], which notes the first byte)
+/// and its [`HeadTimer`].
+struct HeadClock {
+    base: Instant,
+    /// Nanoseconds from `base` to the head's first byte; [`HeadClock::WAITING`]
+    /// while no byte of it has come.
+    began: AtomicU64,
+    /// Whether hyper has waited for a head before (the first is timed from accept).
+    waited: AtomicBool,
+}
+
+impl HeadClock {
+    const WAITING: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            began: AtomicU64::new(0),
+            waited: AtomicBool::new(false),
+        }
+    }
+
+    /// hyper starts waiting for a request head.
+    fn wait_begins(&self) {
+        if self.waited.swap(true, Ordering::Relaxed) {
+            self.began.store(Self::WAITING, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes were read: the first of a head starts its clock.
+    fn bytes_read(&self) {
+        if self.began.load(Ordering::Relaxed) == Self::WAITING {
+            let at = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            let _ = self.began.compare_exchange(
+                Self::WAITING,
+                at,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn began(&self) -> Option<Instant> {
+        match self.began.load(Ordering::Relaxed) {
+            Self::WAITING => None,
+            nanos => Some(self.base + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// hyper's timer for one connection. hyper (1.x, HTTP/1 server) uses its timer only
+/// for the header-read timeout, asking for a sleep until "now + timeout" whenever
+/// it starts waiting for a head; this one's sleep ends `timeout` after the head
+/// began instead ([`HeadClock`]), and never while no byte of it has come.
+struct HeadTimer {
+    head: Arc<HeadClock>,
+    timeout: Duration,
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        TokioTimer::new().sleep(duration)
+    }
+
+    fn sleep_until(&self, _deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.head.wait_begins();
+        Box::pin(HeadSleep {
+            head: self.head.clone(),
+            timeout: self.timeout,
+            sleep: None,
+        })
+    }
+}
+
+/// Ends `timeout` after the head began; pending (without a timer) while it has not.
+/// hyper polls it right after each read of the socket, so the first byte arms it.
+struct HeadSleep {
+    head: Arc<HeadClock>,
+    timeout: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.sleep.is_none() {
+            let Some(began) = this.head.began() else {
+                return Poll::Pending;
+            };
+            this.sleep = Some(Box::pin(tokio::time::sleep_until(began + this.timeout)));
+        }
+        match &mut this.sleep {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Sleep for HeadSleep {}
+
 /// A socket that fails with `TimedOut` once nothing has been read or written for
 /// `idle` while hyper waits on it.
 ///
@@ -188,17 +309,20 @@ fn log_end(result: Result<(), hyper::Error>, remote: SocketAddr) {
 struct IdleTimeout<T> {
     inner: T,
     idle: Duration,
+    /// Told of every read, for the header-read timeout.
+    head: Arc<HeadClock>,
     /// When a byte last moved either way.
     last: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<T> IdleTimeout<T> {
-    fn new(inner: T, idle: Duration) -> Self {
+    fn new(inner: T, idle: Duration, head: Arc<HeadClock>) -> Self {
         let now = Instant::now();
         Self {
             inner,
             idle,
+            head,
             last: now,
             deadline: Box::pin(tokio::time::sleep_until(now + idle)),
         }
@@ -232,9 +356,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.progressed();
+                if buf.filled().len() > before {
+                    this.head.bytes_read();
+                }
                 Poll::Ready(r)
             }
             Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
@@ -408,6 +536,88 @@ mod tests {
             "closed {took:?} after the last byte (idle {:?})",
             SMALL.idle
         );
+    }
+
+    /// Timeouts as their names say (header 1 s, idle 3 s): a kept-alive connection
+    /// idle for 2 s still serves its next request (the wait between requests is not
+    /// a header read), and closes one idle period after its last byte.
+    #[tokio::test]
+    async fn a_kept_alive_connection_waits_for_the_idle_timeout_not_the_header_read_one() {
+        let timeouts = Timeouts {
+            header_read: Duration::from_secs(1),
+            idle: Duration::from_secs(3),
+            ..SMALL
+        };
+        let addr = start(timeouts).await;
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1024];
+        for _ in 0..2 {
+            kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let n = kept.read(&mut buf).await.unwrap();
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200 OK"),
+                "closed while idle"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let last = Instant::now() - Duration::from_secs(2);
+        let (_, rest) = closed_after(&mut kept).await;
+        let took = last.elapsed();
+        assert!(rest.is_empty(), "{rest}");
+        assert!(
+            took >= Duration::from_millis(2900) && took < Duration::from_millis(4500),
+            "closed {took:?} after the last byte (idle 3 s)"
+        );
+    }
+
+    /// A request head trickled a byte at a time is cut at the header-read timeout
+    /// counted from its first byte — on a fresh connection and after a kept-alive
+    /// wait alike.
+    #[tokio::test]
+    async fn a_trickled_head_is_cut_at_the_header_read_timeout_from_its_first_byte() {
+        let timeouts = Timeouts {
+            header_read: Duration::from_secs(1),
+            idle: Duration::from_secs(3),
+            ..SMALL
+        };
+        let addr = start(timeouts).await;
+        for kept_alive in [false, true] {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut read, mut write) = stream.into_split();
+            if kept_alive {
+                write
+                    .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                let n = read.read(&mut buf).await.unwrap();
+                assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let closed = tokio::spawn(async move {
+                let mut rest = Vec::new();
+                let _ = read.read_to_end(&mut rest).await;
+                Instant::now()
+            });
+            let started = Instant::now();
+            for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if closed.is_finished() || write.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let at = tokio::time::timeout(Duration::from_secs(5), closed)
+                .await
+                .expect("closed")
+                .unwrap();
+            let took = at - started;
+            assert!(
+                took >= Duration::from_millis(900) && took < Duration::from_millis(1800),
+                "kept alive: {kept_alive}; cut {took:?} after the head's first byte"
+            );
+        }
     }
 
     /// A handler slower than the request timeout is answered 503 at the timeout.

@@ -564,10 +564,13 @@ impl FromRequest<AppState> for CheckedForm {
         let session = Session::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        // The router's body limit bounds the body.
-        let body = axum::body::to_bytes(body, usize::MAX)
+        // axum's extractor, under the router's limits (RequestBodyLimitLayer and
+        // DefaultBodyLimit): a body over the limit, declared or chunked, is a 413
+        // after at most that many bytes read.
+        let headers = parts.headers.clone();
+        let body = axum::body::Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(|e| internal(&e))?;
+            .map_err(IntoResponse::into_response)?;
         let mut fields = HashMap::new();
         for (k, v) in form_urlencoded::parse(&body) {
             fields
@@ -579,7 +582,7 @@ impl FromRequest<AppState> for CheckedForm {
             .await
             .map_err(|e| internal(&e))?;
         let origin = state.admin.as_ref().map_or("", |a| a.0.origin.as_str());
-        let ok = same_site_request(&parts.headers, origin)
+        let ok = same_site_request(&headers, origin)
             && match (expected, fields.get(CSRF_FIELD)) {
                 (Some(e), Some(s)) => same(&e, s),
                 _ => false,

@@ -23,6 +23,8 @@ mod db;
 #[cfg(test)]
 #[path = "../common/demo_seed.rs"]
 mod demo_seed;
+#[cfg(test)]
+mod edge_tests;
 #[path = "../common/env.rs"]
 mod env;
 #[cfg(test)]
@@ -147,10 +149,18 @@ fn app(db: DatabaseConnection, config: &Config) -> Result<Router, Error> {
     let (api, doc) = api().split_for_parts();
     Ok(router
         .merge(api)
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
-        .merge(oauth_core::openapi::serve(document(doc))))
+        .merge(oauth_core::openapi::serve(document(doc)))
+        // Every body, whoever reads it: a declared length over the limit gets 413
+        // before any handler runs, a chunked body fails its reader at the limit
+        // (axum's extractors answer 413). `DefaultBodyLimit` alone bounds only
+        // axum's own extractors.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT)))
 }
+
+/// The largest request body either server part accepts (bytes).
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The JSON API: each operation routed and documented from its handler's
 /// `#[utoipa::path]` (the console's HTML pages are not in the document).

@@ -67,7 +67,7 @@ pub use password::{
 pub use scope::{InvalidScope, Scope};
 pub use secret::{AccessToken, ClientSecret, Password, RefreshToken};
 #[cfg(feature = "server")]
-pub use server::{AuthServer, AuthServerError, IpNet, ThrottleConfig};
+pub use server::{AuthServer, AuthServerError, ForwardedHeader, IpNet, ThrottleConfig};
 #[cfg(feature = "sea-orm")]
 pub use store::sea;
 pub use store::{

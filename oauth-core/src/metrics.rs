@@ -5,7 +5,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `http_requests_total` | counter | `method`, `route`, `status` |
+//! | `http_requests_total` | counter | `method` (standard methods or `other`), `route`, `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
 //! | `oauth_tokens_issued_total` | counter | `grant` |
 //! | `oauth_introspections_total` | counter | `result` = `active` / `inactive` |
@@ -41,7 +41,7 @@ pub async fn track_requests(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -50,7 +50,7 @@ pub async fn track_requests(
     let status = response.status().as_u16().to_string();
     metrics::histogram!(
         "http_request_duration_seconds",
-        "method" => method.clone(),
+        "method" => method,
         "route" => route.clone()
     )
     .record(started.elapsed());
@@ -62,6 +62,29 @@ pub async fn track_requests(
     )
     .increment(1);
     response
+}
+
+/// The `method` label: one of the nine methods of RFC 9110 (and PATCH), or `other`
+/// — never the client's own token, which would make a new series per invented
+/// method (`FOO1`, `FOO2`, …) kept until the process ends. The other request-derived
+/// label, `route`, is the matched route template or `unmatched`, and `status` a
+/// three-digit code: all bounded.
+#[cfg(any(feature = "server", feature = "resource"))]
+#[must_use]
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 pub(crate) fn token_issued(grant: &'static str) {

@@ -748,16 +748,28 @@ impl axum::extract::FromRequest<PagesState> for CheckedForm {
         let session = tower_sessions::Session::from_request_parts(&mut parts, pages)
             .await
             .map_err(IntoResponse::into_response)?;
-        // The router's body limit has already bounded the body.
-        let body = match axum::body::to_bytes(body, usize::MAX).await {
-            Ok(b) => b,
-            Err(e) => return Err(pages.internal(&e).await),
-        };
+        // axum's extractor, under the router's limits (the server's body limit and
+        // DefaultBodyLimit): a body over the limit is a 413, never read further.
+        let headers = parts.headers.clone();
+        let cookie = parts
+            .extensions
+            .get::<session::AnonymousCsrf>()
+            .and_then(session::AnonymousCsrf::sent)
+            .map(str::to_owned);
+        let body =
+            axum::body::Bytes::from_request(axum::extract::Request::from_parts(parts, body), pages)
+                .await
+                .map_err(IntoResponse::into_response)?;
         let fields = form_fields(&body);
         let submitted = fields.get(session::CSRF_FIELD).map(String::as_str);
-        let anonymous = parts.extensions.get::<session::AnonymousCsrf>();
-        let cookie = anonymous.and_then(session::AnonymousCsrf::sent);
-        match session::check_csrf(&session, &parts.headers, submitted, &pages.origin, cookie).await
+        match session::check_csrf(
+            &session,
+            &headers,
+            submitted,
+            &pages.origin,
+            cookie.as_deref(),
+        )
+        .await
         {
             Ok(true) => Ok(Self { fields, body }),
             Ok(false) => Err(pages.forbidden_form().await),

@@ -83,6 +83,7 @@ pub use throttle::ThrottleConfig;
 
 use self::client_auth::ClientAuthenticator;
 pub(crate) use self::client_ip::ClientIp;
+pub use self::client_ip::ForwardedHeader;
 use self::throttle::Throttle;
 use crate::api::ApiError;
 use crate::clock::{Clock, SystemClock};
@@ -130,6 +131,7 @@ pub struct AuthServer {
     throttle: ThrottleConfig,
     throttle_store: Option<Arc<dyn ThrottleStore>>,
     trusted_proxies: Vec<IpNet>,
+    forwarded_header: ForwardedHeader,
     lifetimes: TokenLifetimes,
     refresh_grace: RefreshGrace,
     scopes: Scope,
@@ -190,6 +192,7 @@ impl AuthServer {
             throttle: ThrottleConfig::default(),
             throttle_store: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             lifetimes: TokenLifetimes::default(),
             refresh_grace: RefreshGrace::default(),
             scopes: ["read", "write", INTROSPECTION_SCOPE].into_iter().collect(),
@@ -364,8 +367,9 @@ impl AuthServer {
     ///
     /// Throttling counts per caller address. A request whose peer is in one of these
     /// networks is counted under the address the proxy forwarded — the rightmost
-    /// address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a
-    /// trusted proxy; from any other peer those headers are ignored, so a caller
+    /// address in `X-Forwarded-For` (or `Forwarded: for=`, see
+    /// [`forwarded_header`](Self::forwarded_header)) that is not itself a trusted
+    /// proxy; from any other peer those headers are ignored, so a caller
     /// cannot pick the address it is counted under.
     ///
     /// ```
@@ -383,6 +387,15 @@ impl AuthServer {
     /// ```
     pub fn trusted_proxies(mut self, networks: Vec<IpNet>) -> Self {
         self.trusted_proxies = networks;
+        self
+    }
+
+    /// The one header the [trusted proxies](Self::trusted_proxies) name the caller
+    /// in (default [`ForwardedHeader::XForwardedFor`]). The other is never read: a
+    /// proxy that writes `Forwarded` passes on an `X-Forwarded-For` the client
+    /// forged, and the other way round.
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.forwarded_header = header;
         self
     }
 
@@ -556,15 +569,25 @@ impl AuthServer {
         // Browser apps (PKCE public clients) call these from their own origin: CORS
         // for the origins clients registered, and never for /o/authorize/.
         let cors = cors::layer(state.clone());
+        let cors_per_client = cors::per_client_layer(state.clone());
         let router = ApiRouter::default();
-        let router = operations!(router, paths::TOKEN, [post token::token], layer = cors.clone());
+        let router = operations!(
+            router,
+            paths::TOKEN,
+            [post token::token],
+            layer = cors_per_client.clone()
+        );
         let router = operations!(
             router,
             paths::INTROSPECT,
             [post introspect::introspect_post, get introspect::introspect_get]
         );
-        let router =
-            operations!(router, paths::REVOKE, [post revoke::revoke], layer = cors.clone());
+        let router = operations!(
+            router,
+            paths::REVOKE,
+            [post revoke::revoke],
+            layer = cors_per_client
+        );
         let router = operations!(router, paths::SIGNUP, [post users::signup]);
         let router = operations!(
             router,
@@ -592,7 +615,7 @@ impl AuthServer {
             tower::ServiceBuilder::new()
                 .layer(RejectLargeLayer { limit })
                 .layer(DefaultBodyLimit::max(limit))
-                .layer(client_ip::resolve_layer(trusted)),
+                .layer(client_ip::resolve_layer(trusted, self.forwarded_header)),
         );
         #[cfg(feature = "openapi")]
         {
@@ -867,12 +890,18 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         use futures_util::future::Either;
         let limit = self.limit;
+        // The OAuth endpoints (`/o/…`) answer in RFC 6749's shape, the others in
+        // DRF's (`detail`); the status is 413 either way.
+        let oauth = req.uri().path().starts_with("/o/");
         let too_large = move || {
-            ApiError::Detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than {limit} bytes.").into(),
-            )
-            .into_response()
+            let description = format!("Request body is larger than {limit} bytes.");
+            if oauth {
+                let mut response = OAuthError::invalid_request(description).into_response();
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                response
+            } else {
+                ApiError::Detail(StatusCode::PAYLOAD_TOO_LARGE, description.into()).into_response()
+            }
         };
         let declared = req
             .headers()

@@ -567,7 +567,13 @@ async fn trailing_slash_is_optional_and_bodies_are_limited(h: &Harness) {
         )
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(r.json["detail"].as_str().unwrap().contains("4096"));
+    assert_eq!(r.json["error"], "invalid_request");
+    assert!(
+        r.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("4096")
+    );
     let r = h
         .send(Request::get("/healthz").body(Body::empty()).unwrap())
         .await;

@@ -66,6 +66,7 @@ scenarios!(
     new_password_ends_browser_sessions,
     authorized_tokens_page_lists_and_revokes,
     cors_only_for_registered_origins,
+    cors_origin_only_for_the_client_that_registered_it,
     session_cookie_flags_on_https,
     anonymous_posts_are_sent_to_login_with_303,
     revoke_answers_without_trailing_slash,
@@ -1308,6 +1309,93 @@ async fn cors_only_for_registered_origins(h: &Harness) {
         body,
         json!({"error": "invalid_grant", "error_description": "The code is invalid or expired."})
     );
+}
+
+/// An origin one client registered opens the token and revocation endpoints only to
+/// that client: client B's request from client A's origin gets no
+/// `Access-Control-Allow-Origin`, so A's page cannot read B's answers. The
+/// preflight (no credentials) and the public metadata answer any registered origin.
+async fn cors_origin_only_for_the_client_that_registered_it(h: &Harness) {
+    for (id, origin) in [
+        ("a-app", "https://a.example"),
+        ("b-app", "https://b.example"),
+    ] {
+        let grants = [GrantType::AuthorizationCode, GrantType::RefreshToken];
+        let mut client =
+            common::client_record(&h.hasher, id, None, &grants, "read write", &[LOOPBACK]).await;
+        client.allowed_origins = vec![origin.into()];
+        h.store.register_client(client).await.unwrap();
+    }
+    let mut b = Browser::new(h);
+    let post = |path: &'static str, origin: &'static str, body: &str| {
+        Request::post(path)
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let acao = |r: &Page| {
+        r.headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let token_by_b =
+        format!("grant_type=authorization_code&client_id=b-app&code=x&code_verifier={VERIFIER}");
+    let revoke_by_b = "client_id=b-app&token=whatever";
+    // B's requests from B's origin: readable.
+    let r = b
+        .send(post("/o/token/", "https://b.example", &token_by_b))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(acao(&r).as_deref(), Some("https://b.example"));
+    let r = b
+        .send(post("/o/revoke_token/", "https://b.example", revoke_by_b))
+        .await;
+    assert_eq!(acao(&r).as_deref(), Some("https://b.example"));
+    // B's requests from A's origin: not readable there.
+    let r = b
+        .send(post("/o/token/", "https://a.example", &token_by_b))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(acao(&r), None, "token by b-app from a.example");
+    let r = b
+        .send(post("/o/revoke_token/", "https://a.example", revoke_by_b))
+        .await;
+    assert_eq!(acao(&r), None, "revocation by b-app from a.example");
+    // A request that authenticates no client: no CORS answer either.
+    let r = b
+        .send(post(
+            "/o/token/",
+            "https://a.example",
+            "grant_type=authorization_code",
+        ))
+        .await;
+    assert_eq!(acao(&r), None, "no client");
+    // The preflight names no client: any registered origin passes it.
+    for origin in ["https://a.example", "https://b.example"] {
+        let r = b
+            .send(
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri("/o/token/")
+                    .header(header::ORIGIN, origin)
+                    .header("access-control-request-method", "POST")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(acao(&r).as_deref(), Some(origin));
+    }
+    // The metadata is public: any registered origin reads it.
+    let r = b
+        .send(
+            Request::get("/.well-known/oauth-authorization-server")
+                .header(header::ORIGIN, "https://a.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(acao(&r).as_deref(), Some("https://a.example"));
 }
 
 /// Every POST of the pages answers a redirect with 303 (RFC 9700 §4.12), also when

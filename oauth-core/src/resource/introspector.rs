@@ -217,34 +217,119 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Whether the auth server answered the last call, so that an outage is logged when
-/// it starts and when it ends — not once per request — and the failed calls between
-/// are counted.
-#[derive(Default)]
-struct Reachability {
-    down: std::sync::atomic::AtomicBool,
-    failures: std::sync::atomic::AtomicU64,
+/// Why an introspection call gave no usable answer (each is a 503 for an uncached
+/// token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No connection (refused, reset, DNS).
+    Connect,
+    /// No answer within the timeout.
+    Timeout,
+    /// A redirect, not followed: the answer must come from the configured URL.
+    Redirect(u16),
+    /// Another status than 200 (5xx, or 4xx: wrong credentials).
+    Status(u16),
+    /// Longer than the size cap.
+    TooLarge,
+    /// The body broke off.
+    BrokeOff,
+    /// Not RFC 7662 JSON.
+    BadJson,
 }
 
-impl Reachability {
-    fn failed(&self, why: &str) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.failures.fetch_add(1, Relaxed);
-        if !self.down.swap(true, Relaxed) {
-            tracing::error!(
-                reason = why,
-                "auth server unreachable: uncached tokens get 503 until it answers again"
-            );
+impl Refusal {
+    /// One number per state, 0 being "answering": what [`Reachability`] swaps.
+    fn code(self) -> u32 {
+        match self {
+            Self::Connect => 1,
+            Self::Timeout => 2,
+            Self::TooLarge => 3,
+            Self::BrokeOff => 4,
+            Self::BadJson => 5,
+            Self::Redirect(status) => 10_000 + u32::from(status),
+            Self::Status(status) => 20_000 + u32::from(status),
         }
     }
 
-    fn answered(&self) {
+    /// The auth server is down (as `/readyz` tells), rather than answering wrongly.
+    fn unreachable(self) -> bool {
+        match self {
+            Self::Connect | Self::Timeout => true,
+            Self::Status(status) => status >= 500,
+            _ => false,
+        }
+    }
+
+    fn cause(self) -> String {
+        match self {
+            Self::Connect => "connection failed".to_owned(),
+            Self::Timeout => "timed out".to_owned(),
+            Self::Redirect(status) => format!("redirect ({status}), not followed"),
+            Self::Status(status @ 400..500) => format!(
+                "status {status}: the introspection endpoint refused this resource server's \
+                 request; check its credentials"
+            ),
+            Self::Status(status) => format!("status {status}"),
+            Self::TooLarge => format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
+            Self::BrokeOff => "answer broke off".to_owned(),
+            Self::BadJson => "answer is not RFC 7662 JSON".to_owned(),
+        }
+    }
+}
+
+/// The state of the introspection calls, so that each refusal is logged when it
+/// starts (at WARN, naming its cause) and when calls succeed again (at INFO) — once
+/// per change of state, not once per request: a flood of requests during an outage
+/// logs one line. Lock-free: the state is one number, swapped.
+#[derive(Default)]
+struct Reachability {
+    /// The auth server did not answer the last call (connection, timeout, 5xx).
+    down: std::sync::atomic::AtomicBool,
+    /// Calls that failed to reach it.
+    failures: std::sync::atomic::AtomicU64,
+    /// [`Refusal::code`] of the last call, 0 when it succeeded.
+    state: std::sync::atomic::AtomicU32,
+    /// Calls refused since the last success.
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Reachability {
+    fn refused(&self, why: Refusal) {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.down.swap(false, Relaxed) {
-            tracing::info!(
-                failed_calls = self.failures.load(Relaxed),
-                "auth server reachable again"
-            );
+        self.refused.fetch_add(1, Relaxed);
+        if why.unreachable() {
+            self.failures.fetch_add(1, Relaxed);
+            self.down.store(true, Relaxed);
+        } else {
+            // It answered, if wrongly.
+            self.down.store(false, Relaxed);
+        }
+        if self.state.swap(why.code(), Relaxed) != why.code() {
+            let cause = why.cause();
+            if why.unreachable() {
+                tracing::warn!(
+                    %cause,
+                    "auth server unreachable: uncached tokens get 503 until it answers again"
+                );
+            } else {
+                tracing::warn!(
+                    %cause,
+                    "introspection answer refused: uncached tokens get 503 until the auth server answers properly"
+                );
+            }
+        }
+    }
+
+    fn succeeded(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let was_down = self.down.swap(false, Relaxed);
+        if self.state.swap(0, Relaxed) != 0 {
+            let failed_calls = self.refused.swap(0, Relaxed);
+            if was_down {
+                tracing::info!(failed_calls, "auth server reachable again");
+            } else {
+                tracing::info!(failed_calls, "introspection answers accepted again");
+            }
         }
     }
 }
@@ -405,33 +490,29 @@ impl Introspector {
         let started = Instant::now();
         let response = request.send().await;
         crate::metrics::introspection_call(started.elapsed());
+        let refuse = |why: Refusal| {
+            self.reach.refused(why);
+            AuthError::Unavailable(format!("introspection: {}", why.cause()))
+        };
         let response = response.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
+            refuse(if e.is_timeout() {
+                Refusal::Timeout
             } else {
-                "unreachable"
-            };
-            self.reach.failed(kind);
-            AuthError::Unavailable(format!("introspection endpoint {kind}"))
+                Refusal::Connect
+            })
         })?;
         let status = response.status();
-        if status.is_server_error() {
-            self.reach.failed(status.as_str());
-        } else {
-            self.reach.answered();
+        if status.is_redirection() {
+            return Err(refuse(Refusal::Redirect(status.as_u16())));
         }
         if !status.is_success() {
-            if status.is_client_error() {
-                tracing::error!(%status, "the introspection endpoint refused this resource server's request; check its credentials");
-            }
-            return Err(AuthError::Unavailable(format!(
-                "introspection answered {status}"
-            )));
+            return Err(refuse(Refusal::Status(status.as_u16())));
         }
-        let body = read_capped(response, MAX_ANSWER_BYTES).await?;
-        let answer: Answer = serde_json::from_slice(&body).map_err(|_| {
-            AuthError::Unavailable("introspection answer is not RFC 7662 JSON".into())
-        })?;
+        let body = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(refuse)?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| refuse(Refusal::BadJson))?;
+        self.reach.succeeded();
         let now = now_unix();
         let exp = answer.exp.as_ref().and_then(unix);
         if !answer.active || exp.is_some_and(|e| e <= now) {
@@ -518,19 +599,20 @@ pub(super) fn authorize(
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The body of `response`, refused past `cap` bytes — declared or streamed.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, AuthError> {
-    let too_large = || AuthError::Unavailable("introspection answer is too large".into());
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, Refusal> {
     if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(too_large());
+        return Err(Refusal::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|_| AuthError::Unavailable("introspection answer broke off".into()))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        if e.is_timeout() {
+            Refusal::Timeout
+        } else {
+            Refusal::BrokeOff
+        }
+    })? {
         if body.len() + chunk.len() > cap {
-            return Err(too_large());
+            return Err(Refusal::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

@@ -1,7 +1,9 @@
 //! The caller's address, for throttling: the socket's peer, or — only when that peer
-//! is a configured trusted proxy — the address the proxy forwarded in
-//! `X-Forwarded-For` or `Forwarded: for=` (RFC 7239), read from the right: the first
-//! address that is not itself a trusted proxy is the caller's.
+//! is a configured trusted proxy — the address the proxy forwarded in the one
+//! configured header, `X-Forwarded-For` or `Forwarded: for=` (RFC 7239), read from
+//! the right: the first address that is not itself a trusted proxy is the caller's.
+//! The other header is never read: a proxy appends to the header it writes and
+//! passes the other one on as the client sent it.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +16,32 @@ use axum::http::request::Parts;
 use ipnet::IpNet;
 
 use super::throttle::Key;
+
+/// Which header the trusted proxies name the caller in (one, never both: a proxy
+/// that writes one passes the other on as the client sent it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, most load
+    /// balancers). The default.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`.
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    /// `x-forwarded-for` or `forwarded`, in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(Self::XForwardedFor),
+            "forwarded" => Ok(Self::Forwarded),
+            other => Err(format!("{other:?}: expected x-forwarded-for or forwarded")),
+        }
+    }
+}
 
 /// The caller's address, when the server was started with connect info.
 #[derive(Debug, Clone, Copy)]
@@ -58,21 +86,27 @@ fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 /// per request (as `axum::middleware::from_fn` has).
 pub(crate) fn resolve_layer(
     trusted: Arc<[IpNet]>,
+    header: ForwardedHeader,
 ) -> tower::util::MapRequestLayer<impl Fn(Request) -> Request + Clone> {
     tower::util::MapRequestLayer::new(move |mut req: Request| {
-        let ip = peer(req.extensions()).map(|peer| caller(peer, req.headers(), &trusted));
+        let ip = peer(req.extensions()).map(|peer| caller(peer, req.headers(), &trusted, header));
         req.extensions_mut().insert(ClientIp(ip));
         req
     })
 }
 
 /// The caller behind `peer`: `peer` itself unless it is trusted.
-pub(crate) fn caller(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn caller(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ForwardedHeader,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops = forwarded_for(headers);
+    let hops = forwarded_for(headers, header);
     let mut nearest = peer;
     // Rightmost first: each hop was added by the proxy on its right.
     for hop in hops.iter().rev() {
@@ -86,9 +120,9 @@ pub(crate) fn caller(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
     nearest
 }
 
-/// The hops listed in `X-Forwarded-For`, or else in `Forwarded`'s `for=`, left to
-/// right; `None` for one that is no address.
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The hops listed in `header` (`X-Forwarded-For`, or `Forwarded`'s `for=`), left
+/// to right; `None` for one that is no address.
+fn forwarded_for(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let values = |name| {
         headers
             .get_all(name)
@@ -97,8 +131,11 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let xff = values("x-forwarded-for");
-    if !xff.trim().is_empty() {
+    if header == ForwardedHeader::XForwardedFor {
+        let xff = values("x-forwarded-for");
+        if xff.trim().is_empty() {
+            return Vec::new();
+        }
         return xff.split(',').map(|h| parse_node(h.trim())).collect();
     }
     values("forwarded")
@@ -133,6 +170,49 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+    const FWD: ForwardedHeader = ForwardedHeader::Forwarded;
+
+    /// Only the configured header is read: behind a proxy that writes `Forwarded`,
+    /// an `X-Forwarded-For` the client sent (and the proxy passed on) is ignored,
+    /// and the other way round.
+    #[test]
+    fn only_the_configured_header_names_the_caller() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // The client forged X-Forwarded-For; the proxy wrote Forwarded.
+        let forged_xff = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=198.51.100.7"),
+        ]);
+        assert_eq!(
+            caller(ip("10.0.0.1"), &forged_xff, &trusted, FWD),
+            ip("198.51.100.7")
+        );
+        // The client forged Forwarded; the proxy wrote X-Forwarded-For.
+        let forged_fwd = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(
+            caller(ip("10.0.0.1"), &forged_fwd, &trusted, XFF),
+            ip("198.51.100.7")
+        );
+        // A header of the other kind alone names no one: the proxy is the caller.
+        let only_xff = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(
+            caller(ip("10.0.0.1"), &only_xff, &trusted, FWD),
+            ip("10.0.0.1")
+        );
+        let only_fwd = headers(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(
+            caller(ip("10.0.0.1"), &only_fwd, &trusted, XFF),
+            ip("10.0.0.1")
+        );
+        assert_eq!("Forwarded".parse::<ForwardedHeader>(), Ok(FWD));
+        assert_eq!(" x-forwarded-for".parse::<ForwardedHeader>(), Ok(XFF));
+        assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -153,37 +233,46 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
         let spoof = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(
-            caller(ip("203.0.113.9"), &spoof, &trusted),
+            caller(ip("203.0.113.9"), &spoof, &trusted, XFF),
             ip("203.0.113.9")
         );
-        assert_eq!(caller(ip("10.1.2.3"), &spoof, &trusted), ip("1.2.3.4"));
+        assert_eq!(caller(ip("10.1.2.3"), &spoof, &trusted, XFF), ip("1.2.3.4"));
         // Rightmost untrusted: a client-supplied left part is skipped.
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
-        assert_eq!(caller(ip("10.1.2.3"), &chain, &trusted), ip("198.51.100.7"));
+        assert_eq!(
+            caller(ip("10.1.2.3"), &chain, &trusted, XFF),
+            ip("198.51.100.7")
+        );
         let split = headers(&[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-for", "198.51.100.7"),
         ]);
-        assert_eq!(caller(ip("::1"), &split, &trusted), ip("198.51.100.7"));
+        assert_eq!(caller(ip("::1"), &split, &trusted, XFF), ip("198.51.100.7"));
         let fwd = headers(&[(
             "forwarded",
             "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https",
         )]);
         assert_eq!(
-            caller(ip("10.0.0.1"), &fwd, &trusted),
+            caller(ip("10.0.0.1"), &fwd, &trusted, FWD),
             ip("2001:db8:cafe::17")
         );
         let hidden = headers(&[("forwarded", "for=6.6.6.6, for=_hidden, for=10.0.0.9")]);
-        assert_eq!(caller(ip("10.0.0.1"), &hidden, &trusted), ip("10.0.0.9"));
+        assert_eq!(
+            caller(ip("10.0.0.1"), &hidden, &trusted, FWD),
+            ip("10.0.0.9")
+        );
         let none = headers(&[]);
-        assert_eq!(caller(ip("10.0.0.1"), &none, &trusted), ip("10.0.0.1"));
+        assert_eq!(caller(ip("10.0.0.1"), &none, &trusted, XFF), ip("10.0.0.1"));
         let port = headers(&[("x-forwarded-for", "198.51.100.7:5000")]);
-        assert_eq!(caller(ip("10.0.0.1"), &port, &trusted), ip("198.51.100.7"));
+        assert_eq!(
+            caller(ip("10.0.0.1"), &port, &trusted, XFF),
+            ip("198.51.100.7")
+        );
         // No trusted proxies: the peer, always.
-        assert_eq!(caller(ip("10.1.2.3"), &spoof, &[]), ip("10.1.2.3"));
+        assert_eq!(caller(ip("10.1.2.3"), &spoof, &[], XFF), ip("10.1.2.3"));
         // An IPv4 peer seen through an IPv6 socket is still trusted.
         assert_eq!(
-            caller(ip("::ffff:10.0.0.1").to_canonical(), &spoof, &trusted),
+            caller(ip("::ffff:10.0.0.1").to_canonical(), &spoof, &trusted, XFF),
             ip("1.2.3.4")
         );
     }
@@ -241,13 +330,19 @@ mod properties {
             xff in prop::collection::vec(header_value(), 0..3),
             fwd in prop::collection::vec(header_value(), 0..3),
             peer in any::<IpAddr>(),
+            xff_header in any::<bool>(),
         ) {
+            let header = if xff_header {
+                super::ForwardedHeader::XForwardedFor
+            } else {
+                super::ForwardedHeader::Forwarded
+            };
             let h = headers(&xff, &fwd);
             let peer = peer.to_canonical();
-            prop_assert_eq!(caller(peer, &h, &[]), peer);
+            prop_assert_eq!(caller(peer, &h, &[], header), peer);
             let everyone: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
-            let found = caller(peer, &h, &everyone);
-            prop_assert!(found == peer || forwarded_for(&h).contains(&Some(found)));
+            let found = caller(peer, &h, &everyone, header);
+            prop_assert!(found == peer || forwarded_for(&h, header).contains(&Some(found)));
         }
 
         /// Every way a proxy writes an address reads back as that address.

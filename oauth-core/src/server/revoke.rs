@@ -50,6 +50,7 @@ pub(super) struct RevocationRequest {
 pub(super) async fn revoke(
     State(state): State<AppState>,
     ip: ClientIp,
+    cors: super::cors::CorsClient,
     req: Result<OAuthRequest, WebError>,
 ) -> Result<Response, OAuthError> {
     let (req, body) = form_body(&req)?;
@@ -59,6 +60,7 @@ pub(super) async fn revoke(
         body.unique_value("client_secret").as_deref(),
     )?;
     let (client, _) = authenticate_client(&state, &ip, presented).await?;
+    cors.authenticated(&client);
     let token = body.unique_value("token").ok_or_else(|| missing("token"))?;
     match state
         .issuer

@@ -195,6 +195,7 @@ pub(super) fn refused(r: Refused) -> OAuthError {
 pub(super) async fn token(
     State(state): State<AppState>,
     ip: ClientIp,
+    cors: super::cors::CorsClient,
     req: Result<OAuthRequest, WebError>,
 ) -> Result<Response, OAuthError> {
     let (req, body) = form_body(&req)?;
@@ -208,6 +209,7 @@ pub(super) async fn token(
         body.unique_value("client_secret").as_deref(),
     )?;
     let (client, presented) = authenticate_client(&state, &ip, presented).await?;
+    cors.authenticated(&client);
     let grant = match grant {
         Some(GrantType::AuthorizationCode) if state.grants.is_none() => {
             return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType));

@@ -10,6 +10,13 @@
 //! 64): past it a call fails at once with [`PasswordError::Overloaded`], which the
 //! endpoints answer with 503 and `Retry-After` — load shedding instead of unbounded
 //! memory and latency.
+//!
+//! Sign-ins keep a share of the pool of their own: client secrets, hashed when an
+//! application is registered or its secret changed or rotated
+//! ([`hash_client_secret`](PasswordHasher::hash_client_secret)), run on at most
+//! `width − 1` of the threads (one when the width is one), behind any waiting
+//! password check, and wait in a queue of their own; so a flood of them can never
+//! make a sign-in wait for more than the one run it finds under way, nor answer 503.
 
 #[cfg(feature = "django")]
 mod django;
@@ -130,6 +137,10 @@ pub struct HasherStats {
     pub queue_bound: usize,
     /// Calls refused because that many were already waiting.
     pub refused: u64,
+    /// The most client-secret hashes ever executing at once
+    /// ([`hash_client_secret`](PasswordHasher::hash_client_secret); at most
+    /// `width − 1`, or one when the width is one).
+    pub peak_secrets: usize,
 }
 
 /// Hashes and verifies passwords with scrypt, off the async runtime and with bounded
@@ -164,6 +175,8 @@ struct Inner {
     dummy: String,
     running: AtomicUsize,
     peak: AtomicUsize,
+    secrets_running: AtomicUsize,
+    peak_secrets: AtomicUsize,
     completed: AtomicU64,
     refused: AtomicU64,
 }
@@ -205,8 +218,9 @@ impl PasswordHasher {
     }
 
     /// A hasher running at most `width` (at least one) KDFs at a time, with at most
-    /// `queue` (at least one) more waiting for a thread; a call past that fails at
-    /// once with [`PasswordError::Overloaded`]. (With no room at all, a login's second
+    /// `queue` (at least one) more waiting for a thread — password checks and
+    /// [client secrets](Self::hash_client_secret) each in a queue of that bound; a
+    /// call past that fails at once with [`PasswordError::Overloaded`]. (With no room at all, a login's second
     /// KDF run could be refused in the instant its thread takes to come back from
     /// the first.)
     ///
@@ -238,6 +252,8 @@ impl PasswordHasher {
                 dummy,
                 running: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
+                secrets_running: AtomicUsize::new(0),
+                peak_secrets: AtomicUsize::new(0),
                 completed: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
             }),
@@ -260,6 +276,7 @@ impl PasswordHasher {
             completed: self.inner.completed.load(Ordering::Relaxed),
             queue_bound: self.inner.queue,
             refused: self.inner.refused.load(Ordering::Relaxed),
+            peak_secrets: self.inner.peak_secrets.load(Ordering::Relaxed),
         }
     }
 
@@ -269,11 +286,32 @@ impl PasswordHasher {
     /// # Errors
     /// [`PasswordError`] when no salt can be drawn or the blocking task fails.
     pub async fn hash(&self, password: &Password) -> Result<String, PasswordError> {
+        self.hash_in(pool::Lane::SignIn, password).await
+    }
+
+    /// As [`hash`](Self::hash), for a client secret: the run takes at most
+    /// `width − 1` of the KDF threads (one when the width is one), after any waiting
+    /// password check, and waits in a queue of its own; so hashing secrets, however
+    /// many are asked for at once, never delays a sign-in by more than the one run
+    /// it finds under way, and never fills the queue sign-ins wait in.
+    ///
+    /// # Errors
+    /// As [`hash`](Self::hash); [`PasswordError::Overloaded`] when the secrets'
+    /// own queue is full.
+    pub async fn hash_client_secret(&self, secret: &Password) -> Result<String, PasswordError> {
+        self.hash_in(pool::Lane::Secrets, secret).await
+    }
+
+    async fn hash_in(
+        &self,
+        lane: pool::Lane,
+        password: &Password,
+    ) -> Result<String, PasswordError> {
         let mut salt = [0u8; 16];
         fill_random(&mut salt)?;
         let params = self.inner.params;
         let password = password.clone();
-        self.run(move || {
+        self.run(lane, move || {
             Scrypt::default()
                 .hash_password_customized(password.secret().as_bytes(), &salt, None, None, params)
                 .map(|h| h.to_string())
@@ -323,7 +361,7 @@ impl PasswordHasher {
         };
         let password = password.clone();
         let matched = self
-            .run(move || match check {
+            .run(pool::Lane::SignIn, move || match check {
                 Check::Scrypt(hash) => Scrypt::default()
                     .verify_password(password.secret().as_bytes(), &hash)
                     .is_ok(),
@@ -360,7 +398,7 @@ impl PasswordHasher {
     /// cannot push concurrency past the pool's width: the job runs on one of its
     /// threads, or is skipped if the caller is gone by the time a thread takes it.
     /// A full queue refuses the job at once ([`PasswordError::Overloaded`]).
-    async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
+    async fn run<T, F>(&self, lane: pool::Lane, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -370,25 +408,33 @@ impl PasswordHasher {
         let queued = std::time::Instant::now();
         self.inner
             .pool
-            .submit(Box::new(move || {
-                // The caller gave up while the job was queued: nobody wants the hash.
-                if tx.is_closed() {
-                    return;
-                }
-                crate::metrics::kdf_queue_wait(queued.elapsed());
-                let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
-                inner.peak.fetch_max(now, Ordering::Relaxed);
-                let out = f();
-                inner.running.fetch_sub(1, Ordering::Relaxed);
-                inner.completed.fetch_add(1, Ordering::Relaxed);
-                let _ = tx.send(out);
-            }))
-            .map_err(|refused| match refused {
-                pool::Refused::Full => {
-                    self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                    PasswordError::Overloaded
-                }
-                pool::Refused::Gone => PasswordError::TaskFailed,
+            .submit(
+                lane,
+                Box::new(move || {
+                    // The caller gave up while the job was queued: nobody wants the hash.
+                    if tx.is_closed() {
+                        return;
+                    }
+                    crate::metrics::kdf_queue_wait(queued.elapsed());
+                    let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
+                    inner.peak.fetch_max(now, Ordering::Relaxed);
+                    let secret = lane == pool::Lane::Secrets;
+                    if secret {
+                        let n = inner.secrets_running.fetch_add(1, Ordering::Relaxed) + 1;
+                        inner.peak_secrets.fetch_max(n, Ordering::Relaxed);
+                    }
+                    let out = f();
+                    if secret {
+                        inner.secrets_running.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    inner.running.fetch_sub(1, Ordering::Relaxed);
+                    inner.completed.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(out);
+                }),
+            )
+            .map_err(|pool::Refused::Full| {
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                PasswordError::Overloaded
             })?;
         rx.await.map_err(|_| PasswordError::TaskFailed)
     }

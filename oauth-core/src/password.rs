@@ -177,6 +177,10 @@ struct Inner {
     peak: AtomicUsize,
     secrets_running: AtomicUsize,
     peak_secrets: AtomicUsize,
+    /// The legacy (Django) hashes known to be present, and the check an unknown
+    /// email pays for when one of them is slower than scrypt.
+    #[cfg(feature = "django")]
+    legacy: std::sync::Mutex<LegacyCost>,
     completed: AtomicU64,
     refused: AtomicU64,
 }
@@ -254,6 +258,8 @@ impl PasswordHasher {
                 peak: AtomicUsize::new(0),
                 secrets_running: AtomicUsize::new(0),
                 peak_secrets: AtomicUsize::new(0),
+                #[cfg(feature = "django")]
+                legacy: std::sync::Mutex::new(LegacyCost::default()),
                 completed: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
             }),
@@ -354,10 +360,7 @@ impl PasswordHasher {
         };
         let (check, real) = match check {
             Some(c) => (c, true),
-            None => (
-                Check::Scrypt(PasswordHash::new(&self.inner.dummy).map_err(hash_error)?),
-                false,
-            ),
+            None => (self.dummy_check()?, false),
         };
         let password = password.clone();
         let matched = self
@@ -370,6 +373,173 @@ impl PasswordHasher {
             })
             .await?;
         Ok(real && matched)
+    }
+
+    /// What a check for an unknown user (or an unusable stored value) runs: the
+    /// slowest legacy family present when it is slower than scrypt
+    /// ([`learn_legacy_hashes`](Self::learn_legacy_hashes)), else the scrypt dummy.
+    /// Its answer is discarded.
+    fn dummy_check(&self) -> Result<Check, PasswordError> {
+        #[cfg(feature = "django")]
+        if let Some((legacy, _)) = &self
+            .inner
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .dummy
+        {
+            return Ok(Check::Django(legacy.clone()));
+        }
+        Ok(Check::Scrypt(
+            PasswordHash::new(&self.inner.dummy).map_err(hash_error)?,
+        ))
+    }
+
+    /// Tells the hasher which legacy (Django) hashes are present — at start-up, from
+    /// the store ([`UserStore::legacy_password_hashes`](crate::UserStore::legacy_password_hashes),
+    /// which [`AuthServer`](crate::AuthServer) does by itself), and after an import.
+    ///
+    /// A check for an unknown email must cost what a check of a real account costs,
+    /// or timing tells "imported, not yet signed in" from "unknown": so once the
+    /// slowest of these (per family by its parameters, across families and against
+    /// scrypt by timing one run of each on the KDF threads) is slower than the
+    /// scrypt dummy, the unknown-email check runs that family with those parameters
+    /// instead — the max of the two, never both. Only ever raised while the process
+    /// runs; the next start-up, with no legacy hash left, is back to scrypt alone.
+    /// Values in no legacy format are ignored.
+    #[cfg(feature = "django")]
+    pub async fn learn_legacy_hashes<I, S>(&self, hashes: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        // The slowest of each family among these, slower than any seen before.
+        let mut fresh: Vec<django::Legacy> = Vec::new();
+        for h in hashes {
+            let Some(l) = django::parse(h.as_ref()) else {
+                continue;
+            };
+            match fresh.iter_mut().find(|f| f.algorithm() == l.algorithm()) {
+                Some(f) if f.nominal_cost() >= l.nominal_cost() => {}
+                Some(f) => *f = l,
+                None => fresh.push(l),
+            }
+        }
+        {
+            let mut known = self.legacy();
+            fresh.retain(|l| {
+                match known
+                    .seen
+                    .iter_mut()
+                    .find(|s| s.algorithm() == l.algorithm())
+                {
+                    Some(s) if s.nominal_cost() >= l.nominal_cost() => false,
+                    Some(s) => {
+                        *s = l.clone();
+                        true
+                    }
+                    None => {
+                        known.seen.push(l.clone());
+                        true
+                    }
+                }
+            });
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let measured = self.legacy().scrypt;
+        let scrypt = match measured {
+            Some(t) => t,
+            None => {
+                let Ok(Check::Scrypt(dummy)) = self.dummy_scrypt() else {
+                    return;
+                };
+                let Some(t) = self
+                    .time_one(move |p| {
+                        let _ = Scrypt::default().verify_password(p, &dummy);
+                    })
+                    .await
+                else {
+                    return;
+                };
+                self.legacy().scrypt = Some(t);
+                t
+            }
+        };
+        for l in fresh {
+            let check = l.clone();
+            let Some(t) = self
+                .time_one(move |p| {
+                    let _ = check.verify(p);
+                })
+                .await
+            else {
+                continue;
+            };
+            let mut known = self.legacy();
+            let slowest = known.dummy.as_ref().map_or(scrypt, |(_, d)| *d).max(scrypt);
+            if t > slowest {
+                tracing::info!(
+                    algorithm = l.algorithm(),
+                    cost = l.nominal_cost(),
+                    ms = t.as_millis(),
+                    "unknown emails now pay for the slowest legacy password hash present"
+                );
+                known.dummy = Some((l, t));
+            }
+        }
+    }
+
+    /// The algorithm an unknown email's check runs: `"scrypt"`, or the legacy
+    /// family that [`learn_legacy_hashes`](Self::learn_legacy_hashes) found slower.
+    #[must_use]
+    pub fn unknown_user_check(&self) -> &'static str {
+        #[cfg(feature = "django")]
+        if let Some((l, _)) = &self.legacy().dummy {
+            return l.algorithm();
+        }
+        "scrypt"
+    }
+
+    #[cfg(feature = "django")]
+    fn legacy(&self) -> std::sync::MutexGuard<'_, LegacyCost> {
+        self.inner
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[cfg(feature = "django")]
+    fn dummy_scrypt(&self) -> Result<Check, PasswordError> {
+        Ok(Check::Scrypt(
+            PasswordHash::new(&self.inner.dummy).map_err(hash_error)?,
+        ))
+    }
+
+    /// The time of one run of `f` (with a random password) on a KDF thread, queue
+    /// wait excluded; `None` when the pool refused it.
+    #[cfg(feature = "django")]
+    async fn time_one<F>(&self, f: F) -> Option<std::time::Duration>
+    where
+        F: FnOnce(&[u8]) + Send + 'static,
+    {
+        let mut password = [0u8; 16];
+        fill_random(&mut password).ok()?;
+        match self
+            .run(pool::Lane::SignIn, move || {
+                let started = std::time::Instant::now();
+                f(&password);
+                started.elapsed()
+            })
+            .await
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not time a legacy password hash");
+                None
+            }
+        }
     }
 
     /// True when a stored hash was made with other parameters or another algorithm,
@@ -438,6 +608,19 @@ impl PasswordHasher {
             })?;
         rx.await.map_err(|_| PasswordError::TaskFailed)
     }
+}
+
+/// The legacy hashes known to be present and what an unknown email pays for.
+#[cfg(feature = "django")]
+#[derive(Default)]
+struct LegacyCost {
+    /// The slowest hash seen of each family (by its parameters).
+    seen: Vec<django::Legacy>,
+    /// One scrypt dummy run, timed.
+    scrypt: Option<std::time::Duration>,
+    /// The unknown-email check when a legacy family is slower than scrypt, with
+    /// its time.
+    dummy: Option<(django::Legacy, std::time::Duration)>,
 }
 
 /// What [`PasswordHasher::verify`] runs on the KDF pool (one per call, moved once:

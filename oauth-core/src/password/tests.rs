@@ -343,3 +343,65 @@ async fn with_one_thread_secrets_wait_behind_sign_ins() {
     b.await.unwrap();
     assert_eq!(*order.lock().unwrap(), ["sign-in a", "sign-in b", "secret"]);
 }
+
+/// Issue 19: timing must not tell an imported account (Django's PBKDF2, not yet
+/// rehashed) from an unknown email. Once the hasher knows such a hash is present,
+/// the unknown-email check costs what that hash's check costs.
+#[cfg(feature = "django")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_emails_cost_as_much_as_the_slowest_legacy_hash() {
+    use base64::Engine as _;
+    let h = PasswordHasher::with_concurrency(ScryptParams::INSECURE_FAST, 1).unwrap();
+    let iterations = 600_000;
+    let stored = format!(
+        "pbkdf2_sha256${iterations}$importedsalt${}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let wrong = Password::new("not the password");
+    // Median times of the unknown-email check and of the imported hash's check,
+    // measured alternately.
+    let medians = |h: PasswordHasher| {
+        let (stored, wrong) = (stored.clone(), wrong.clone());
+        async move {
+            let (mut unknown, mut legacy) = (Vec::new(), Vec::new());
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                assert!(!h.verify(&wrong, None).await.unwrap());
+                unknown.push(t.elapsed());
+                let t = std::time::Instant::now();
+                assert!(!h.verify(&wrong, Some(&stored)).await.unwrap());
+                legacy.push(t.elapsed());
+            }
+            unknown.sort();
+            legacy.sort();
+            (unknown[3], legacy[3])
+        }
+    };
+    let (unknown, legacy) = medians(h.clone()).await;
+    eprintln!("before: unknown email {unknown:?}, imported pbkdf2 ({iterations}) {legacy:?}");
+    assert!(unknown * 2 < legacy, "{unknown:?} vs {legacy:?}");
+    assert_eq!(h.unknown_user_check(), "scrypt");
+
+    // Scrypt hashes and garbage teach nothing; the legacy one does.
+    let scrypt = h.hash(&Password::new("pw")).await.unwrap();
+    h.learn_legacy_hashes([scrypt.as_str(), "!unusable", "md5$x$y"])
+        .await;
+    assert_eq!(h.unknown_user_check(), "scrypt");
+    let cheaper = stored.replace(&format!("${iterations}$"), "$1000$");
+    h.learn_legacy_hashes([cheaper.as_str(), stored.as_str()])
+        .await;
+    assert_eq!(h.unknown_user_check(), "pbkdf2_sha256");
+
+    let (unknown, legacy) = medians(h.clone()).await;
+    let gap = unknown.abs_diff(legacy).as_secs_f64() / legacy.as_secs_f64();
+    eprintln!(
+        "after: unknown email {unknown:?}, imported pbkdf2 ({iterations}) {legacy:?}, gap {:.1} %",
+        gap * 100.0
+    );
+    assert!(gap < 0.3, "{unknown:?} vs {legacy:?}");
+
+    // A fresh hasher (the next start-up) with no legacy hash left: scrypt alone.
+    let next = PasswordHasher::with_concurrency(ScryptParams::INSECURE_FAST, 1).unwrap();
+    next.learn_legacy_hashes(Vec::<String>::new()).await;
+    assert_eq!(next.unknown_user_check(), "scrypt");
+}

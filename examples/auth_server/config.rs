@@ -137,6 +137,18 @@ impl Config {
                 failure_reset: seconds("AUTH_FAILURE_RESET_SECONDS", throttle.failure_reset)?,
                 signups_per_ip: parsed("SIGNUPS_PER_IP", throttle.signups_per_ip)?,
                 signup_window: seconds("SIGNUP_WINDOW_SECONDS", throttle.signup_window)?,
+                secret_hashes_per_user: parsed(
+                    "SECRET_HASHES_PER_USER",
+                    throttle.secret_hashes_per_user,
+                )?,
+                secret_hashes_per_ip: parsed(
+                    "SECRET_HASHES_PER_IP",
+                    throttle.secret_hashes_per_ip,
+                )?,
+                secret_hash_window: seconds(
+                    "SECRET_HASH_WINDOW_SECONDS",
+                    throttle.secret_hash_window,
+                )?,
             },
             trusted_proxies: trusted_proxies()?,
             forwarded_header: parsed("FORWARDED_HEADER", oauth_core::ForwardedHeader::default())?,

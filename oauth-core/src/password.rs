@@ -10,6 +10,13 @@
 //! 64): past it a call fails at once with [`PasswordError::Overloaded`], which the
 //! endpoints answer with 503 and `Retry-After` — load shedding instead of unbounded
 //! memory and latency.
+//!
+//! Sign-ins keep a share of the pool of their own: client secrets, hashed when an
+//! application is registered or its secret changed or rotated
+//! ([`hash_client_secret`](PasswordHasher::hash_client_secret)), run on at most
+//! `width − 1` of the threads (one when the width is one), behind any waiting
+//! password check, and wait in a queue of their own; so a flood of them can never
+//! make a sign-in wait for more than the one run it finds under way, nor answer 503.
 
 #[cfg(feature = "django")]
 mod django;
@@ -130,6 +137,10 @@ pub struct HasherStats {
     pub queue_bound: usize,
     /// Calls refused because that many were already waiting.
     pub refused: u64,
+    /// The most client-secret hashes ever executing at once
+    /// ([`hash_client_secret`](PasswordHasher::hash_client_secret); at most
+    /// `width − 1`, or one when the width is one).
+    pub peak_secrets: usize,
 }
 
 /// Hashes and verifies passwords with scrypt, off the async runtime and with bounded
@@ -164,6 +175,12 @@ struct Inner {
     dummy: String,
     running: AtomicUsize,
     peak: AtomicUsize,
+    secrets_running: AtomicUsize,
+    peak_secrets: AtomicUsize,
+    /// The legacy (Django) hashes known to be present, and the check an unknown
+    /// email pays for when one of them is slower than scrypt.
+    #[cfg(feature = "django")]
+    legacy: std::sync::Mutex<LegacyCost>,
     completed: AtomicU64,
     refused: AtomicU64,
 }
@@ -205,8 +222,9 @@ impl PasswordHasher {
     }
 
     /// A hasher running at most `width` (at least one) KDFs at a time, with at most
-    /// `queue` (at least one) more waiting for a thread; a call past that fails at
-    /// once with [`PasswordError::Overloaded`]. (With no room at all, a login's second
+    /// `queue` (at least one) more waiting for a thread — password checks and
+    /// [client secrets](Self::hash_client_secret) each in a queue of that bound; a
+    /// call past that fails at once with [`PasswordError::Overloaded`]. (With no room at all, a login's second
     /// KDF run could be refused in the instant its thread takes to come back from
     /// the first.)
     ///
@@ -238,6 +256,10 @@ impl PasswordHasher {
                 dummy,
                 running: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
+                secrets_running: AtomicUsize::new(0),
+                peak_secrets: AtomicUsize::new(0),
+                #[cfg(feature = "django")]
+                legacy: std::sync::Mutex::new(LegacyCost::default()),
                 completed: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
             }),
@@ -260,6 +282,7 @@ impl PasswordHasher {
             completed: self.inner.completed.load(Ordering::Relaxed),
             queue_bound: self.inner.queue,
             refused: self.inner.refused.load(Ordering::Relaxed),
+            peak_secrets: self.inner.peak_secrets.load(Ordering::Relaxed),
         }
     }
 
@@ -269,11 +292,32 @@ impl PasswordHasher {
     /// # Errors
     /// [`PasswordError`] when no salt can be drawn or the blocking task fails.
     pub async fn hash(&self, password: &Password) -> Result<String, PasswordError> {
+        self.hash_in(pool::Lane::SignIn, password).await
+    }
+
+    /// As [`hash`](Self::hash), for a client secret: the run takes at most
+    /// `width − 1` of the KDF threads (one when the width is one), after any waiting
+    /// password check, and waits in a queue of its own; so hashing secrets, however
+    /// many are asked for at once, never delays a sign-in by more than the one run
+    /// it finds under way, and never fills the queue sign-ins wait in.
+    ///
+    /// # Errors
+    /// As [`hash`](Self::hash); [`PasswordError::Overloaded`] when the secrets'
+    /// own queue is full.
+    pub async fn hash_client_secret(&self, secret: &Password) -> Result<String, PasswordError> {
+        self.hash_in(pool::Lane::Secrets, secret).await
+    }
+
+    async fn hash_in(
+        &self,
+        lane: pool::Lane,
+        password: &Password,
+    ) -> Result<String, PasswordError> {
         let mut salt = [0u8; 16];
         fill_random(&mut salt)?;
         let params = self.inner.params;
         let password = password.clone();
-        self.run(move || {
+        self.run(lane, move || {
             Scrypt::default()
                 .hash_password_customized(password.secret().as_bytes(), &salt, None, None, params)
                 .map(|h| h.to_string())
@@ -316,14 +360,11 @@ impl PasswordHasher {
         };
         let (check, real) = match check {
             Some(c) => (c, true),
-            None => (
-                Check::Scrypt(PasswordHash::new(&self.inner.dummy).map_err(hash_error)?),
-                false,
-            ),
+            None => (self.dummy_check()?, false),
         };
         let password = password.clone();
         let matched = self
-            .run(move || match check {
+            .run(pool::Lane::SignIn, move || match check {
                 Check::Scrypt(hash) => Scrypt::default()
                     .verify_password(password.secret().as_bytes(), &hash)
                     .is_ok(),
@@ -332,6 +373,173 @@ impl PasswordHasher {
             })
             .await?;
         Ok(real && matched)
+    }
+
+    /// What a check for an unknown user (or an unusable stored value) runs: the
+    /// slowest legacy family present when it is slower than scrypt
+    /// ([`learn_legacy_hashes`](Self::learn_legacy_hashes)), else the scrypt dummy.
+    /// Its answer is discarded.
+    fn dummy_check(&self) -> Result<Check, PasswordError> {
+        #[cfg(feature = "django")]
+        if let Some((legacy, _)) = &self
+            .inner
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .dummy
+        {
+            return Ok(Check::Django(legacy.clone()));
+        }
+        Ok(Check::Scrypt(
+            PasswordHash::new(&self.inner.dummy).map_err(hash_error)?,
+        ))
+    }
+
+    /// Tells the hasher which legacy (Django) hashes are present — at start-up, from
+    /// the store ([`UserStore::legacy_password_hashes`](crate::UserStore::legacy_password_hashes),
+    /// which [`AuthServer`](crate::AuthServer) does by itself), and after an import.
+    ///
+    /// A check for an unknown email must cost what a check of a real account costs,
+    /// or timing tells "imported, not yet signed in" from "unknown": so once the
+    /// slowest of these (per family by its parameters, across families and against
+    /// scrypt by timing one run of each on the KDF threads) is slower than the
+    /// scrypt dummy, the unknown-email check runs that family with those parameters
+    /// instead — the max of the two, never both. Only ever raised while the process
+    /// runs; the next start-up, with no legacy hash left, is back to scrypt alone.
+    /// Values in no legacy format are ignored.
+    #[cfg(feature = "django")]
+    pub async fn learn_legacy_hashes<I, S>(&self, hashes: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        // The slowest of each family among these, slower than any seen before.
+        let mut fresh: Vec<django::Legacy> = Vec::new();
+        for h in hashes {
+            let Some(l) = django::parse(h.as_ref()) else {
+                continue;
+            };
+            match fresh.iter_mut().find(|f| f.algorithm() == l.algorithm()) {
+                Some(f) if f.nominal_cost() >= l.nominal_cost() => {}
+                Some(f) => *f = l,
+                None => fresh.push(l),
+            }
+        }
+        {
+            let mut known = self.legacy();
+            fresh.retain(|l| {
+                match known
+                    .seen
+                    .iter_mut()
+                    .find(|s| s.algorithm() == l.algorithm())
+                {
+                    Some(s) if s.nominal_cost() >= l.nominal_cost() => false,
+                    Some(s) => {
+                        *s = l.clone();
+                        true
+                    }
+                    None => {
+                        known.seen.push(l.clone());
+                        true
+                    }
+                }
+            });
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let measured = self.legacy().scrypt;
+        let scrypt = match measured {
+            Some(t) => t,
+            None => {
+                let Ok(Check::Scrypt(dummy)) = self.dummy_scrypt() else {
+                    return;
+                };
+                let Some(t) = self
+                    .time_one(move |p| {
+                        let _ = Scrypt::default().verify_password(p, &dummy);
+                    })
+                    .await
+                else {
+                    return;
+                };
+                self.legacy().scrypt = Some(t);
+                t
+            }
+        };
+        for l in fresh {
+            let check = l.clone();
+            let Some(t) = self
+                .time_one(move |p| {
+                    let _ = check.verify(p);
+                })
+                .await
+            else {
+                continue;
+            };
+            let mut known = self.legacy();
+            let slowest = known.dummy.as_ref().map_or(scrypt, |(_, d)| *d).max(scrypt);
+            if t > slowest {
+                tracing::info!(
+                    algorithm = l.algorithm(),
+                    cost = l.nominal_cost(),
+                    ms = t.as_millis(),
+                    "unknown emails now pay for the slowest legacy password hash present"
+                );
+                known.dummy = Some((l, t));
+            }
+        }
+    }
+
+    /// The algorithm an unknown email's check runs: `"scrypt"`, or the legacy
+    /// family that [`learn_legacy_hashes`](Self::learn_legacy_hashes) found slower.
+    #[must_use]
+    pub fn unknown_user_check(&self) -> &'static str {
+        #[cfg(feature = "django")]
+        if let Some((l, _)) = &self.legacy().dummy {
+            return l.algorithm();
+        }
+        "scrypt"
+    }
+
+    #[cfg(feature = "django")]
+    fn legacy(&self) -> std::sync::MutexGuard<'_, LegacyCost> {
+        self.inner
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[cfg(feature = "django")]
+    fn dummy_scrypt(&self) -> Result<Check, PasswordError> {
+        Ok(Check::Scrypt(
+            PasswordHash::new(&self.inner.dummy).map_err(hash_error)?,
+        ))
+    }
+
+    /// The time of one run of `f` (with a random password) on a KDF thread, queue
+    /// wait excluded; `None` when the pool refused it.
+    #[cfg(feature = "django")]
+    async fn time_one<F>(&self, f: F) -> Option<std::time::Duration>
+    where
+        F: FnOnce(&[u8]) + Send + 'static,
+    {
+        let mut password = [0u8; 16];
+        fill_random(&mut password).ok()?;
+        match self
+            .run(pool::Lane::SignIn, move || {
+                let started = std::time::Instant::now();
+                f(&password);
+                started.elapsed()
+            })
+            .await
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not time a legacy password hash");
+                None
+            }
+        }
     }
 
     /// True when a stored hash was made with other parameters or another algorithm,
@@ -360,7 +568,7 @@ impl PasswordHasher {
     /// cannot push concurrency past the pool's width: the job runs on one of its
     /// threads, or is skipped if the caller is gone by the time a thread takes it.
     /// A full queue refuses the job at once ([`PasswordError::Overloaded`]).
-    async fn run<T, F>(&self, f: F) -> Result<T, PasswordError>
+    async fn run<T, F>(&self, lane: pool::Lane, f: F) -> Result<T, PasswordError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -370,28 +578,49 @@ impl PasswordHasher {
         let queued = std::time::Instant::now();
         self.inner
             .pool
-            .submit(Box::new(move || {
-                // The caller gave up while the job was queued: nobody wants the hash.
-                if tx.is_closed() {
-                    return;
-                }
-                crate::metrics::kdf_queue_wait(queued.elapsed());
-                let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
-                inner.peak.fetch_max(now, Ordering::Relaxed);
-                let out = f();
-                inner.running.fetch_sub(1, Ordering::Relaxed);
-                inner.completed.fetch_add(1, Ordering::Relaxed);
-                let _ = tx.send(out);
-            }))
-            .map_err(|refused| match refused {
-                pool::Refused::Full => {
-                    self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                    PasswordError::Overloaded
-                }
-                pool::Refused::Gone => PasswordError::TaskFailed,
+            .submit(
+                lane,
+                Box::new(move || {
+                    // The caller gave up while the job was queued: nobody wants the hash.
+                    if tx.is_closed() {
+                        return;
+                    }
+                    crate::metrics::kdf_queue_wait(queued.elapsed());
+                    let now = inner.running.fetch_add(1, Ordering::Relaxed) + 1;
+                    inner.peak.fetch_max(now, Ordering::Relaxed);
+                    let secret = lane == pool::Lane::Secrets;
+                    if secret {
+                        let n = inner.secrets_running.fetch_add(1, Ordering::Relaxed) + 1;
+                        inner.peak_secrets.fetch_max(n, Ordering::Relaxed);
+                    }
+                    let out = f();
+                    if secret {
+                        inner.secrets_running.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    inner.running.fetch_sub(1, Ordering::Relaxed);
+                    inner.completed.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(out);
+                }),
+            )
+            .map_err(|pool::Refused::Full| {
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                PasswordError::Overloaded
             })?;
         rx.await.map_err(|_| PasswordError::TaskFailed)
     }
+}
+
+/// The legacy hashes known to be present and what an unknown email pays for.
+#[cfg(feature = "django")]
+#[derive(Default)]
+struct LegacyCost {
+    /// The slowest hash seen of each family (by its parameters).
+    seen: Vec<django::Legacy>,
+    /// One scrypt dummy run, timed.
+    scrypt: Option<std::time::Duration>,
+    /// The unknown-email check when a legacy family is slower than scrypt, with
+    /// its time.
+    dummy: Option<(django::Legacy, std::time::Duration)>,
 }
 
 /// What [`PasswordHasher::verify`] runs on the KDF pool (one per call, moved once:

@@ -560,6 +560,21 @@ impl AuthServer {
         if let Some(feed) = &state.feed {
             feed.start(Arc::downgrade(&state));
         }
+        // Unknown emails pay for the slowest password hash family present: learn
+        // which legacy (Django) hashes the store still holds (issue 19).
+        #[cfg(feature = "django")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (users, hasher) = (state.users.clone(), state.hasher.clone());
+            runtime.spawn(async move {
+                match users.legacy_password_hashes().await {
+                    Ok(hashes) => hasher.learn_legacy_hashes(hashes).await,
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not read which legacy password hashes are present"
+                    ),
+                }
+            });
+        }
         let limit = self.body_limit;
         #[cfg(feature = "pages")]
         let browser_routes = self

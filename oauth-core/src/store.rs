@@ -208,6 +208,20 @@ pub trait UserStore: Send + Sync {
         Ok(revoked)
     }
 
+    /// The password hashes still in a legacy (Django) format — `pbkdf2_…`,
+    /// `argon2$…`, `bcrypt…`, `scrypt$…`, kept by an import until each user's next
+    /// sign-in — so that the hasher makes an unknown email cost as much as the
+    /// slowest of them
+    /// ([`PasswordHasher::learn_legacy_hashes`](crate::PasswordHasher::learn_legacy_hashes)).
+    /// Read once at start-up; empty once every imported user has signed in. The
+    /// default: none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    async fn legacy_password_hashes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Records a successful sign-in.
     ///
     /// # Errors

@@ -35,6 +35,7 @@ scenarios!(
     revocation_returns_only_inside_the_console,
     every_change_is_logged_with_its_actor,
     revoking_an_application_from_a_users_page_takes_effect_at_once,
+    staff_grants_and_staff_passwords_need_recent_authentication,
 );
 
 const STAFF: &str = "boss@example.com";
@@ -1487,4 +1488,185 @@ async fn revoking_an_application_from_a_users_page_takes_effect_at_once(h: &Harn
     let log = h.store.entries(0, 1).await.unwrap();
     assert_eq!(log.items[0].entry.action, "revoke");
     assert!(log.items[0].entry.detail.contains("application rs-id"));
+}
+
+/// The stored password hash of `id`.
+async fn password_hash_of(h: &Harness, id: i64) -> Option<String> {
+    h.store.user_by_id(id).await.unwrap().unwrap().password_hash
+}
+
+/// Issue 19: setting another staff user's password and granting staff (on the
+/// flags form and by adding a staff user) need the acting user's password
+/// proved within 5 minutes: at sign-in, or typed again in "Your password".
+async fn staff_grants_and_staff_passwords_need_recent_authentication(h: &Harness) {
+    let (mut b, _) = admin(h).await;
+    let ann = h.staff_user("ann@example.com").await;
+    let bob = h.user("bob@example.com").await;
+    let carol = h.user("carol@example.com").await;
+    let set_ann = format!("/admin/users/{ann}/password/");
+    let new_pw = [("password", NEW_PASSWORD), ("password2", NEW_PASSWORD)];
+
+    // Signed in just now: no re-entry asked, none needed.
+    let page = b.get(&format!("/admin/users/{ann}/")).await;
+    assert!(!page.body.contains("current_password"), "{}", page.body);
+    let before = password_hash_of(h, ann).await;
+    let p = submit(&mut b, &set_ann, &new_pw).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_ne!(password_hash_of(h, ann).await, before);
+    let p = submit(
+        &mut b,
+        &format!("/admin/users/{bob}/"),
+        &[("is_active", "on"), ("is_staff", "on")],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(h.store.user_by_id(bob).await.unwrap().unwrap().is_staff);
+
+    // Signed in more than 5 minutes ago.
+    h.clock.advance(301);
+    let page = b.get(&format!("/admin/users/{ann}/")).await;
+    assert!(
+        page.body.contains("name=\"current_password\""),
+        "{}",
+        page.body
+    );
+    let before = password_hash_of(h, ann).await;
+    for (typed, message) in [
+        ("", "enter your own password"),
+        ("not-my-password-at-all", "Your password was not right."),
+    ] {
+        let mut form = new_pw.to_vec();
+        form.push(("current_password", typed));
+        let p = submit(&mut b, &set_ann, &form).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{typed:?}: {}", p.body);
+        assert!(p.body.contains(message), "{typed:?}: {}", p.body);
+        assert!(!p.body.contains(NEW_PASSWORD));
+        assert_eq!(password_hash_of(h, ann).await, before, "{typed:?}");
+    }
+    // The same for granting staff, on the flags form and the add form.
+    let grant = format!("/admin/users/{carol}/");
+    for (typed, message) in [
+        ("", "enter your own password"),
+        ("not-my-password-at-all", "Your password was not right."),
+    ] {
+        let p = submit(
+            &mut b,
+            &grant,
+            &[
+                ("is_active", "on"),
+                ("is_staff", "on"),
+                ("current_password", typed),
+            ],
+        )
+        .await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{typed:?}: {}", p.body);
+        assert!(p.body.contains(message), "{typed:?}: {}", p.body);
+        assert!(!h.store.user_by_id(carol).await.unwrap().unwrap().is_staff);
+        let p = submit(
+            &mut b,
+            "/admin/users/add/",
+            &[
+                ("email", "dave@example.com"),
+                ("password", NEW_PASSWORD),
+                ("password2", NEW_PASSWORD),
+                ("is_active", "on"),
+                ("is_staff", "on"),
+                ("current_password", typed),
+            ],
+        )
+        .await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{typed:?}: {}", p.body);
+        assert!(p.body.contains(message), "{typed:?}: {}", p.body);
+        let dave = Email::parse("dave@example.com").unwrap();
+        assert!(h.store.user_by_email(&dave).await.unwrap().is_none());
+    }
+    // Changes that grant nothing still need no re-entry: deactivating a user.
+    let p = submit(&mut b, &grant, &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = submit(&mut b, &grant, &[("is_active", "on")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+
+    // The right password: done, and good for the next 5 minutes.
+    let mut form = new_pw.to_vec();
+    form.push(("current_password", PASSWORD));
+    let p = submit(&mut b, &set_ann, &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_ne!(password_hash_of(h, ann).await, before);
+    h.clock.advance(200);
+    let p = submit(&mut b, &grant, &[("is_active", "on"), ("is_staff", "on")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(h.store.user_by_id(carol).await.unwrap().unwrap().is_staff);
+
+    // And the grant with the right password once that has passed too.
+    h.clock.advance(301);
+    let p = submit(
+        &mut b,
+        "/admin/users/add/",
+        &[
+            ("email", "dave@example.com"),
+            ("password", NEW_PASSWORD),
+            ("password2", NEW_PASSWORD),
+            ("is_active", "on"),
+            ("is_staff", "on"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let dave = Email::parse("dave@example.com").unwrap();
+    assert!(
+        h.store
+            .user_by_email(&dave)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_staff
+    );
+}
+
+/// Wrong re-entered passwords count as failed sign-ins of the acting account:
+/// past the threshold even the right one waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_reentered_passwords_are_throttled_as_sign_ins() {
+    let h = Harness::new(
+        common::Backend::Sqlite,
+        oauth_core::ThrottleConfig {
+            per_account_source: 2,
+            ..common::lenient()
+        },
+    )
+    .await
+    .unwrap();
+    let (mut b, _) = admin(&h).await;
+    let bob = h.user("bob@example.com").await;
+    h.clock.advance(301);
+    let grant = format!("/admin/users/{bob}/");
+    for _ in 0..2 {
+        let p = submit(
+            &mut b,
+            &grant,
+            &[
+                ("is_staff", "on"),
+                ("current_password", "wrong-wrong-wrong"),
+            ],
+        )
+        .await;
+        assert!(
+            p.body.contains("Your password was not right."),
+            "{}",
+            p.body
+        );
+    }
+    let p = submit(
+        &mut b,
+        &grant,
+        &[("is_staff", "on"), ("current_password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains("Too many failed attempts"), "{}", p.body);
+    assert!(!h.store.user_by_id(bob).await.unwrap().unwrap().is_staff);
+    // The sign-in page counts the same failures.
+    let r = h.login(STAFF, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
 }

@@ -1346,3 +1346,138 @@ async fn privileged_scopes_are_marked_and_never_given_by_default(h: &Harness) {
     );
     assert!(!own.body.contains("introspection"), "{}", own.body);
 }
+
+/// Issue 19, hole 7: a signed-in user flooding registrations and rotations (each a
+/// production-like KDF run) while someone signs in. With 2 KDF threads and a small
+/// queue, the sign-in succeeds — it is neither refused 503 nor stuck behind the
+/// flood — and the flood is refused with 429 (the form again, with a message) once
+/// the user's budget of secret hashes (10 per window) is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_secret_hashes_is_throttled_and_never_starves_sign_ins() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use http_body_util::BodyExt as _;
+    use oauth_core::{PasswordHasher, ScryptParams};
+    use tower::ServiceExt as _;
+
+    // About a production hash's shape, cheaper: 8 MiB, some tens of milliseconds.
+    let slow = PasswordHasher::with_limits(
+        ScryptParams {
+            log_n: 13,
+            r: 8,
+            p: 1,
+        },
+        2,
+        8,
+    )
+    .unwrap();
+    let throttle = oauth_core::ThrottleConfig {
+        secret_hashes_per_user: 10,
+        secret_hashes_per_ip: 30,
+        ..common::lenient()
+    };
+    let hasher = slow.clone();
+    let h = Harness::build(common::Backend::Sqlite, throttle, move |s| {
+        s.password_hasher(hasher)
+    })
+    .await
+    .unwrap();
+    h.user(BOB).await;
+    let (mut ann, _) = user(&h, ANN).await;
+    let id = register_own(
+        &mut ann,
+        &[
+            ("name", "Ann's app"),
+            ("client_type", "confidential"),
+            ("client_secret", "a typed secret of Ann's, long enough"),
+            ("grant_types", "authorization_code"),
+            ("redirect_uris", "https://ann.example/cb"),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    let token = csrf(&mut ann, "/o/applications/register/").await;
+    let cookie = ann.cookie.clone().unwrap();
+    let post = |uri: String, form: Vec<(&'static str, String)>| {
+        let mut all = vec![("csrfmiddlewaretoken", token.clone())];
+        all.extend(form);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(all)
+            .finish();
+        let req = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, ISSUER)
+            .header(header::COOKIE, cookie.clone())
+            .body(Body::from(body))
+            .unwrap();
+        let router = h.router.clone();
+        async move {
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let mut flood = Vec::new();
+    for i in 0..30 {
+        flood.push(tokio::spawn(post(
+            "/o/applications/register/".into(),
+            vec![
+                ("name", format!("flood {i}")),
+                ("client_type", "confidential".into()),
+                ("grant_types", "authorization_code".into()),
+                ("redirect_uris", "https://ann.example/cb".into()),
+                ("scope", "read".into()),
+            ],
+        )));
+        if i % 3 == 0 {
+            flood.push(tokio::spawn(post(
+                format!("/o/applications/{id}/rotate/"),
+                vec![],
+            )));
+        }
+    }
+    // Sign in while the flood is under way.
+    for _ in 0..2000 {
+        if slow.stats().running > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let started = std::time::Instant::now();
+    let login = h.login(BOB, PASSWORD).await;
+    let login_took = started.elapsed();
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for f in flood {
+        let (status, body) = f.await.unwrap();
+        *by_status.entry(status.as_u16()).or_default() += 1;
+        assert!(!status.is_server_error(), "{status}: {body}");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(body.contains("try again in"), "{body}");
+        }
+    }
+    let stats = slow.stats();
+    eprintln!(
+        "flood of {} secret-hashing POSTs: {by_status:?}; concurrent sign-in {} in {login_took:?}; \
+         KDF peak {} running, {} secrets at once, {} refused",
+        by_status.values().sum::<usize>(),
+        login.status,
+        stats.peak_running,
+        stats.peak_secrets,
+        stats.refused,
+    );
+    assert_eq!(login.status, StatusCode::OK, "{}", login.json);
+    // The first registration took one of the 10; the flood got the other 9.
+    let done =
+        by_status.get(&200).copied().unwrap_or(0) + by_status.get(&303).copied().unwrap_or(0);
+    assert_eq!(done, 9, "{by_status:?}");
+    assert_eq!(by_status.get(&429).copied(), Some(40 - 9), "{by_status:?}");
+    assert!(stats.peak_secrets <= 1, "{stats:?}");
+    // The next one, a while later, still refused: the window is 10 minutes.
+    h.clock.advance(60);
+    let (status, body) = post(format!("/o/applications/{id}/rotate/"), vec![]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    h.clock.advance(600);
+    let (status, body) = post(format!("/o/applications/{id}/rotate/"), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -363,6 +363,14 @@ async fn live_tokens_keep_working(h: &Harness) {
 async fn full_import(h: &Harness, source_url: &str) {
     let first = run(h, source_url, false).await;
     assert_first_import(&first);
+    // Issue 19: unknown emails now pay for the slowest imported hash family,
+    // not for the (here very cheap) scrypt.
+    let present = oauth_core::UserStore::legacy_password_hashes(h.store.as_ref())
+        .await
+        .unwrap();
+    let imported_legacy = present.len();
+    assert!(imported_legacy >= USERS.len(), "{present:?}");
+    assert_ne!(h.hasher.unknown_user_check(), "scrypt");
     imported_applications_get_ordinary_scopes_only(h).await;
     users_sign_in_with_the_token_endpoint(h).await;
     the_inactive_and_the_unusable_cannot_sign_in(h).await;
@@ -382,6 +390,12 @@ async fn full_import(h: &Harness, source_url: &str) {
                 .starts_with("$scrypt$")
         );
     }
+    // Those who signed in are no longer legacy: once none is left, the next
+    // start-up's unknown-email check is scrypt alone.
+    let present = oauth_core::UserStore::legacy_password_hashes(h.store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(present.len(), imported_legacy - USERS.len(), "{present:?}");
     assert!(
         h.store
             .client("rs-id")

@@ -20,10 +20,11 @@ use tower_sessions::Session;
 
 use super::{Chrome, ConfirmPage, FormErrors, PAGE_SIZE, Pager, chrome, page, query, staff};
 use crate::pages::app_form::{
-    self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment,
+    self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment, too_many,
 };
 use crate::pages::{CheckedForm, PagesState};
 use crate::secret::ClientSecret;
+use crate::server::ClientIp;
 use crate::store::{Client, ClientKind, User};
 
 pub(super) fn routes() -> Router<PagesState> {
@@ -179,6 +180,7 @@ async fn add(
     State(pages): State<PagesState>,
     session: Session,
     uri: OriginalUri,
+    ip: ClientIp,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
@@ -194,6 +196,13 @@ async fn add(
         Ok(v) => v,
         Err(errors) => return add_page(&pages, &session, &me, form, errors).await,
     };
+    if valid.hashes_secret()
+        && let Err((message, wait)) = app_form::secret_budget(&pages, &me, ip)
+    {
+        let mut errors = FormErrors::default();
+        errors.add("client_secret", message);
+        return too_many(add_page(&pages, &session, &me, form, errors).await, wait);
+    }
     let saved = match app_form::register(&pages, valid, None).await {
         Ok(Ok(s)) => s,
         Ok(Err(errors)) => return add_page(&pages, &session, &me, form, errors).await,
@@ -330,6 +339,7 @@ async fn change(
     session: Session,
     uri: OriginalUri,
     Path(client_id): Path<String>,
+    ip: ClientIp,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
@@ -349,6 +359,14 @@ async fn change(
             return detail_page(&pages, &session, &me, &client, form, errors, None).await;
         }
     };
+    if valid.hashes_secret()
+        && let Err((message, wait)) = app_form::secret_budget(&pages, &me, ip)
+    {
+        let mut errors = FormErrors::default();
+        errors.add("client_secret", message);
+        let page = detail_page(&pages, &session, &me, &client, form, errors, None).await;
+        return too_many(page, wait);
+    }
     let next =
         app_form::update_and_finish(&pages, &session, &me, &client, valid, "", detail_path).await;
     answer(&pages, &session, &me, next).await
@@ -361,10 +379,20 @@ async fn rotate(
     session: Session,
     uri: OriginalUri,
     Path(client_id): Path<String>,
+    ip: ClientIp,
     _form: CheckedForm,
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
     let client = page_try!(load(&pages, &client_id).await);
+    if client.kind == ClientKind::Confidential
+        && let Err((message, wait)) = app_form::secret_budget(&pages, &me, ip)
+    {
+        let mut errors = FormErrors::default();
+        errors.add("client_secret", message);
+        let form = AppForm::of(&client);
+        let page = detail_page(&pages, &session, &me, &client, form, errors, None).await;
+        return too_many(page, wait);
+    }
     let to = detail_path(&client.client_id);
     let next = app_form::rotate_and_finish(&pages, &session, &me, &client, "", to).await;
     answer(&pages, &session, &me, next).await

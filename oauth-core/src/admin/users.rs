@@ -5,6 +5,13 @@
 //! Deactivating, deleting or setting a password revokes every token of the user
 //! at once; their browser sessions end at their next request (the pages check the
 //! account and its password on every request).
+//!
+//! Granting staff (the flags form, or adding a staff user) and setting the
+//! password of another staff user need recent authentication: the acting user
+//! proved their password within [`REAUTH_WINDOW`] (at sign-in, or by typing it
+//! again in the form's "Your password" field, counted by the login-failure
+//! throttle when wrong), so a session left open, or taken over, cannot make
+//! itself a second staff account or lock another out.
 
 use crate::pages::page_try;
 use askama::Template;
@@ -21,9 +28,12 @@ use super::{
     query, staff, when, when_unix,
 };
 use crate::email::Email;
+use crate::pages::session;
 use crate::pages::view::ScopeLine;
 use crate::pages::{CheckedForm, PagesState};
 use crate::secret::Password;
+use crate::server::ClientIp;
+use crate::server::throttle::{Key, Refused, account_key};
 use crate::store::{
     Consent, NewUser, StoreError, TokenKind, TokenQuery, TokenRecord, User, UserFlags, UserOrder,
     UserQuery,
@@ -224,10 +234,13 @@ struct AddPage<'a> {
     is_staff: bool,
     is_active: bool,
     errors: FormErrors,
+    /// Show the "Your password" field (needed to add a staff user).
+    reauth: bool,
 }
 
 async fn add_form(State(pages): State<PagesState>, session: Session, uri: OriginalUri) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
+    let reauth = !page_try!(recently_authenticated(&pages, &session).await);
     let chrome = page_try!(chrome(&pages, &session, &me, "users").await);
     page(
         &pages,
@@ -238,8 +251,91 @@ async fn add_form(State(pages): State<PagesState>, session: Session, uri: Origin
             is_staff: false,
             is_active: true,
             errors: FormErrors::default(),
+            reauth,
         },
     )
+}
+
+/// How recently the acting user must have proved their password to grant staff
+/// or set another staff user's password: 5 minutes.
+pub(crate) const REAUTH_WINDOW: i64 = 5 * 60;
+
+/// The field of the acting user's own password on the forms that need recent
+/// authentication.
+const OWN_PASSWORD: &str = "current_password";
+
+/// Whether the acting user proved their password (signed in, or typed it again)
+/// within [`REAUTH_WINDOW`].
+async fn recently_authenticated(pages: &PagesState, session: &Session) -> Result<bool, Response> {
+    let proved = match session::password_proved_at(session).await {
+        Ok(p) => p,
+        Err(e) => return Err(pages.internal(&e).await),
+    };
+    let now = pages.app.clock.unix();
+    Ok(proved.is_some_and(|at| now.saturating_sub(at) < REAUTH_WINDOW))
+}
+
+/// Recent authentication for a sensitive action: `Ok(true)` when the acting user
+/// proved their password within [`REAUTH_WINDOW`] or typed it correctly in the
+/// form's "Your password" field (then recorded in the session). Otherwise a field
+/// error on that field and `Ok(false)`: missing, wrong (counted against the
+/// account from this source, as a failed sign-in), or the throttle's wait.
+async fn confirm_identity(
+    pages: &PagesState,
+    session: &Session,
+    me: &User,
+    ip: ClientIp,
+    typed: &str,
+    errors: &mut FormErrors,
+) -> Result<bool, Response> {
+    if recently_authenticated(pages, session).await? {
+        return Ok(true);
+    }
+    if typed.is_empty() {
+        errors.add(
+            OWN_PASSWORD,
+            "For this change, enter your own password: you signed in more than 5 minutes ago.",
+        );
+        return Ok(false);
+    }
+    let app = &pages.app;
+    let account = account_key(me.email.as_str());
+    let keys = ip.account_keys(&account);
+    let checked = match app.throttle.check(&keys).await {
+        Ok(c) => c,
+        Err(Refused::Store(e)) => return Err(pages.internal(&e).await),
+        Err(Refused::Wait(wait)) => {
+            crate::metrics::throttled();
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            errors.add(
+                OWN_PASSWORD,
+                format!(
+                    "Too many failed attempts. Please wait {minutes} minute{} and try again.",
+                    if minutes == 1 { "" } else { "s" }
+                ),
+            );
+            return Ok(false);
+        }
+    };
+    let ok = pages
+        .ok(app
+            .hasher
+            .verify(&Password::new(typed), me.password_hash.as_deref())
+            .await)
+        .await?;
+    if !ok {
+        crate::metrics::auth_failure("password");
+        app.throttle.fail(&keys).await;
+        errors.add(OWN_PASSWORD, "Your password was not right.");
+        return Ok(false);
+    }
+    app.throttle
+        .succeeded(&checked, Key::AccountFrom(&account, ip.0))
+        .await;
+    if let Err(e) = session::password_proved(session, app.clock.unix()).await {
+        return Err(pages.internal(&e).await);
+    }
+    Ok(true)
 }
 
 /// Checks a new password and its confirmation with the server's rules; the
@@ -269,6 +365,7 @@ async fn add(
     State(pages): State<PagesState>,
     session: Session,
     uri: OriginalUri,
+    ip: ClientIp,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
@@ -303,9 +400,16 @@ async fn add(
         email.as_ref().map(Email::as_str),
         &mut errors,
     );
+    // Adding a staff user grants staff: recent authentication first (checked last,
+    // so a form with other errors costs no password check).
+    if is_staff && errors.is_empty() {
+        let typed = get(OWN_PASSWORD);
+        page_try!(confirm_identity(&pages, &session, &me, ip, typed, &mut errors).await);
+    }
     let email = match email {
         Some(e) if errors.is_empty() => e,
         _ => {
+            let reauth = !page_try!(recently_authenticated(&pages, &session).await);
             let chrome = page_try!(chrome(&pages, &session, &me, "users").await);
             // Typed values come back, never the passwords.
             return page(
@@ -317,6 +421,7 @@ async fn add(
                     is_staff,
                     is_active,
                     errors,
+                    reauth,
                 },
             );
         }
@@ -409,6 +514,8 @@ struct DetailPage<'a> {
     apps: Vec<AppRow>,
     errors: FormErrors,
     is_self: bool,
+    /// Show the "Your password" field on the forms that need recent authentication.
+    reauth: bool,
 }
 
 async fn load(pages: &PagesState, id: i64) -> Result<User, Response> {
@@ -462,6 +569,7 @@ async fn detail_page(
             name,
         });
     }
+    let reauth = !page_try!(recently_authenticated(pages, session).await);
     let chrome = page_try!(chrome(pages, session, me, "users").await);
     let now = pages.app.clock.unix();
     let status = if errors.is_empty() {
@@ -482,6 +590,7 @@ async fn detail_page(
             apps,
             errors,
             is_self: me.id == user.id,
+            reauth,
         },
     )
 }
@@ -515,6 +624,7 @@ async fn change(
     session: Session,
     uri: OriginalUri,
     Path(id): Path<i64>,
+    ip: ClientIp,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
@@ -528,6 +638,13 @@ async fn change(
             "You cannot take your own staff status or deactivate yourself: ask another staff user.",
         );
         return detail_page(&pages, &session, &me, &user, errors).await;
+    }
+    if is_staff && !user.is_staff {
+        let mut errors = FormErrors::default();
+        let typed = fields.get(OWN_PASSWORD).map_or("", String::as_str);
+        if !page_try!(confirm_identity(&pages, &session, &me, ip, typed, &mut errors).await) {
+            return detail_page(&pages, &session, &me, &user, errors).await;
+        }
     }
     let flags = UserFlags {
         is_staff: Some(is_staff),
@@ -590,6 +707,7 @@ async fn set_password(
     session: Session,
     uri: OriginalUri,
     Path(id): Path<i64>,
+    ip: ClientIp,
     CheckedForm { fields, .. }: CheckedForm,
 ) -> Response {
     let me = page_try!(staff(&pages, &session, &uri).await);
@@ -603,6 +721,11 @@ async fn set_password(
         Some(user.email.as_str()),
         &mut errors,
     );
+    // Another staff user's password: recent authentication first.
+    if errors.is_empty() && user.is_staff && user.id != me.id {
+        let typed = get(OWN_PASSWORD);
+        page_try!(confirm_identity(&pages, &session, &me, ip, typed, &mut errors).await);
+    }
     if !errors.is_empty() {
         return detail_page(&pages, &session, &me, &user, errors).await;
     }

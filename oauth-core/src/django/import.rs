@@ -178,6 +178,12 @@ pub async fn import(
         }
     }
     apply(db, planned, options, &mut report).await?;
+    if !options.dry_run {
+        // Unknown emails now cost what the slowest imported hash costs (issue 19);
+        // a server in another process learns it at its next start-up.
+        let present = crate::store::UserStore::legacy_password_hashes(target).await?;
+        options.hasher.learn_legacy_hashes(present).await;
+    }
     let mut users: HashMap<i64, UserId> = load_ledger(db, LEDGER_USER)
         .await?
         .into_iter()

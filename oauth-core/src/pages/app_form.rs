@@ -261,6 +261,58 @@ pub(crate) struct Valid {
     secret: SecretChange,
 }
 
+impl Valid {
+    /// Whether saving it hashes a new secret (one KDF run).
+    pub(crate) fn hashes_secret(&self) -> bool {
+        matches!(self.secret, SecretChange::Generate | SecretChange::Typed(_))
+    }
+}
+
+/// Takes one client-secret hash from the budgets of `me` and of the source
+/// ([`ThrottleConfig::secret_hashes_per_user`](crate::ThrottleConfig::secret_hashes_per_user)):
+/// each is a production KDF run on the threads sign-ins share, so a signed-in
+/// user cannot keep them busy by registering applications or rotating secrets in
+/// a loop. When used up: the message to show (on the secret's field) and the wait.
+pub(crate) fn secret_budget(
+    pages: &PagesState,
+    me: &crate::store::User,
+    ip: crate::server::ClientIp,
+) -> Result<(), (String, std::time::Duration)> {
+    pages
+        .app
+        .throttle
+        .take_secret_hash(me.id, ip.0)
+        .map_err(|wait| {
+            crate::metrics::throttled();
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            (
+                format!(
+                    "Too many application secrets were made or changed from here recently: try again in {minutes} minute{}.",
+                    if minutes == 1 { "" } else { "s" }
+                ),
+                wait,
+            )
+        })
+}
+
+/// `response` (a form page showing the refusal of [`secret_budget`]) as 429 Too
+/// Many Requests with `Retry-After`; an error page it turned out to be stays as it is.
+pub(crate) fn too_many(
+    mut response: axum::response::Response,
+    wait: std::time::Duration,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    let status = response.status();
+    if status.is_client_error() || status.is_success() {
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::api::retry_secs(wait)),
+        );
+    }
+    response
+}
+
 /// The non-empty trimmed lines of a text area, each once.
 fn lines(s: &str) -> Vec<String> {
     let mut out: Vec<String> = vec![];

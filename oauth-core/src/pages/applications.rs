@@ -28,11 +28,12 @@ use axum::routing::{get, post};
 use tower_sessions::Session;
 
 use super::app_form::{
-    self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment,
+    self, AppForm, Audience, Facts, FormView, Next, Outcome, Shown, finish, path_segment, too_many,
 };
 use super::{CheckedForm, PagesState, to_login_back};
 use crate::admin::{Chrome, FormErrors, chrome, page};
 use crate::secret::ClientSecret;
+use crate::server::ClientIp;
 use crate::store::{Client, ClientKind, User};
 
 const LIST: &str = "/o/applications/";
@@ -194,6 +195,7 @@ async fn register(
     State(pages): State<PagesState>,
     session: Session,
     uri: OriginalUri,
+    ip: ClientIp,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
     let me = page_try!(owner(&pages, &session, &uri).await);
@@ -209,6 +211,16 @@ async fn register(
         Ok(v) => v,
         Err(errors) => return form_page(&pages, &session, &me, form, errors, None).await,
     };
+    if valid.hashes_secret()
+        && let Err((message, wait)) = app_form::secret_budget(&pages, &me, ip)
+    {
+        let mut errors = FormErrors::default();
+        errors.add("client_secret", message);
+        return too_many(
+            form_page(&pages, &session, &me, form, errors, None).await,
+            wait,
+        );
+    }
     let saved = match app_form::register(&pages, valid, Some(me.id)).await {
         Ok(Ok(s)) => s,
         Ok(Err(errors)) => return form_page(&pages, &session, &me, form, errors, None).await,
@@ -299,6 +311,7 @@ async fn update(
     session: Session,
     uri: OriginalUri,
     Path(client_id): Path<String>,
+    ip: ClientIp,
     CheckedForm { body, .. }: CheckedForm,
 ) -> Response {
     let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
@@ -317,6 +330,14 @@ async fn update(
             return form_page(&pages, &session, &me, form, errors, Some(&client)).await;
         }
     };
+    if valid.hashes_secret()
+        && let Err((message, wait)) = app_form::secret_budget(&pages, &me, ip)
+    {
+        let mut errors = FormErrors::default();
+        errors.add("client_secret", message);
+        let page = form_page(&pages, &session, &me, form, errors, Some(&client)).await;
+        return too_many(page, wait);
+    }
     let next = app_form::update_and_finish(
         &pages,
         &session,
@@ -335,9 +356,23 @@ async fn rotate(
     session: Session,
     uri: OriginalUri,
     Path(client_id): Path<String>,
+    ip: ClientIp,
     _form: CheckedForm,
 ) -> Response {
     let (me, client) = page_try!(mine(&pages, &session, &uri, &client_id).await);
+    if client.kind == ClientKind::Confidential
+        && let Err((message, wait)) = app_form::secret_budget(&pages, &me, ip)
+    {
+        let mut chrome = page_try!(chrome(&pages, &session, &me, "").await);
+        chrome.flash = Some(message);
+        let facts = Facts::of(&client, &pages.app);
+        let page = page(
+            &pages,
+            StatusCode::OK,
+            &DetailPage::new(&chrome, facts, None, true),
+        );
+        return too_many(page, wait);
+    }
     let to = detail_path(&client.client_id);
     let next =
         app_form::rotate_and_finish(&pages, &session, &me, &client, "by its owner: ", to).await;

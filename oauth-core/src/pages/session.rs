@@ -18,6 +18,9 @@ use crate::token::fill_random;
 
 pub(crate) const USER_KEY: &str = "user_id";
 const AUTH_AT_KEY: &str = "auth_at";
+/// When the user last typed their password again (a re-entry on a sensitive
+/// console form); the sign-in's `auth_at` stays what the absolute expiry counts from.
+const REAUTH_AT_KEY: &str = "reauth_at";
 const CREDENTIAL_KEY: &str = "credential";
 const CSRF_KEY: &str = "csrf";
 /// The form field of the CSRF token (Django's name).
@@ -290,6 +293,20 @@ pub(crate) async fn sign_in(
     session.insert(AUTH_AT_KEY, now).await?;
     session.insert(CREDENTIAL_KEY, credential).await?;
     session.insert(CSRF_KEY, random_token()?).await?;
+    Ok(())
+}
+
+/// When the signed-in user last proved their password in this session: at sign-in,
+/// or by typing it again since ([`password_proved`]); `None` for no sign-in.
+pub(crate) async fn password_proved_at(session: &Session) -> Result<Option<i64>, SessionError> {
+    let signed_in = session.get::<i64>(AUTH_AT_KEY).await?;
+    let again = session.get::<i64>(REAUTH_AT_KEY).await?;
+    Ok(signed_in.max(again))
+}
+
+/// Records that the signed-in user typed their password again at `now`.
+pub(crate) async fn password_proved(session: &Session, now: i64) -> Result<(), SessionError> {
+    session.insert(REAUTH_AT_KEY, now).await?;
     Ok(())
 }
 

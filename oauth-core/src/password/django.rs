@@ -76,7 +76,27 @@ pub fn django_algorithm(stored: &str) -> Option<&'static str> {
 }
 
 impl Legacy {
-    fn algorithm(&self) -> &'static str {
+    /// The cost of one check within its family, in that family's own unit
+    /// (iterations; argon2's KiB × passes × lanes; 2^cost; scrypt's N·r·p): which
+    /// of two hashes of one family is slower. Families are compared by timing.
+    pub(crate) fn nominal_cost(&self) -> u64 {
+        match self {
+            Self::Pbkdf2 { iterations, .. } => u64::from(*iterations),
+            Self::Argon2(hash) => argon2::Params::try_from(hash.as_ref()).map_or(0, |p| {
+                u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost())
+            }),
+            Self::Bcrypt { hash, .. } => hash
+                .split('$')
+                .nth(2)
+                .and_then(|c| c.parse::<u32>().ok())
+                .map_or(0, |c| 1u64 << c.min(63)),
+            Self::Scrypt { params, .. } => {
+                (1u64 << params.log_n().min(63)) * u64::from(params.r()) * u64::from(params.p())
+            }
+        }
+    }
+
+    pub(crate) fn algorithm(&self) -> &'static str {
         match self {
             Self::Pbkdf2 { sha1: false, .. } => "pbkdf2_sha256",
             Self::Pbkdf2 { sha1: true, .. } => "pbkdf2_sha1",

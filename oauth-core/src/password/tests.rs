@@ -221,7 +221,7 @@ async fn a_full_queue_refuses_at_once() {
     let h = PasswordHasher::with_limits(ScryptParams::INSECURE_FAST, 1, 1).unwrap();
     // A "slow KDF": the one thread is held until the test lets go.
     let (release, held) = std::sync::mpsc::channel::<()>();
-    let mut running = Box::pin(h.run(move || held.recv().is_ok()));
+    let mut running = Box::pin(h.run(pool::Lane::SignIn, move || held.recv().is_ok()));
     poll_once(&mut running).await;
     while h.stats().running == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -250,4 +250,158 @@ async fn a_full_queue_refuses_at_once() {
     assert!(h.hash(&Password::new("after the burst")).await.is_ok());
     assert_eq!(PasswordHasher::default_queue(2), 64);
     assert_eq!(PasswordHasher::default_queue(16), 128);
+}
+
+/// Waits until `n` KDF runs execute (or fails after 5 s).
+async fn until_running(h: &PasswordHasher, n: usize) {
+    for _ in 0..5000 {
+        if h.stats().running >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never reached {n} running: {:?}", h.stats());
+}
+
+/// Issue 19, hole 7: client secrets never take the last thread. With width 2, a
+/// secret hash holding one thread and another waiting, a sign-in's verification
+/// still runs at once on the second thread; secrets' own queue, full, refuses
+/// secrets while sign-ins are still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_secrets_leave_a_thread_to_sign_ins() {
+    let h = PasswordHasher::with_limits(ScryptParams::INSECURE_FAST, 2, 2).unwrap();
+    let phc = h.hash(&Password::new("pw")).await.unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Arc::new(std::sync::Mutex::new(held));
+    // Three "slow secrets": one runs, two wait (the lane's queue holds two).
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let held = Arc::clone(&held);
+        let mut job = Box::pin(h.run(pool::Lane::Secrets, move || {
+            held.lock().unwrap().recv().is_ok()
+        }));
+        poll_once(&mut job).await;
+        secrets.push(job);
+        if i == 0 {
+            until_running(&h, 1).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.stats().running, 1, "a second secret took the last thread");
+    let refused = h.hash_client_secret(&Password::new("one too many")).await;
+    assert!(
+        matches!(refused, Err(PasswordError::Overloaded)),
+        "{refused:?}"
+    );
+
+    let started = std::time::Instant::now();
+    let ok = tokio::time::timeout(
+        Duration::from_secs(5),
+        h.verify(&Password::new("pw"), Some(&phc)),
+    )
+    .await
+    .expect("the sign-in waited behind the secrets");
+    assert!(ok.unwrap());
+    eprintln!(
+        "sign-in verified in {:?} with secrets holding the pool",
+        started.elapsed()
+    );
+    for _ in 0..3 {
+        release.send(()).unwrap();
+    }
+    for job in secrets {
+        assert!(job.await.unwrap());
+    }
+    assert_eq!(h.stats().peak_secrets, 1, "{:?}", h.stats());
+}
+
+/// With width 1, a secret waits behind every sign-in queued before the thread
+/// comes free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_thread_secrets_wait_behind_sign_ins() {
+    let h = PasswordHasher::with_limits(ScryptParams::INSECURE_FAST, 1, 8).unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let mut first = Box::pin(h.run(pool::Lane::SignIn, move || held.recv().is_ok()));
+    poll_once(&mut first).await;
+    until_running(&h, 1).await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let job = |lane, name: &'static str| {
+        let order = Arc::clone(&order);
+        h.run(lane, move || order.lock().unwrap().push(name))
+    };
+    // The secret is queued first, the sign-ins after it.
+    let mut secret = Box::pin(job(pool::Lane::Secrets, "secret"));
+    poll_once(&mut secret).await;
+    let mut a = Box::pin(job(pool::Lane::SignIn, "sign-in a"));
+    poll_once(&mut a).await;
+    let mut b = Box::pin(job(pool::Lane::SignIn, "sign-in b"));
+    poll_once(&mut b).await;
+    release.send(()).unwrap();
+    assert!(first.await.unwrap());
+    secret.await.unwrap();
+    a.await.unwrap();
+    b.await.unwrap();
+    assert_eq!(*order.lock().unwrap(), ["sign-in a", "sign-in b", "secret"]);
+}
+
+/// Issue 19: timing must not tell an imported account (Django's PBKDF2, not yet
+/// rehashed) from an unknown email. Once the hasher knows such a hash is present,
+/// the unknown-email check costs what that hash's check costs.
+#[cfg(feature = "django")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_emails_cost_as_much_as_the_slowest_legacy_hash() {
+    use base64::Engine as _;
+    let h = PasswordHasher::with_concurrency(ScryptParams::INSECURE_FAST, 1).unwrap();
+    let iterations = 600_000;
+    let stored = format!(
+        "pbkdf2_sha256${iterations}$importedsalt${}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let wrong = Password::new("not the password");
+    // Median times of the unknown-email check and of the imported hash's check,
+    // measured alternately.
+    let medians = |h: PasswordHasher| {
+        let (stored, wrong) = (stored.clone(), wrong.clone());
+        async move {
+            let (mut unknown, mut legacy) = (Vec::new(), Vec::new());
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                assert!(!h.verify(&wrong, None).await.unwrap());
+                unknown.push(t.elapsed());
+                let t = std::time::Instant::now();
+                assert!(!h.verify(&wrong, Some(&stored)).await.unwrap());
+                legacy.push(t.elapsed());
+            }
+            unknown.sort();
+            legacy.sort();
+            (unknown[3], legacy[3])
+        }
+    };
+    let (unknown, legacy) = medians(h.clone()).await;
+    eprintln!("before: unknown email {unknown:?}, imported pbkdf2 ({iterations}) {legacy:?}");
+    assert!(unknown * 2 < legacy, "{unknown:?} vs {legacy:?}");
+    assert_eq!(h.unknown_user_check(), "scrypt");
+
+    // Scrypt hashes and garbage teach nothing; the legacy one does.
+    let scrypt = h.hash(&Password::new("pw")).await.unwrap();
+    h.learn_legacy_hashes([scrypt.as_str(), "!unusable", "md5$x$y"])
+        .await;
+    assert_eq!(h.unknown_user_check(), "scrypt");
+    let cheaper = stored.replace(&format!("${iterations}$"), "$1000$");
+    h.learn_legacy_hashes([cheaper.as_str(), stored.as_str()])
+        .await;
+    assert_eq!(h.unknown_user_check(), "pbkdf2_sha256");
+
+    let (unknown, legacy) = medians(h.clone()).await;
+    let gap = unknown.abs_diff(legacy).as_secs_f64() / legacy.as_secs_f64();
+    eprintln!(
+        "after: unknown email {unknown:?}, imported pbkdf2 ({iterations}) {legacy:?}, gap {:.1} %",
+        gap * 100.0
+    );
+    assert!(gap < 0.3, "{unknown:?} vs {legacy:?}");
+
+    // A fresh hasher (the next start-up) with no legacy hash left: scrypt alone.
+    let next = PasswordHasher::with_concurrency(ScryptParams::INSECURE_FAST, 1).unwrap();
+    next.learn_legacy_hashes(Vec::<String>::new()).await;
+    assert_eq!(next.unknown_user_check(), "scrypt");
 }

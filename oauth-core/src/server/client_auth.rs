@@ -280,7 +280,7 @@ impl ClientAuthenticator {
         let client_id = client_id.to_owned();
         let secret = Password::new(secret.secret());
         tokio::spawn(async move {
-            let new = match this.hasher.hash(&secret).await {
+            let new = match this.hasher.hash_client_secret(&secret).await {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not upgrade a client secret hash");

@@ -36,7 +36,8 @@ use crate::store::{MemoryThrottleStore, StoreError, ThrottleStore};
 /// then 120 s, 240 s, … after each further failure, at most 15 minutes
 /// ([`max_wait`](Self::max_wait)); failures are forgotten after 12 hours without one
 /// ([`failure_reset`](Self::failure_reset)). Sign-ups: 20 per source address per
-/// 15 minutes.
+/// 15 minutes. Client secrets hashed by the application pages (register, change,
+/// rotate): 10 per user and 30 per source address per 10 minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleConfig {
     /// Failed password checks (sign-in, password change) per account from one
@@ -59,6 +60,16 @@ pub struct ThrottleConfig {
     pub signups_per_ip: u32,
     /// The fixed window of the sign-up limit.
     pub signup_window: Duration,
+    /// Client secrets one signed-in user may have hashed (registering an
+    /// application, changing or rotating its secret) per
+    /// [`secret_hash_window`](Self::secret_hash_window): each is a production KDF
+    /// run on the pool that sign-ins share.
+    pub secret_hashes_per_user: u32,
+    /// Client secrets hashed for the requests of one source address, all users
+    /// together, per [`secret_hash_window`](Self::secret_hash_window).
+    pub secret_hashes_per_ip: u32,
+    /// The fixed window of the client-secret limits.
+    pub secret_hash_window: Duration,
 }
 
 impl Default for ThrottleConfig {
@@ -73,6 +84,9 @@ impl Default for ThrottleConfig {
             failure_reset: Duration::from_secs(12 * 3600),
             signups_per_ip: 20,
             signup_window: Duration::from_secs(15 * 60),
+            secret_hashes_per_user: 10,
+            secret_hashes_per_ip: 30,
+            secret_hash_window: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -122,11 +136,14 @@ pub(crate) struct Checked(Vec<Vec<u8>>);
 
 /// The detector: the policy ([`ThrottleConfig`]) over failure counters kept in a
 /// [`ThrottleStore`] — this process's memory, or a database shared by every
-/// instance. Sign-up windows are always counted in this process.
+/// instance. Rate windows (sign-ups, client secrets hashed) are always counted in
+/// this process: they guard this process's password-hashing threads.
 #[derive(Clone)]
 pub(crate) struct Throttle {
     counters: Arc<dyn ThrottleStore>,
-    signups: moka::sync::Cache<String, Arc<Window>>,
+    /// Fixed rate windows by key (`s:` sign-ups per source, `u:` secrets per user,
+    /// `h:` secrets per source).
+    windows: moka::sync::Cache<String, Arc<Window>>,
     config: ThrottleConfig,
     clock: Arc<dyn Clock>,
 }
@@ -164,9 +181,14 @@ impl Throttle {
         Self {
             counters: counters
                 .unwrap_or_else(|| Arc::new(MemoryThrottleStore::new(config.failure_reset))),
-            signups: moka::sync::Cache::builder()
+            windows: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(config.signup_window.max(Duration::from_secs(1)))
+                .time_to_live(
+                    config
+                        .signup_window
+                        .max(config.secret_hash_window)
+                        .max(Duration::from_secs(1)),
+                )
                 .build(),
             config,
             clock,
@@ -278,9 +300,33 @@ impl Throttle {
     /// window is used up. Counted in this process: the limit guards this process's
     /// password-hashing threads, and a sign-up request adds no write of its own.
     pub(crate) fn take_signup(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let (limit, window) = (self.config.signups_per_ip, self.config.signup_window);
+        self.take(format!("s:{}", source(ip)), limit, window)
+    }
+
+    /// Takes one client-secret hash from the user's window and from the source's,
+    /// or `Err(retry_after)` when either is used up (the source's is not touched
+    /// when the user's refuses). Counted in this process, as sign-ups.
+    pub(crate) fn take_secret_hash(&self, user: i64, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let c = &self.config;
+        self.take(
+            format!("u:{user}"),
+            c.secret_hashes_per_user,
+            c.secret_hash_window,
+        )?;
+        self.take(
+            format!("h:{}", source(ip)),
+            c.secret_hashes_per_ip,
+            c.secret_hash_window,
+        )
+    }
+
+    /// Takes one from the fixed window of `key` (`limit` per `window`), or
+    /// `Err(retry_after)` when it is used up.
+    fn take(&self, key: String, limit: u32, window: Duration) -> Result<(), Duration> {
         let now = self.now();
-        let window = millis(self.config.signup_window);
-        let c = self.signups.get_with(source(ip), || {
+        let window = millis(window);
+        let c = self.windows.get_with(key, || {
             Arc::new(Window {
                 taken: AtomicU32::new(0),
                 started: AtomicI64::new(now),
@@ -292,7 +338,7 @@ impl Throttle {
             c.taken.store(1, Ordering::Relaxed);
             return Ok(());
         }
-        if c.taken.fetch_add(1, Ordering::Relaxed) < self.config.signups_per_ip {
+        if c.taken.fetch_add(1, Ordering::Relaxed) < limit {
             return Ok(());
         }
         let left = started.saturating_add(window).saturating_sub(now);
@@ -317,6 +363,9 @@ mod tests {
                 failure_reset: Duration::from_secs(3600),
                 signups_per_ip: 2,
                 signup_window: Duration::from_secs(600),
+                secret_hashes_per_user: 2,
+                secret_hashes_per_ip: 3,
+                secret_hash_window: Duration::from_secs(600),
             },
             Arc::new(clock.clone()),
             None,
@@ -382,5 +431,24 @@ mod tests {
         assert!(t.take_signup(Some([10, 0, 0, 2].into())).is_ok());
         clock.advance(500);
         assert!(t.take_signup(ip).is_ok());
+    }
+
+    #[test]
+    fn secret_hashes_take_from_the_user_and_the_source() {
+        let clock = ManualClock::at(1_800_000_000);
+        let t = throttle(&clock);
+        let ip = Some([10, 0, 0, 1].into());
+        assert!(t.take_secret_hash(1, ip).is_ok());
+        assert!(t.take_secret_hash(1, ip).is_ok());
+        assert_eq!(t.take_secret_hash(1, ip), Err(Duration::from_secs(600)));
+        // The user's refusal took nothing from the source: one more for another user.
+        assert!(t.take_secret_hash(2, ip).is_ok());
+        clock.advance(60);
+        assert_eq!(t.take_secret_hash(3, ip), Err(Duration::from_secs(540)));
+        assert!(t.take_secret_hash(3, Some([10, 0, 0, 2].into())).is_ok());
+        // Sign-ups have windows of their own.
+        assert!(t.take_signup(ip).is_ok());
+        clock.advance(540);
+        assert!(t.take_secret_hash(1, ip).is_ok());
     }
 }

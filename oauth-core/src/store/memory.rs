@@ -102,6 +102,16 @@ impl UserStore for MemoryUserStore {
         Ok(lock(&self.inner).by_id.get(&id).cloned())
     }
 
+    async fn legacy_password_hashes(&self) -> Result<Vec<String>, StoreError> {
+        let users = lock(&self.inner);
+        Ok(users
+            .by_id
+            .values()
+            .filter_map(|u| u.password_hash.clone())
+            .filter(|h| !h.starts_with('$') && !h.starts_with('!') && h.contains('$'))
+            .collect())
+    }
+
     async fn set_password_hash(&self, id: UserId, password_hash: &str) -> Result<(), StoreError> {
         lock(&self.inner).get_mut(id)?.password_hash = Some(password_hash.to_owned());
         Ok(())

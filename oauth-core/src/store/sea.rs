@@ -486,6 +486,26 @@ impl UserStore for SeaOrmStore {
             .transpose()
     }
 
+    /// One query over the legacy prefixes (the user table is small next to the
+    /// token table, and only rows not yet rehashed match).
+    async fn legacy_password_hashes(&self) -> Result<Vec<String>, StoreError> {
+        use sea_orm::{Condition, QuerySelect as _};
+        let legacy = ["pbkdf2_%", "argon2$%", "bcrypt%", "scrypt$%"]
+            .into_iter()
+            .fold(Condition::any(), |c, p| {
+                c.add(user::Column::PasswordHash.like(p))
+            });
+        let rows: Vec<Option<String>> = user::Entity::find()
+            .select_only()
+            .column(user::Column::PasswordHash)
+            .filter(legacy)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
     async fn set_password_hash(&self, id: UserId, password_hash: &str) -> Result<(), StoreError> {
         let res = user::Entity::update_many()
             .col_expr(user::Column::PasswordHash, Expr::value(password_hash))

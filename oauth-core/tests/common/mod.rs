@@ -77,6 +77,8 @@ pub fn lenient() -> ThrottleConfig {
         per_client: 1000,
         per_ip: 1000,
         signups_per_ip: 1000,
+        secret_hashes_per_user: 1000,
+        secret_hashes_per_ip: 1000,
         ..ThrottleConfig::default()
     }
 }

@@ -42,7 +42,7 @@ async fn new_secret(
     let hash = match pages
         .app
         .hasher
-        .hash(&Password::new(secret.0.secret()))
+        .hash_client_secret(&Password::new(secret.0.secret()))
         .await
     {
         Ok(h) => h,

@@ -44,6 +44,7 @@ scenarios!(
     loopback_redirect_uris_match_any_port,
     omitted_redirect_uri_needs_exactly_one_registered,
     other_errors_redirect_with_state_and_iss,
+    errors_never_bounce_to_self_registered_clients,
     pkce_is_required_s256_only_with_rfc_syntax,
     anonymous_user_is_sent_to_login_and_back,
     consent_page_shows_client_and_scopes_with_safe_headers,
@@ -392,6 +393,124 @@ async fn other_errors_redirect_with_state_and_iss(h: &Harness) {
         assert_eq!(q["iss"], ISSUER);
         assert!(!q.contains_key("code"));
     }
+}
+
+/// RFC 9700 §4.11.2: `/o/authorize/` must not be an open redirector. An ordinary
+/// user registers an https app on a host of theirs through the self-service form;
+/// every authorization error for it is our error page (400, no `Location`) for an
+/// anonymous visitor and for a signed-in user alike. A trusted client (no owner,
+/// or a staff owner) gets the RFC 6749 §4.1.2.1 redirect, but only after sign-in.
+async fn errors_never_bounce_to_self_registered_clients(h: &Harness) {
+    const EVIL: &str = "https://attacker.example/landing";
+    let mut ann = setup(h).await;
+    h.user("mallory@example.com").await;
+    let mut mallory = signed_in(h, "mallory@example.com").await;
+    let registered = post_form_of(
+        &mut mallory,
+        "/o/applications/register/",
+        "/o/applications/register/",
+        &[
+            ("name", "Totally legit"),
+            ("client_id", "bounce"),
+            ("client_type", "public"),
+            ("grant_types", "authorization_code"),
+            ("redirect_uris", EVIL),
+        ],
+    )
+    .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        registered.body
+    );
+    assert!(
+        h.store
+            .client("bounce")
+            .await
+            .unwrap()
+            .unwrap()
+            .owner
+            .is_some()
+    );
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("scope", "nonsense")], "invalid_scope"),
+        (&[("code_challenge", "")], "invalid_request"),
+        (
+            &[("code_challenge", ""), ("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (&[("code_challenge_method", "plain")], "invalid_request"),
+        (&[("response_type", "token")], "unsupported_response_type"),
+    ];
+    let mut anon = Browser::new(h);
+    for (who, browser) in [
+        ("anonymous", &mut anon),
+        ("owner", &mut mallory),
+        ("ann", &mut ann),
+    ] {
+        for (extra, error) in &cases {
+            let p = browser
+                .get(&format!(
+                    "/o/authorize/?{}",
+                    authorize_query("bounce", Some(EVIL), extra)
+                ))
+                .await;
+            assert_error_page(&p);
+            assert!(p.body.contains(error), "{who} {extra:?}: {}", p.body);
+            assert!(!p.body.contains("attacker.example"), "{who} {extra:?}");
+        }
+    }
+    // A trusted client (registered without owner) is told, once the user signed in...
+    let bad_scope = authorize_query("native", Some(LOOPBACK), &[("scope", "nonsense")]);
+    let p = ann.get(&format!("/o/authorize/?{bad_scope}")).await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    assert!(p.location().starts_with(LOOPBACK), "{}", p.location());
+    let q = p.redirect_params();
+    assert_eq!(q["error"], "invalid_scope");
+    assert_eq!(q["state"], "st-123");
+    assert_eq!(q["iss"], ISSUER);
+    // ...but not before: no sign-in, no redirect, whoever the client.
+    assert_error_page(&anon.get(&format!("/o/authorize/?{bad_scope}")).await);
+    // A client a staff user registered is trusted too.
+    let mut staff = staff_browser(h).await;
+    let staffs = post_form_of(
+        &mut staff,
+        "/o/applications/register/",
+        "/o/applications/register/",
+        &[
+            ("name", "Staff app"),
+            ("client_id", "staff-app"),
+            ("client_type", "public"),
+            ("grant_types", "authorization_code"),
+            ("redirect_uris", WEB),
+        ],
+    )
+    .await;
+    assert_eq!(staffs.status, StatusCode::SEE_OTHER, "{}", staffs.body);
+    let p = ann
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("staff-app", Some(WEB), &[("scope", "nonsense")])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    assert_eq!(p.redirect_params()["error"], "invalid_scope");
+    // Cancel on our consent page stays a redirect, even to an untrusted client: the
+    // user saw the client and chose.
+    let consent = ann
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("bounce", Some(EVIL), &[])
+        ))
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let mut form = consent.hidden_fields();
+    form.push(("cancel".into(), "Cancel".into()));
+    let p = ann.post("/o/authorize/", &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(p.location().starts_with(EVIL), "{}", p.location());
+    assert_eq!(p.redirect_params()["error"], "access_denied");
 }
 
 async fn pkce_is_required_s256_only_with_rfc_syntax(h: &Harness) {

@@ -44,10 +44,42 @@ pub(crate) enum Refusal {
     /// The client or its redirect URI cannot be trusted: show an error page and
     /// never redirect (RFC 6749 §4.1.2.1, no open redirector).
     Page(Cow<'static, str>),
-    /// Everything else: back to the client with `error` (RFC 6749 §4.1.2.1).
-    Redirect(Url),
+    /// Everything else: an error for the client (RFC 6749 §4.1.2.1). Whether it is
+    /// redirected or shown depends on who asks ([`ClientError`]).
+    Redirect(ClientError),
     /// The store failed (logged; the page says so).
     Internal,
+}
+
+/// An error the client could be told by redirect (RFC 6749 §4.1.2.1). The pages
+/// redirect it only when the user has signed in and the client is trusted
+/// ([`ClientError::trusted`]); otherwise they show it on the error page, so the
+/// endpoint is never a bounce to a URI anyone could have registered (RFC 9700
+/// §4.11.2).
+#[derive(Debug)]
+pub(crate) struct ClientError {
+    /// The redirect URI with `error`, `error_description`, `state` and `iss`.
+    pub(crate) url: Url,
+    /// The `error` code.
+    pub(crate) error: &'static str,
+    /// The `error_description`.
+    pub(crate) description: &'static str,
+    /// The user who registered the client ([`Client::owner`]).
+    pub(crate) owner: Option<crate::store::UserId>,
+}
+
+impl ClientError {
+    /// Whether a redirect to this client may carry an error for `user` (signed in):
+    /// the client was registered by the server's operators (no owner: the CLI, the
+    /// console, an import) or by a staff user. `owner_record` is the owner's record
+    /// when it is not `user`.
+    pub(crate) fn trusted(&self, user: &User, owner_record: Option<&User>) -> bool {
+        match self.owner {
+            None => true,
+            Some(id) if id == user.id => user.is_staff && user.is_active,
+            Some(_) => owner_record.is_some_and(|o| o.is_staff && o.is_active),
+        }
+    }
 }
 
 /// `RFC 7636 §4.1`: `code-verifier = 43*128unreserved`; the challenge (§4.2) has the
@@ -178,6 +210,7 @@ pub(crate) fn error_redirect(
     kind: AuthorizationErrorType,
     description: &'static str,
     issuer: &str,
+    owner: Option<crate::store::UserId>,
 ) -> Refusal {
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return Refusal::Page("The redirect URI is not valid.".into());
@@ -190,7 +223,12 @@ pub(crate) fn error_redirect(
             q.append_pair("state", state);
         }
     }
-    Refusal::Redirect(with_iss(url, issuer))
+    Refusal::Redirect(ClientError {
+        url: with_iss(url, issuer),
+        error: error_code(kind),
+        description,
+        owner,
+    })
 }
 
 /// An error of oxide-auth's machine: a redirect (unsupported response type,
@@ -201,6 +239,7 @@ fn machine_refusal(
     bound: Option<&(String, bool)>,
     state: Option<&str>,
     issuer: &str,
+    owner: Option<crate::store::UserId>,
 ) -> Refusal {
     match (e, bound) {
         (MachineError::Redirect(mut url), Some((uri, _))) => {
@@ -212,7 +251,7 @@ fn machine_refusal(
                 AuthorizationErrorType::InvalidScope => "The scope is malformed.",
                 _ => "The request is invalid.",
             };
-            error_redirect(uri, state, kind, description, issuer)
+            error_redirect(uri, state, kind, description, issuer, owner)
         }
         (MachineError::PrimitiveError, _) | (MachineError::Redirect(_), None) => {
             tracing::error!("authorization state machine failed");
@@ -281,8 +320,9 @@ pub(crate) async fn validate(
             Output::Extend => {
                 let (uri, _) = bound.as_ref().ok_or(Refusal::Internal)?;
                 let c = client.as_ref().ok_or(Refusal::Internal)?;
-                let refuse =
-                    |kind, text| error_redirect(uri, state_param.as_deref(), kind, text, issuer);
+                let refuse = |kind, text| {
+                    error_redirect(uri, state_param.as_deref(), kind, text, issuer, c.owner)
+                };
                 if !c.allows(GrantType::AuthorizationCode) {
                     return Err(refuse(
                         AuthorizationErrorType::UnauthorizedClient,
@@ -345,6 +385,7 @@ pub(crate) async fn validate(
                             AuthorizationErrorType::InvalidScope,
                             "The requested scope is unknown or not allowed for this client.",
                             issuer,
+                            c.owner,
                         )
                     })?;
                 let pre_grant = PreGrant {
@@ -368,6 +409,7 @@ pub(crate) async fn validate(
                     bound.as_ref(),
                     state_param.as_deref(),
                     issuer,
+                    client.as_ref().and_then(|c| c.owner),
                 ));
             }
         };
@@ -417,6 +459,7 @@ pub(crate) fn check_staff(
         AuthorizationErrorType::AccessDenied,
         "The requested scope is for staff users only.",
         &state.issuer_url,
+        request.client.owner,
     ))
 }
 
@@ -469,7 +512,8 @@ pub(crate) async fn grant(
     Ok(with_iss(url, &state.issuer_url))
 }
 
-/// The user said no: `access_denied` (RFC 6749 §4.1.2.1).
+/// The user said no on our consent page: `access_denied` (RFC 6749 §4.1.2.1). The
+/// user saw the client and chose, so this is redirected for every client.
 pub(crate) fn deny(state: &AppState, request: &ValidRequest) -> Refusal {
     error_redirect(
         &request.redirect_uri,
@@ -477,6 +521,7 @@ pub(crate) fn deny(state: &AppState, request: &ValidRequest) -> Refusal {
         AuthorizationErrorType::AccessDenied,
         "The user denied the request.",
         &state.issuer_url,
+        request.client.owner,
     )
 }
 

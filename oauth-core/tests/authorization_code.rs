@@ -46,6 +46,7 @@ scenarios!(
     other_errors_redirect_with_state_and_iss,
     errors_never_bounce_to_self_registered_clients,
     pkce_is_required_s256_only_with_rfc_syntax,
+    s256_challenge_is_exactly_43_base64url_characters,
     anonymous_user_is_sent_to_login_and_back,
     consent_page_shows_client_and_scopes_with_safe_headers,
     allow_issues_a_code_and_cancel_is_access_denied,
@@ -534,6 +535,40 @@ async fn pkce_is_required_s256_only_with_rfc_syntax(h: &Harness) {
         assert_eq!(q["error"], "invalid_request", "{extra:?}");
         assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st-123", ISSUER));
     }
+}
+
+/// RFC 7636 §4.2: an S256 challenge is `BASE64URL(SHA256(verifier))`, exactly 43
+/// characters of the base64url alphabet; anything else could never verify and is
+/// `invalid_request` at once.
+async fn s256_challenge_is_exactly_43_base64url_characters(h: &Harness) {
+    let mut b = setup(h).await;
+    let good = challenge(VERIFIER);
+    assert_eq!(good.len(), 43);
+    for bad in [
+        good[..42].to_owned(),
+        format!("{good}A"),
+        "A".repeat(128),
+        format!("{}.", &good[..42]),
+        format!("{}~", &good[..42]),
+    ] {
+        let p = b
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query("native", Some(LOOPBACK), &[("code_challenge", &bad)])
+            ))
+            .await;
+        assert_eq!(p.status, StatusCode::FOUND, "{bad}: {}", p.body);
+        let q = p.redirect_params();
+        assert_eq!(q["error"], "invalid_request", "{bad}");
+        assert_eq!(q["state"], "st-123");
+    }
+    let p = b
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("native", Some(LOOPBACK), &[("code_challenge", &good)])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
 }
 
 async fn anonymous_user_is_sent_to_login_and_back(h: &Harness) {

@@ -91,6 +91,16 @@ pub fn is_pkce_value(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// `RFC 7636 §4.2`: an S256 challenge is `BASE64URL(SHA256(code_verifier))`
+/// without padding, so exactly 43 characters of the base64url alphabet
+/// (`A-Z a-z 0-9 - _`). Any other value could never verify.
+#[must_use]
+pub fn is_s256_challenge(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
 /// The part of a loopback redirect URI after the port: `Some(rest)` for
 /// `http://127.0.0.1[:port]rest` or `http://[::1][:port]rest`, where the port may be
 /// any (RFC 8252 §7.3).
@@ -352,10 +362,10 @@ pub(crate) async fn validate(
                         ));
                     }
                 }
-                if !is_pkce_value(&value) {
+                if !is_s256_challenge(&value) {
                     return Err(refuse(
                         AuthorizationErrorType::InvalidRequest,
-                        "code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~.",
+                        "An S256 code_challenge is exactly 43 characters of A-Z a-z 0-9 - _.",
                     ));
                 }
                 let pkce = Pkce::required();
@@ -603,5 +613,20 @@ mod tests {
         assert!(is_pkce_value(&"a".repeat(128)));
         assert!(!is_pkce_value(&"a".repeat(129)));
         assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
+    }
+
+    #[test]
+    fn s256_challenge_syntax_rfc7636() {
+        // RFC 7636 Appendix B.
+        assert!(is_s256_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(is_s256_challenge(&"_".repeat(43)));
+        assert!(!is_s256_challenge(&"a".repeat(42)));
+        assert!(!is_s256_challenge(&"a".repeat(44)));
+        assert!(!is_s256_challenge(&"a".repeat(128)));
+        assert!(!is_s256_challenge(&format!("{}.", "a".repeat(42))));
+        assert!(!is_s256_challenge(&format!("{}~", "a".repeat(42))));
+        assert!(!is_s256_challenge(&format!("{}=", "a".repeat(42))));
     }
 }

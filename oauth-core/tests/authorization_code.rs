@@ -42,6 +42,7 @@ impl Consent for Browser<'_> {
 scenarios!(
     unknown_client_or_redirect_uri_is_an_error_page,
     loopback_redirect_uris_match_any_port,
+    loopback_any_port_only_for_public_clients,
     omitted_redirect_uri_needs_exactly_one_registered,
     other_errors_redirect_with_state_and_iss,
     errors_never_bounce_to_self_registered_clients,
@@ -333,6 +334,51 @@ async fn loopback_redirect_uris_match_any_port(h: &Harness) {
             p.location()
         );
     }
+}
+
+/// RFC 8252 §7.3's any-port rule is for native apps: a confidential client (a web
+/// server, here one that skips consent like the demo's `rs-id`) must name the exact
+/// registered port, or anyone listening on another loopback port gets its codes.
+async fn loopback_any_port_only_for_public_clients(h: &Harness) {
+    let mut b = setup(h).await;
+    const CONSOLE: &str = "http://127.0.0.1:8001/admin/callback";
+    register(h, "rs-like", Some("rs-like-secret"), &[CONSOLE], true).await;
+    for (client, uri) in [
+        ("rs-like", "http://127.0.0.1:8002/admin/callback"),
+        ("rs-like", "http://127.0.0.1/admin/callback"),
+        ("conf", "http://127.0.0.1:53123/callback"),
+    ] {
+        let p = b
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query(client, Some(uri), &[])
+            ))
+            .await;
+        assert_error_page(&p);
+    }
+    let p = b
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("rs-like", Some(CONSOLE), &[])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    assert!(
+        p.location().starts_with(&format!("{CONSOLE}?code=")),
+        "{}",
+        p.location()
+    );
+    let p = b.allow(&authorize_query("conf", Some(LOOPBACK), &[])).await;
+    assert!(p.location().starts_with(&format!("{LOOPBACK}?code=")));
+    // A public client keeps the rule (see loopback_redirect_uris_match_any_port).
+    let p = b
+        .allow(&authorize_query(
+            "native",
+            Some("http://127.0.0.1:53123/callback"),
+            &[],
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
 }
 
 async fn omitted_redirect_uri_needs_exactly_one_registered(h: &Harness) {

@@ -6,7 +6,7 @@
 //! Where oxide-auth departs from RFC 8252 / RFC 9700 the RFC wins, and the step is
 //! answered here instead (see docs/architecture.md, "Authorization code"):
 //! redirect URIs match character for character except for the port of a loopback
-//! IP literal; PKCE values must have RFC 7636's syntax.
+//! IP literal registered by a public (native) client; PKCE values must have RFC 7636's syntax.
 
 use std::borrow::Cow;
 
@@ -22,7 +22,7 @@ use oxide_auth::primitives::registrar::{BoundClient, ExactUrl, PreGrant, Registe
 use super::AppState;
 use super::token::{negotiate, wants_staff_scope};
 use crate::scope::Scope;
-use crate::store::{AuthorizationCode, Client, Consent, GrantType, TokenFamily, User};
+use crate::store::{AuthorizationCode, Client, ClientKind, Consent, GrantType, TokenFamily, User};
 use crate::token::{TokenHash, generate_token};
 
 /// An authorization request that passed every check.
@@ -138,6 +138,19 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
         (Some((host_a, rest_a)), Some((host_b, rest_b))) => host_a == host_b && rest_a == rest_b,
         _ => false,
     }
+}
+
+/// Whether `client` may have its answer sent to `requested`: a registered URI
+/// character for character; the any-port rule of loopback redirect URIs
+/// ([`redirect_uri_matches`], RFC 8252 §7.3) is for native apps, so it applies
+/// to public clients only. A confidential client — a web server, possibly one
+/// that skips consent — must name the exact registered port.
+#[must_use]
+pub fn client_redirect_uri_matches(client: &Client, requested: &str) -> bool {
+    client.redirect_uris.iter().any(|r| match client.kind {
+        ClientKind::Public => redirect_uri_matches(r, requested),
+        ClientKind::Confidential => r == requested,
+    })
 }
 
 /// Checks a redirect URI a client wants to register (RFC 6749 §3.1.2, RFC 8252 §7,
@@ -304,10 +317,7 @@ pub(crate) async fn validate(
                         "This application is not registered here.".into(),
                     ))?;
                 let uri = match &redirect_uri {
-                    Some(requested) => found
-                        .redirect_uris
-                        .iter()
-                        .any(|r| redirect_uri_matches(r, requested.as_str()))
+                    Some(requested) => client_redirect_uri_matches(&found, requested.as_str())
                         .then(|| requested.as_str().to_owned()),
                     None if found.redirect_uris.len() == 1 => found.redirect_uris.first().cloned(),
                     None => None,

@@ -498,6 +498,7 @@ impl AuthServer {
             grants: self.grants,
             revocations: self.revocations,
             code_ttl: self.code_ttl,
+            lifetimes: self.lifetimes,
             browser,
             client_auth: ClientAuthenticator::new(
                 self.clients,
@@ -891,6 +892,8 @@ pub(crate) struct ServerState {
     pub(crate) grants: Option<Arc<dyn GrantStore>>,
     pub(crate) revocations: Option<Arc<dyn RevocationLog>>,
     pub(crate) code_ttl: Duration,
+    /// Token lifetimes: how long a redeemed code's tombstone is kept.
+    pub(crate) lifetimes: TokenLifetimes,
     /// Whether `/o/authorize/` is served.
     pub(crate) browser: bool,
     pub(crate) client_auth: ClientAuthenticator,

@@ -58,6 +58,7 @@ scenarios!(
     public_client_exchanges_and_refreshes_with_rotation,
     confidential_client_must_authenticate,
     replayed_code_revokes_its_tokens,
+    late_replay_after_the_purge_still_revokes,
     wrong_verifier_expired_or_foreign_code_is_invalid_grant,
     redirect_uri_at_the_token_endpoint,
     concurrent_redemptions_one_wins,
@@ -1015,6 +1016,56 @@ async fn replayed_code_revokes_its_tokens(h: &Harness) {
     assert!(
         !h.active(&access).await,
         "tokens from a replayed code are revoked"
+    );
+    let refresh = h
+        .post_form(
+            "/o/token/",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native"),
+                ("refresh_token", &first.str("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(refresh.str("error"), "invalid_grant");
+}
+
+/// Replay detection outlives the code's expiry and the purge: the redeemed code is
+/// kept as a tombstone for as long as its tokens can live, so a replay after
+/// `cleartokens` (and `purge_codes`) still revokes what it issued.
+async fn late_replay_after_the_purge_still_revokes(h: &Harness) {
+    use oauth_core::Clock as _;
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let first = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.json);
+    let access = first.str("access_token");
+    // Well past the code's 60 s, well within the tokens' lifetimes.
+    h.clock.advance(600);
+    let now = h.clock.unix();
+    h.store
+        .clear_expired(oauth_core::sea::Cleanup {
+            now,
+            token_retention: Duration::from_secs(0),
+            revocation_retention: Duration::from_secs(3600),
+            failure_reset: Duration::from_secs(3600),
+            batch_size: 1000,
+            batch_pause: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    h.store.purge_codes(now).await.unwrap();
+    assert!(h.active(&access).await);
+    let replay = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_invalid_grant(&replay);
+    assert_eq!(
+        replay.str("error_description"),
+        "The code has already been used."
+    );
+    assert!(
+        !h.active(&access).await,
+        "a late replay revokes the tokens issued from the code"
     );
     let refresh = h
         .post_form(

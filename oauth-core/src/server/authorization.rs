@@ -46,7 +46,7 @@ pub(crate) enum Refusal {
     Page(Cow<'static, str>),
     /// Everything else: an error for the client (RFC 6749 §4.1.2.1). Whether it is
     /// redirected or shown depends on who asks ([`ClientError`]).
-    Redirect(ClientError),
+    Redirect(Box<ClientError>),
     /// The store failed (logged; the page says so).
     Internal,
 }
@@ -246,12 +246,12 @@ pub(crate) fn error_redirect(
             q.append_pair("state", state);
         }
     }
-    Refusal::Redirect(ClientError {
+    Refusal::Redirect(Box::new(ClientError {
         url: with_iss(url, issuer),
         error: error_code(kind),
         description,
         owner,
-    })
+    }))
 }
 
 /// An error of oxide-auth's machine: a redirect (unsupported response type,

@@ -227,7 +227,8 @@ pub async fn create_client(
 /// On an empty database, registers the demo clients ([`demo_seed::demo_clients`]):
 /// the confidential `rs-id` / `rs-secret` (password and refresh grants, every
 /// configured scope, as the reference system has; also the authorization code grant
-/// with the redirect URI of the resource server's items console, first-party), and
+/// with the redirect URI of the resource server's items console under
+/// `RESOURCE_SERVER_URL`, first-party), and
 /// the public `demo-app` (authorization code + PKCE, redirect URI
 /// `http://127.0.0.1:8765/callback`, scopes `read write`, consent asked).
 pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(), Error> {
@@ -237,7 +238,13 @@ pub async fn seed_demo_clients(store: &SeaOrmStore, config: &Config) -> Result<(
     let hash = PasswordHasher::new(config.scrypt)?
         .hash(&Password::new(demo_seed::RS_SECRET))
         .await?;
-    for client in demo_seed::demo_clients(hash, &config.scopes, chrono::Utc::now()) {
+    let clients = demo_seed::demo_clients(
+        hash,
+        &config.scopes,
+        &config.resource_server_url,
+        chrono::Utc::now(),
+    );
+    for client in clients {
         match store.register_client(client).await {
             // Another instance seeded it first.
             Ok(()) | Err(StoreError::Conflict) => {}

@@ -44,6 +44,9 @@ pub struct Config {
     pub csrf_key: Option<[u8; 32]>,
     pub site_name: String,
     pub seed_demo: bool,
+    /// The resource server's public URL (`RESOURCE_SERVER_URL`): the demo seed
+    /// registers `rs-id`'s console redirect URI under it.
+    pub resource_server_url: String,
     /// How long revocation log entries are kept for resource servers to resume.
     pub revocation_retention: Duration,
     /// How often an open revocation stream re-checks its caller.
@@ -160,6 +163,9 @@ impl Config {
             csrf_key: crate::env::key("CSRF_KEY")?,
             site_name: var("SITE_NAME").unwrap_or_else(|| "oauth-core".into()),
             seed_demo: parsed("SEED_DEMO", true)?,
+            // The resource server's default `BIND_ADDR`.
+            resource_server_url: var("RESOURCE_SERVER_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8001".into()),
             revocation_retention: Duration::from_secs(parsed(
                 "REVOCATION_LOG_RETENTION_SECONDS",
                 24 * 3600,

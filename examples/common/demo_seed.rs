@@ -8,9 +8,12 @@ use oauth_core::{Client, ClientKind, GrantType, Scope};
 /// The resource server's confidential client.
 pub const RS_ID: &str = "rs-id";
 pub const RS_SECRET: &str = "rs-secret";
-/// Where the resource server's items console receives its sign-ins (loopback:
-/// any port matches, RFC 8252 §7.3).
-pub const RS_CONSOLE_REDIRECT: &str = "http://127.0.0.1:8001/admin/callback";
+/// Where the resource server at `rs_url` receives its console's sign-ins. `rs-id`
+/// is confidential, so the port must be the real one: the any-port rule of
+/// loopback redirect URIs (RFC 8252 §7.3) is for native (public) clients only.
+pub fn rs_console_redirect(rs_url: &str) -> String {
+    format!("{}/admin/callback", rs_url.trim_end_matches('/'))
+}
 /// The demo public client's id and redirect URI.
 pub const DEMO_APP: &str = "demo-app";
 pub const DEMO_REDIRECT: &str = "http://127.0.0.1:8765/callback";
@@ -23,13 +26,15 @@ pub const DEMO_REDIRECT: &str = "http://127.0.0.1:8765/callback";
 ///   name, since the privileged `introspection` (its introspection calls) and
 ///   `admin` (its items console) are granted only to a confidential client
 ///   registered with them; also the authorization code grant for its items
-///   console, first party (no consent page). Users' tokens carry `read write`
+///   console at `rs_url` (redirect URI [`rs_console_redirect`]), first party (no
+///   consent page). Users' tokens carry `read write`
 ///   unless more is asked for by name.
 /// - `demo-app`, public: authorization code + PKCE, redirect URI
 ///   [`DEMO_REDIRECT`], scopes `read write`, consent asked.
 pub fn demo_clients(
     rs_secret_hash: String,
     scopes: &Scope,
+    rs_url: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> [Client; 2] {
     let read_write: Scope = ["read", "write"]
@@ -46,7 +51,7 @@ pub fn demo_clients(
             GrantType::RefreshToken,
             GrantType::AuthorizationCode,
         ],
-        redirect_uris: vec![RS_CONSOLE_REDIRECT.into()],
+        redirect_uris: vec![rs_console_redirect(rs_url)],
         allowed_origins: vec![],
         skip_authorization: true,
         allowed_scope: scopes.clone(),

@@ -33,7 +33,9 @@ const PUBLIC_NAME: &str = "Pocket Notes";
 const CONFIDENTIAL_ID: &str = "ledger";
 const CONFIDENTIAL_NAME: &str = "Ledger";
 const CONFIDENTIAL_SECRET: &str = "ledger-secret-for-tests";
-/// Registered redirect URI: a loopback one, which matches any port (RFC 8252).
+/// The public client's registered redirect URI: a loopback one, which matches any
+/// port for a public (native) client (RFC 8252 §7.3). The confidential client
+/// registers the callback's exact URL, port included.
 const REGISTERED_REDIRECT: &str = "http://127.0.0.1/callback";
 
 /// A PKCE verifier and its S256 challenge.
@@ -199,7 +201,7 @@ fn access_token(json: &Value) -> String {
     json["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn register_clients(w: &World) {
+async fn register_clients(w: &World, callback: &str) {
     let hasher = PasswordHasher::new(ScryptParams::INSECURE_FAST).unwrap();
     for (id, name, kind) in [
         (PUBLIC_ID, PUBLIC_NAME, ClientKind::Public),
@@ -222,7 +224,10 @@ async fn register_clients(w: &World) {
                 kind,
                 name: name.into(),
                 grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-                redirect_uris: vec![REGISTERED_REDIRECT.into()],
+                redirect_uris: vec![match kind {
+                    ClientKind::Public => REGISTERED_REDIRECT.into(),
+                    ClientKind::Confidential => callback.into(),
+                }],
                 allowed_origins: vec![],
                 skip_authorization: false,
                 allowed_scope: "read write".parse().unwrap(),
@@ -364,8 +369,8 @@ async fn authorization_code_flow_in_chromium() {
     };
     let w = world(Duration::from_secs(1), Duration::from_secs(3600)).await;
     w.user(EMAIL).await;
-    register_clients(&w).await;
     let callback = callback_server().await;
+    register_clients(&w, &callback).await;
     let issuer = w.auth.url();
     chromium
         .run(FLOW_LIMIT, |web| {

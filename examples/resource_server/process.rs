@@ -177,13 +177,25 @@ impl Process {
     /// environment), logging into `log` (appended, across restarts), and waits until
     /// it answers `/healthz`.
     pub(crate) async fn start(example: Example, env: &[(&str, String)], log: &Path) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_at(example, addr, env, log).await
+    }
+
+    /// [`Process::start`] on `addr` (chosen beforehand, e.g. so that another
+    /// process can be told the URL first).
+    pub(crate) async fn start_at(
+        example: Example,
+        addr: SocketAddr,
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Self {
         let mut process = Self {
             example,
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            addr,
             log: log.to_owned(),
             child: None,
             stopped: false,

@@ -41,15 +41,16 @@ pub(crate) struct AuthServerUnderTest {
 }
 
 impl AuthServerUnderTest {
-    /// With `seed`, the example's demo seed is registered (`rs-id`, `demo-app`);
-    /// without, no client is (the example's `SEED_DEMO=false`).
-    async fn start(access_ttl: Duration, seed: bool) -> Self {
+    /// With `seed` (the resource server's URL), the example's demo seed is
+    /// registered (`rs-id`, `demo-app`); without, no client is (the example's
+    /// `SEED_DEMO=false`).
+    async fn start(access_ttl: Duration, seed: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("as.db").display());
         let store = Arc::new(SeaOrmStore::connect(StoreConfig::new(url)).await.unwrap());
         store.migrate().await.unwrap();
-        if seed {
-            Self::seed(&store).await;
+        if let Some(rs_url) = seed {
+            Self::seed(&store, rs_url).await;
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut server = Self {
@@ -65,15 +66,16 @@ impl AuthServerUnderTest {
         server
     }
 
-    /// The example auth server's own demo seed (`rs-id` and `demo-app`).
-    async fn seed(store: &SeaOrmStore) {
+    /// The example auth server's own demo seed (`rs-id` and `demo-app`), for the
+    /// resource server at `rs_url` (`RESOURCE_SERVER_URL`).
+    async fn seed(store: &SeaOrmStore, rs_url: &str) {
         let hash = PasswordHasher::new(ScryptParams::INSECURE_FAST)
             .unwrap()
             .hash(&Password::new(crate::demo_seed::RS_SECRET))
             .await
             .unwrap();
         let scopes = SCOPES.parse().unwrap();
-        for client in crate::demo_seed::demo_clients(hash, &scopes, chrono::Utc::now()) {
+        for client in crate::demo_seed::demo_clients(hash, &scopes, rs_url, chrono::Utc::now()) {
             store.register_client(client).await.unwrap();
         }
     }
@@ -142,10 +144,22 @@ impl ResourceServerUnderTest {
         self._dir.path()
     }
 
+    /// A listener on a free loopback port, bound before the auth server is seeded:
+    /// `rs-id`'s console redirect URI names the real port.
+    async fn bind() -> tokio::net::TcpListener {
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+    }
+
     async fn start(auth_server: &str, cache_cap: Duration) -> Self {
+        Self::start_on(Self::bind().await, auth_server, cache_cap).await
+    }
+
+    async fn start_on(
+        listener: tokio::net::TcpListener,
+        auth_server: &str,
+        cache_cap: Duration,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // Bound first: the console's redirect URI names the real port.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = Config {
             database_url: format!("sqlite://{}", dir.path().join("rs.db").display()),
@@ -195,8 +209,10 @@ pub(crate) async fn world(cache_cap: Duration, access_ttl: Duration) -> World {
 /// Both servers; the auth server has the demo seed's `rs-id` only with `seed`.
 pub(crate) async fn world_with(cache_cap: Duration, access_ttl: Duration, seed: bool) -> World {
     oauth_core::resource::ensure_crypto_provider();
-    let auth = AuthServerUnderTest::start(access_ttl, seed).await;
-    let rs = ResourceServerUnderTest::start(&auth.url(), cache_cap).await;
+    let listener = ResourceServerUnderTest::bind().await;
+    let rs_url = format!("http://{}", listener.local_addr().unwrap());
+    let auth = AuthServerUnderTest::start(access_ttl, seed.then_some(rs_url.as_str())).await;
+    let rs = ResourceServerUnderTest::start_on(listener, &auth.url(), cache_cap).await;
     if seed {
         // The resource server's first `sync` empties its cache (answers fetched
         // before it cannot have been covered): let it arrive before the test's
@@ -964,7 +980,7 @@ async fn items_with_a_dot_auth_server() {
     let stub = dot_stub().await;
     let rs = ResourceServerUnderTest::start(&stub, Duration::from_secs(60)).await;
     let w = World {
-        auth: AuthServerUnderTest::start(Duration::from_secs(3600), false).await,
+        auth: AuthServerUnderTest::start(Duration::from_secs(3600), None).await,
         rs,
         http: reqwest::Client::new(),
     };

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::admin_tests::{Agent, Page};
 use crate::fault_tests::{Answer, auth_env, sqlite_url};
-use crate::process::{Example, Process, client, run};
+use crate::process::{Example, Process, client, free_port, run};
 use crate::tests::PASSWORD;
 
 const STAFF: &str = "boss@example.com";
@@ -93,16 +93,17 @@ async fn shipped_examples_sign_staff_into_the_items_console() {
     );
 
     // Both servers with their defaults: the seed runs (the database has no client
-    // yet), the resource server uses rs-id / rs-secret.
-    let auth = Process::start(
-        Example::AuthServer,
-        &auth_env(&sqlite_url(dir, "as.db")),
-        &dir.join("as.log"),
-    )
-    .await;
+    // yet), the resource server uses rs-id / rs-secret. The seed registers rs-id's
+    // console redirect URI under RESOURCE_SERVER_URL (the resource server's real
+    // port: rs-id is confidential, so no other loopback port matches).
+    let rs_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut env = auth_env(&sqlite_url(dir, "as.db"));
+    env.push(("RESOURCE_SERVER_URL", format!("http://{rs_addr}")));
+    let auth = Process::start(Example::AuthServer, &env, &dir.join("as.log")).await;
     assert!(auth.log_text().contains("registered the demo clients"));
-    let rs = Process::start(
+    let rs = Process::start_at(
         Example::ResourceServer,
+        rs_addr,
         &[
             ("DATABASE_URL", sqlite_url(dir, "rs.db")),
             ("AUTH_SERVER_URL", auth.url()),

@@ -537,6 +537,7 @@ impl AuthServer {
             revocations: self.revocations,
             stream_limits: self.stream_limits,
             code_ttl: self.code_ttl,
+            lifetimes: self.lifetimes,
             browser,
             client_auth: ClientAuthenticator::new(
                 self.clients,
@@ -961,6 +962,8 @@ pub(crate) struct ServerState {
     pub(crate) feed: Option<revocations::Feed>,
     pub(crate) stream_limits: revocations::StreamLimits,
     pub(crate) code_ttl: Duration,
+    /// Token lifetimes: how long a redeemed code's tombstone is kept.
+    pub(crate) lifetimes: TokenLifetimes,
     /// Whether `/o/authorize/` is served.
     pub(crate) browser: bool,
     pub(crate) client_auth: ClientAuthenticator,

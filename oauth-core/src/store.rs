@@ -348,7 +348,7 @@ pub struct Client {
     /// Grants this client may use; anything else answers `unauthorized_client`.
     pub grant_types: Vec<GrantType>,
     /// Registered redirection endpoints (RFC 6749 §3.1.2), compared exactly (but for
-    /// the port of a loopback IP address, RFC 8252 §7.3).
+    /// the port of a loopback IP address of a public client, RFC 8252 §7.3).
     pub redirect_uris: Vec<String>,
     /// Web origins (`https://app.example.com`) whose scripts may call the token,
     /// revocation and metadata endpoints (CORS; DOT's `allowed_origins`).

@@ -42,9 +42,12 @@ impl Consent for Browser<'_> {
 scenarios!(
     unknown_client_or_redirect_uri_is_an_error_page,
     loopback_redirect_uris_match_any_port,
+    loopback_any_port_only_for_public_clients,
     omitted_redirect_uri_needs_exactly_one_registered,
     other_errors_redirect_with_state_and_iss,
+    errors_never_bounce_to_self_registered_clients,
     pkce_is_required_s256_only_with_rfc_syntax,
+    s256_challenge_is_exactly_43_base64url_characters,
     anonymous_user_is_sent_to_login_and_back,
     consent_page_shows_client_and_scopes_with_safe_headers,
     allow_issues_a_code_and_cancel_is_access_denied,
@@ -55,6 +58,7 @@ scenarios!(
     public_client_exchanges_and_refreshes_with_rotation,
     confidential_client_must_authenticate,
     replayed_code_revokes_its_tokens,
+    late_replay_after_the_purge_still_revokes,
     wrong_verifier_expired_or_foreign_code_is_invalid_grant,
     redirect_uri_at_the_token_endpoint,
     concurrent_redemptions_one_wins,
@@ -334,6 +338,51 @@ async fn loopback_redirect_uris_match_any_port(h: &Harness) {
     }
 }
 
+/// RFC 8252 §7.3's any-port rule is for native apps: a confidential client (a web
+/// server, here one that skips consent like the demo's `rs-id`) must name the exact
+/// registered port, or anyone listening on another loopback port gets its codes.
+async fn loopback_any_port_only_for_public_clients(h: &Harness) {
+    let mut b = setup(h).await;
+    const CONSOLE: &str = "http://127.0.0.1:8001/admin/callback";
+    register(h, "rs-like", Some("rs-like-secret"), &[CONSOLE], true).await;
+    for (client, uri) in [
+        ("rs-like", "http://127.0.0.1:8002/admin/callback"),
+        ("rs-like", "http://127.0.0.1/admin/callback"),
+        ("conf", "http://127.0.0.1:53123/callback"),
+    ] {
+        let p = b
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query(client, Some(uri), &[])
+            ))
+            .await;
+        assert_error_page(&p);
+    }
+    let p = b
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("rs-like", Some(CONSOLE), &[])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    assert!(
+        p.location().starts_with(&format!("{CONSOLE}?code=")),
+        "{}",
+        p.location()
+    );
+    let p = b.allow(&authorize_query("conf", Some(LOOPBACK), &[])).await;
+    assert!(p.location().starts_with(&format!("{LOOPBACK}?code=")));
+    // A public client keeps the rule (see loopback_redirect_uris_match_any_port).
+    let p = b
+        .allow(&authorize_query(
+            "native",
+            Some("http://127.0.0.1:53123/callback"),
+            &[],
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+}
+
 async fn omitted_redirect_uri_needs_exactly_one_registered(h: &Harness) {
     let mut b = setup(h).await;
     let p = b.allow(&authorize_query("native", None, &[])).await;
@@ -395,6 +444,124 @@ async fn other_errors_redirect_with_state_and_iss(h: &Harness) {
     }
 }
 
+/// RFC 9700 §4.11.2: `/o/authorize/` must not be an open redirector. An ordinary
+/// user registers an https app on a host of theirs through the self-service form;
+/// every authorization error for it is our error page (400, no `Location`) for an
+/// anonymous visitor and for a signed-in user alike. A trusted client (no owner,
+/// or a staff owner) gets the RFC 6749 §4.1.2.1 redirect, but only after sign-in.
+async fn errors_never_bounce_to_self_registered_clients(h: &Harness) {
+    const EVIL: &str = "https://attacker.example/landing";
+    let mut ann = setup(h).await;
+    h.user("mallory@example.com").await;
+    let mut mallory = signed_in(h, "mallory@example.com").await;
+    let registered = post_form_of(
+        &mut mallory,
+        "/o/applications/register/",
+        "/o/applications/register/",
+        &[
+            ("name", "Totally legit"),
+            ("client_id", "bounce"),
+            ("client_type", "public"),
+            ("grant_types", "authorization_code"),
+            ("redirect_uris", EVIL),
+        ],
+    )
+    .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        registered.body
+    );
+    assert!(
+        h.store
+            .client("bounce")
+            .await
+            .unwrap()
+            .unwrap()
+            .owner
+            .is_some()
+    );
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("scope", "nonsense")], "invalid_scope"),
+        (&[("code_challenge", "")], "invalid_request"),
+        (
+            &[("code_challenge", ""), ("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (&[("code_challenge_method", "plain")], "invalid_request"),
+        (&[("response_type", "token")], "unsupported_response_type"),
+    ];
+    let mut anon = Browser::new(h);
+    for (who, browser) in [
+        ("anonymous", &mut anon),
+        ("owner", &mut mallory),
+        ("ann", &mut ann),
+    ] {
+        for (extra, error) in &cases {
+            let p = browser
+                .get(&format!(
+                    "/o/authorize/?{}",
+                    authorize_query("bounce", Some(EVIL), extra)
+                ))
+                .await;
+            assert_error_page(&p);
+            assert!(p.body.contains(error), "{who} {extra:?}: {}", p.body);
+            assert!(!p.body.contains("attacker.example"), "{who} {extra:?}");
+        }
+    }
+    // A trusted client (registered without owner) is told, once the user signed in...
+    let bad_scope = authorize_query("native", Some(LOOPBACK), &[("scope", "nonsense")]);
+    let p = ann.get(&format!("/o/authorize/?{bad_scope}")).await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    assert!(p.location().starts_with(LOOPBACK), "{}", p.location());
+    let q = p.redirect_params();
+    assert_eq!(q["error"], "invalid_scope");
+    assert_eq!(q["state"], "st-123");
+    assert_eq!(q["iss"], ISSUER);
+    // ...but not before: no sign-in, no redirect, whoever the client.
+    assert_error_page(&anon.get(&format!("/o/authorize/?{bad_scope}")).await);
+    // A client a staff user registered is trusted too.
+    let mut staff = staff_browser(h).await;
+    let staffs = post_form_of(
+        &mut staff,
+        "/o/applications/register/",
+        "/o/applications/register/",
+        &[
+            ("name", "Staff app"),
+            ("client_id", "staff-app"),
+            ("client_type", "public"),
+            ("grant_types", "authorization_code"),
+            ("redirect_uris", WEB),
+        ],
+    )
+    .await;
+    assert_eq!(staffs.status, StatusCode::SEE_OTHER, "{}", staffs.body);
+    let p = ann
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("staff-app", Some(WEB), &[("scope", "nonsense")])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::FOUND, "{}", p.body);
+    assert_eq!(p.redirect_params()["error"], "invalid_scope");
+    // Cancel on our consent page stays a redirect, even to an untrusted client: the
+    // user saw the client and chose.
+    let consent = ann
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("bounce", Some(EVIL), &[])
+        ))
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let mut form = consent.hidden_fields();
+    form.push(("cancel".into(), "Cancel".into()));
+    let p = ann.post("/o/authorize/", &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(p.location().starts_with(EVIL), "{}", p.location());
+    assert_eq!(p.redirect_params()["error"], "access_denied");
+}
+
 async fn pkce_is_required_s256_only_with_rfc_syntax(h: &Harness) {
     let mut b = setup(h).await;
     for extra in [
@@ -416,6 +583,40 @@ async fn pkce_is_required_s256_only_with_rfc_syntax(h: &Harness) {
         assert_eq!(q["error"], "invalid_request", "{extra:?}");
         assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("st-123", ISSUER));
     }
+}
+
+/// RFC 7636 §4.2: an S256 challenge is `BASE64URL(SHA256(verifier))`, exactly 43
+/// characters of the base64url alphabet; anything else could never verify and is
+/// `invalid_request` at once.
+async fn s256_challenge_is_exactly_43_base64url_characters(h: &Harness) {
+    let mut b = setup(h).await;
+    let good = challenge(VERIFIER);
+    assert_eq!(good.len(), 43);
+    for bad in [
+        good[..42].to_owned(),
+        format!("{good}A"),
+        "A".repeat(128),
+        format!("{}.", &good[..42]),
+        format!("{}~", &good[..42]),
+    ] {
+        let p = b
+            .get(&format!(
+                "/o/authorize/?{}",
+                authorize_query("native", Some(LOOPBACK), &[("code_challenge", &bad)])
+            ))
+            .await;
+        assert_eq!(p.status, StatusCode::FOUND, "{bad}: {}", p.body);
+        let q = p.redirect_params();
+        assert_eq!(q["error"], "invalid_request", "{bad}");
+        assert_eq!(q["state"], "st-123");
+    }
+    let p = b
+        .get(&format!(
+            "/o/authorize/?{}",
+            authorize_query("native", Some(LOOPBACK), &[("code_challenge", &good)])
+        ))
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
 }
 
 async fn anonymous_user_is_sent_to_login_and_back(h: &Harness) {
@@ -816,6 +1017,56 @@ async fn replayed_code_revokes_its_tokens(h: &Harness) {
     assert!(
         !h.active(&access).await,
         "tokens from a replayed code are revoked"
+    );
+    let refresh = h
+        .post_form(
+            "/o/token/",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "native"),
+                ("refresh_token", &first.str("refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!(refresh.str("error"), "invalid_grant");
+}
+
+/// Replay detection outlives the code's expiry and the purge: the redeemed code is
+/// kept as a tombstone for as long as its tokens can live, so a replay after
+/// `cleartokens` (and `purge_codes`) still revokes what it issued.
+async fn late_replay_after_the_purge_still_revokes(h: &Harness) {
+    use oauth_core::Clock as _;
+    let mut b = setup(h).await;
+    let code = code_for(&mut b, "native", Some(LOOPBACK)).await;
+    let first = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.json);
+    let access = first.str("access_token");
+    // Well past the code's 60 s, well within the tokens' lifetimes.
+    h.clock.advance(600);
+    let now = h.clock.unix();
+    h.store
+        .clear_expired(oauth_core::sea::Cleanup {
+            now,
+            token_retention: Duration::from_secs(0),
+            revocation_retention: Duration::from_secs(3600),
+            failure_reset: Duration::from_secs(3600),
+            batch_size: 1000,
+            batch_pause: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    h.store.purge_codes(now).await.unwrap();
+    assert!(h.active(&access).await);
+    let replay = exchange(h, &code, "native", None, &[("redirect_uri", LOOPBACK)]).await;
+    assert_invalid_grant(&replay);
+    assert_eq!(
+        replay.str("error_description"),
+        "The code has already been used."
+    );
+    assert!(
+        !h.active(&access).await,
+        "a late replay revokes the tokens issued from the code"
     );
     let refresh = h
         .post_form(

@@ -267,6 +267,7 @@ contract!(
     rotation_refuses_what_it_must,
     password_change_revokes_other_sessions,
     codes_redeem_once_then_replay,
+    redeemed_code_tombstone_outlives_the_purge,
     codes_are_voided_per_user_and_client,
     codes_are_voided_per_client,
     consents_merge_list_and_forget,
@@ -880,6 +881,45 @@ async fn codes_redeem_once_then_replay(b: &Backend) {
     assert_eq!(b.grants.purge_codes(1_061).await.unwrap(), 3);
     assert_eq!(
         b.grants.redeem_code(&clean.hash, 1_002).await.unwrap(),
+        Redemption::Invalid
+    );
+}
+
+/// A redeemed code kept as a tombstone (`retain_code`) survives the purge of
+/// expired codes until its end, with its PKCE challenge cleared, so that a late
+/// replay is still `Replayed` with its family (to revoke); an unredeemed code is
+/// not retained; after the tombstone's end the purge removes it.
+async fn redeemed_code_tombstone_outlives_the_purge(b: &Backend) {
+    let user = owner_and_client(b).await;
+    let used = code(user, "code-used", 1_060);
+    let unused = code(user, "code-unused", 1_060);
+    b.grants.insert_code(&used).await.unwrap();
+    b.grants.insert_code(&unused).await.unwrap();
+    assert!(matches!(
+        b.grants.redeem_code(&used.hash, 1_010).await.unwrap(),
+        Redemption::Redeemed(_)
+    ));
+    b.grants.retain_code(&used.hash, 5_000).await.unwrap();
+    b.grants.retain_code(&unused.hash, 5_000).await.unwrap();
+    // Past the codes' expiry: only the unredeemed one goes.
+    assert_eq!(b.grants.purge_codes(2_000).await.unwrap(), 1);
+    match b.grants.redeem_code(&used.hash, 2_001).await.unwrap() {
+        Redemption::Replayed(c) => {
+            assert_eq!(c.family, used.family);
+            assert_eq!(c.code_challenge, "", "the tombstone keeps no challenge");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        b.grants.redeem_code(&unused.hash, 2_001).await.unwrap(),
+        Redemption::Invalid
+    );
+    // An earlier end does not shorten it.
+    b.grants.retain_code(&used.hash, 1_500).await.unwrap();
+    assert_eq!(b.grants.purge_codes(4_999).await.unwrap(), 0);
+    assert_eq!(b.grants.purge_codes(5_001).await.unwrap(), 1);
+    assert_eq!(
+        b.grants.redeem_code(&used.hash, 5_002).await.unwrap(),
         Redemption::Invalid
     );
 }

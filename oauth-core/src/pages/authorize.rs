@@ -1,7 +1,9 @@
 //! `GET`/`POST /o/authorize/`: the authorization endpoint (RFC 6749 §4.1.1).
 //!
-//! GET validates the request ([`authorization::validate`]); an untrusted client or
-//! redirect URI gets an error page, other errors go back to the client. Without a
+//! GET validates the request ([`authorization::validate`]); an unknown client or
+//! redirect URI gets an error page. Other errors go back to the client only when
+//! the user has signed in and the client is trusted (registered by the operators
+//! or by staff); otherwise they too get the error page (RFC 9700 §4.11.2). Without a
 //! session the browser goes to the login page and returns. A first-party client or
 //! a remembered consent is answered at once with a code; otherwise the consent page
 //! is shown. Its POST re-validates the request from the form fields, checks the
@@ -15,7 +17,7 @@ use tower_sessions::Session;
 
 use super::view::ConsentPage;
 use super::{CheckedForm, PagesState, found, to_login_back};
-use crate::server::authorization::{self, Refusal, ValidRequest};
+use crate::server::authorization::{self, ClientError, Refusal, ValidRequest};
 use crate::store::User;
 
 /// A query or form body as oxide-auth's parameters; a repeated key is poisoned
@@ -31,16 +33,57 @@ fn params(raw: &[u8]) -> NormalizedParameter {
         .collect()
 }
 
-async fn refusal(pages: &PagesState, refusal: Refusal, after_post: bool) -> Response {
+/// Answers a refused request. An error for the client ([`Refusal::Redirect`]) is
+/// redirected (RFC 6749 §4.1.2.1) only to a signed-in `user` and a trusted client
+/// ([`ClientError::trusted`]); before sign-in, or for a client an ordinary user
+/// registered, it is shown on the error page, so that `/o/authorize/` is never a
+/// bounce to a URI anyone could have registered (RFC 9700 §4.11.2).
+async fn refusal(
+    pages: &PagesState,
+    refusal: Refusal,
+    user: Option<&User>,
+    after_post: bool,
+) -> Response {
     match refusal {
         Refusal::Page(message) => {
             pages
                 .error(StatusCode::BAD_REQUEST, "Authorization failed", message)
                 .await
         }
-        Refusal::Redirect(url) if after_post => Redirect::to(url.as_str()).into_response(),
-        Refusal::Redirect(url) => found(url.as_str()),
+        Refusal::Redirect(e) => {
+            let trusted = match user {
+                None => false,
+                Some(u) => match e.owner {
+                    Some(owner) if owner != u.id => {
+                        let record =
+                            page_try!(pages.ok(pages.app.users.user_by_id(owner).await).await);
+                        e.trusted(u, record.as_ref())
+                    }
+                    _ => e.trusted(u, None),
+                },
+            };
+            if trusted {
+                to_client(&e, after_post)
+            } else {
+                pages
+                    .error(
+                        StatusCode::BAD_REQUEST,
+                        "Authorization failed",
+                        format!("{}: {}", e.error, e.description),
+                    )
+                    .await
+            }
+        }
         Refusal::Internal => pages.internal(&"authorization request").await,
+    }
+}
+
+/// The error redirect itself: 302 after a GET, 303 after the consent form's POST.
+fn to_client(e: &ClientError, after_post: bool) -> Response {
+    if after_post {
+        Redirect::to(e.url.as_str()).into_response()
+    } else {
+        found(e.url.as_str())
     }
 }
 
@@ -62,17 +105,20 @@ pub(crate) async fn show(
 ) -> Response {
     let query = uri.query().unwrap_or("");
     let params = params(query.as_bytes());
-    let request = match authorization::validate(&pages.app, &params).await {
-        Ok(r) => r,
-        Err(r) => return refusal(&pages, r, false).await,
-    };
+    let validated = authorization::validate(&pages.app, &params).await;
     let user = match pages.user(&session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return to_login_back(&uri),
+        Ok(u) => u,
         Err(e) => return pages.internal(&e).await,
     };
+    let request = match validated {
+        Ok(r) => r,
+        Err(r) => return refusal(&pages, r, user.as_ref(), false).await,
+    };
+    let Some(user) = user else {
+        return to_login_back(&uri);
+    };
     if let Err(r) = authorization::check_staff(&pages.app, &request, &user) {
-        return refusal(&pages, r, false).await;
+        return refusal(&pages, r, Some(&user), false).await;
     }
     let Some(grants) = pages.app.grants.as_ref() else {
         return pages.internal(&"no grant store").await;
@@ -85,7 +131,7 @@ pub(crate) async fn show(
     if !authorization::needs_consent(&request, remembered.as_ref()) {
         return match authorization::grant(&pages.app, &request, &user).await {
             Ok(url) => found(url.as_str()),
-            Err(r) => refusal(&pages, r, false).await,
+            Err(r) => refusal(&pages, r, Some(&user), false).await,
         };
     }
     consent_page(&pages, &session, &user, &request).await
@@ -139,13 +185,18 @@ pub(crate) async fn decide(
     let params = params(&body);
     let request = match authorization::validate(&pages.app, &params).await {
         Ok(r) => r,
-        Err(r) => return refusal(&pages, r, true).await,
+        Err(r) => return refusal(&pages, r, Some(&user), true).await,
     };
     if !fields.contains_key("allow") {
-        return refusal(&pages, authorization::deny(&pages.app, &request), true).await;
+        // The user saw the client on our consent page and chose: redirected for
+        // every client (RFC 6749 §4.1.2.1).
+        return match authorization::deny(&pages.app, &request) {
+            Refusal::Redirect(e) => to_client(&e, true),
+            other => refusal(&pages, other, Some(&user), true).await,
+        };
     }
     match authorization::grant(&pages.app, &request, &user).await {
         Ok(url) => Redirect::to(url.as_str()).into_response(),
-        Err(r) => refusal(&pages, r, true).await,
+        Err(r) => refusal(&pages, r, Some(&user), true).await,
     }
 }

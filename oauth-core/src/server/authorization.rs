@@ -6,7 +6,7 @@
 //! Where oxide-auth departs from RFC 8252 / RFC 9700 the RFC wins, and the step is
 //! answered here instead (see docs/architecture.md, "Authorization code"):
 //! redirect URIs match character for character except for the port of a loopback
-//! IP literal; PKCE values must have RFC 7636's syntax.
+//! IP literal registered by a public (native) client; PKCE values must have RFC 7636's syntax.
 
 use std::borrow::Cow;
 
@@ -22,7 +22,7 @@ use oxide_auth::primitives::registrar::{BoundClient, ExactUrl, PreGrant, Registe
 use super::AppState;
 use super::token::{negotiate, wants_staff_scope};
 use crate::scope::Scope;
-use crate::store::{AuthorizationCode, Client, Consent, GrantType, TokenFamily, User};
+use crate::store::{AuthorizationCode, Client, ClientKind, Consent, GrantType, TokenFamily, User};
 use crate::token::{TokenHash, generate_token};
 
 /// An authorization request that passed every check.
@@ -44,10 +44,42 @@ pub(crate) enum Refusal {
     /// The client or its redirect URI cannot be trusted: show an error page and
     /// never redirect (RFC 6749 §4.1.2.1, no open redirector).
     Page(Cow<'static, str>),
-    /// Everything else: back to the client with `error` (RFC 6749 §4.1.2.1).
-    Redirect(Url),
+    /// Everything else: an error for the client (RFC 6749 §4.1.2.1). Whether it is
+    /// redirected or shown depends on who asks ([`ClientError`]).
+    Redirect(Box<ClientError>),
     /// The store failed (logged; the page says so).
     Internal,
+}
+
+/// An error the client could be told by redirect (RFC 6749 §4.1.2.1). The pages
+/// redirect it only when the user has signed in and the client is trusted
+/// ([`ClientError::trusted`]); otherwise they show it on the error page, so the
+/// endpoint is never a bounce to a URI anyone could have registered (RFC 9700
+/// §4.11.2).
+#[derive(Debug)]
+pub(crate) struct ClientError {
+    /// The redirect URI with `error`, `error_description`, `state` and `iss`.
+    pub(crate) url: Url,
+    /// The `error` code.
+    pub(crate) error: &'static str,
+    /// The `error_description`.
+    pub(crate) description: &'static str,
+    /// The user who registered the client ([`Client::owner`]).
+    pub(crate) owner: Option<crate::store::UserId>,
+}
+
+impl ClientError {
+    /// Whether a redirect to this client may carry an error for `user` (signed in):
+    /// the client was registered by the server's operators (no owner: the CLI, the
+    /// console, an import) or by a staff user. `owner_record` is the owner's record
+    /// when it is not `user`.
+    pub(crate) fn trusted(&self, user: &User, owner_record: Option<&User>) -> bool {
+        match self.owner {
+            None => true,
+            Some(id) if id == user.id => user.is_staff && user.is_active,
+            Some(_) => owner_record.is_some_and(|o| o.is_staff && o.is_active),
+        }
+    }
 }
 
 /// `RFC 7636 §4.1`: `code-verifier = 43*128unreserved`; the challenge (§4.2) has the
@@ -57,6 +89,16 @@ pub fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// `RFC 7636 §4.2`: an S256 challenge is `BASE64URL(SHA256(code_verifier))`
+/// without padding, so exactly 43 characters of the base64url alphabet
+/// (`A-Z a-z 0-9 - _`). Any other value could never verify.
+#[must_use]
+pub fn is_s256_challenge(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// The part of a loopback redirect URI after the port: `Some(rest)` for
@@ -96,6 +138,19 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
         (Some((host_a, rest_a)), Some((host_b, rest_b))) => host_a == host_b && rest_a == rest_b,
         _ => false,
     }
+}
+
+/// Whether `client` may have its answer sent to `requested`: a registered URI
+/// character for character; the any-port rule of loopback redirect URIs
+/// ([`redirect_uri_matches`], RFC 8252 §7.3) is for native apps, so it applies
+/// to public clients only. A confidential client — a web server, possibly one
+/// that skips consent — must name the exact registered port.
+#[must_use]
+pub fn client_redirect_uri_matches(client: &Client, requested: &str) -> bool {
+    client.redirect_uris.iter().any(|r| match client.kind {
+        ClientKind::Public => redirect_uri_matches(r, requested),
+        ClientKind::Confidential => r == requested,
+    })
 }
 
 /// Checks a redirect URI a client wants to register (RFC 6749 §3.1.2, RFC 8252 §7,
@@ -178,6 +233,7 @@ pub(crate) fn error_redirect(
     kind: AuthorizationErrorType,
     description: &'static str,
     issuer: &str,
+    owner: Option<crate::store::UserId>,
 ) -> Refusal {
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return Refusal::Page("The redirect URI is not valid.".into());
@@ -190,7 +246,12 @@ pub(crate) fn error_redirect(
             q.append_pair("state", state);
         }
     }
-    Refusal::Redirect(with_iss(url, issuer))
+    Refusal::Redirect(Box::new(ClientError {
+        url: with_iss(url, issuer),
+        error: error_code(kind),
+        description,
+        owner,
+    }))
 }
 
 /// An error of oxide-auth's machine: a redirect (unsupported response type,
@@ -201,6 +262,7 @@ fn machine_refusal(
     bound: Option<&(String, bool)>,
     state: Option<&str>,
     issuer: &str,
+    owner: Option<crate::store::UserId>,
 ) -> Refusal {
     match (e, bound) {
         (MachineError::Redirect(mut url), Some((uri, _))) => {
@@ -212,7 +274,7 @@ fn machine_refusal(
                 AuthorizationErrorType::InvalidScope => "The scope is malformed.",
                 _ => "The request is invalid.",
             };
-            error_redirect(uri, state, kind, description, issuer)
+            error_redirect(uri, state, kind, description, issuer, owner)
         }
         (MachineError::PrimitiveError, _) | (MachineError::Redirect(_), None) => {
             tracing::error!("authorization state machine failed");
@@ -255,10 +317,7 @@ pub(crate) async fn validate(
                         "This application is not registered here.".into(),
                     ))?;
                 let uri = match &redirect_uri {
-                    Some(requested) => found
-                        .redirect_uris
-                        .iter()
-                        .any(|r| redirect_uri_matches(r, requested.as_str()))
+                    Some(requested) => client_redirect_uri_matches(&found, requested.as_str())
                         .then(|| requested.as_str().to_owned()),
                     None if found.redirect_uris.len() == 1 => found.redirect_uris.first().cloned(),
                     None => None,
@@ -281,8 +340,9 @@ pub(crate) async fn validate(
             Output::Extend => {
                 let (uri, _) = bound.as_ref().ok_or(Refusal::Internal)?;
                 let c = client.as_ref().ok_or(Refusal::Internal)?;
-                let refuse =
-                    |kind, text| error_redirect(uri, state_param.as_deref(), kind, text, issuer);
+                let refuse = |kind, text| {
+                    error_redirect(uri, state_param.as_deref(), kind, text, issuer, c.owner)
+                };
                 if !c.allows(GrantType::AuthorizationCode) {
                     return Err(refuse(
                         AuthorizationErrorType::UnauthorizedClient,
@@ -312,10 +372,10 @@ pub(crate) async fn validate(
                         ));
                     }
                 }
-                if !is_pkce_value(&value) {
+                if !is_s256_challenge(&value) {
                     return Err(refuse(
                         AuthorizationErrorType::InvalidRequest,
-                        "code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~.",
+                        "An S256 code_challenge is exactly 43 characters of A-Z a-z 0-9 - _.",
                     ));
                 }
                 let pkce = Pkce::required();
@@ -345,6 +405,7 @@ pub(crate) async fn validate(
                             AuthorizationErrorType::InvalidScope,
                             "The requested scope is unknown or not allowed for this client.",
                             issuer,
+                            c.owner,
                         )
                     })?;
                 let pre_grant = PreGrant {
@@ -368,6 +429,7 @@ pub(crate) async fn validate(
                     bound.as_ref(),
                     state_param.as_deref(),
                     issuer,
+                    client.as_ref().and_then(|c| c.owner),
                 ));
             }
         };
@@ -417,6 +479,7 @@ pub(crate) fn check_staff(
         AuthorizationErrorType::AccessDenied,
         "The requested scope is for staff users only.",
         &state.issuer_url,
+        request.client.owner,
     ))
 }
 
@@ -469,7 +532,8 @@ pub(crate) async fn grant(
     Ok(with_iss(url, &state.issuer_url))
 }
 
-/// The user said no: `access_denied` (RFC 6749 §4.1.2.1).
+/// The user said no on our consent page: `access_denied` (RFC 6749 §4.1.2.1). The
+/// user saw the client and chose, so this is redirected for every client.
 pub(crate) fn deny(state: &AppState, request: &ValidRequest) -> Refusal {
     error_redirect(
         &request.redirect_uri,
@@ -477,6 +541,7 @@ pub(crate) fn deny(state: &AppState, request: &ValidRequest) -> Refusal {
         AuthorizationErrorType::AccessDenied,
         "The user denied the request.",
         &state.issuer_url,
+        request.client.owner,
     )
 }
 
@@ -558,5 +623,20 @@ mod tests {
         assert!(is_pkce_value(&"a".repeat(128)));
         assert!(!is_pkce_value(&"a".repeat(129)));
         assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
+    }
+
+    #[test]
+    fn s256_challenge_syntax_rfc7636() {
+        // RFC 7636 Appendix B.
+        assert!(is_s256_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(is_s256_challenge(&"_".repeat(43)));
+        assert!(!is_s256_challenge(&"a".repeat(42)));
+        assert!(!is_s256_challenge(&"a".repeat(44)));
+        assert!(!is_s256_challenge(&"a".repeat(128)));
+        assert!(!is_s256_challenge(&format!("{}.", "a".repeat(42))));
+        assert!(!is_s256_challenge(&format!("{}~", "a".repeat(42))));
+        assert!(!is_s256_challenge(&format!("{}=", "a".repeat(42))));
     }
 }

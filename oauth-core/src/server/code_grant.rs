@@ -261,5 +261,21 @@ pub(super) async fn authorization_code_grant(
             .map_err(|e| OAuthError::internal(&e))?;
         return Err(invalid_grant("The code has already been used."));
     }
+    // Keep the redeemed code as a tombstone for as long as its tokens can live,
+    // past the code's own expiry and the purge, so that a late replay still
+    // revokes them.
+    let lifetime = if issued.refresh_token.is_some() {
+        state.lifetimes.refresh.max(state.lifetimes.access)
+    } else {
+        state.lifetimes.access
+    };
+    let until = state
+        .clock
+        .unix()
+        .saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
+    grants
+        .retain_code(&hash, until)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?;
     Ok(issued)
 }

@@ -118,7 +118,18 @@ pub trait GrantStore: Send + Sync {
     /// for the same reason. Returns how many codes not yet redeemed were deleted.
     async fn void_client_codes(&self, client_id: &str, now: UnixTime) -> Result<u64, StoreError>;
 
-    /// Deletes codes that expired before `before`; returns how many.
+    /// Turns a redeemed code into a tombstone kept until `until`: its PKCE
+    /// challenge is cleared and it is not purged ([`purge_codes`](Self::purge_codes),
+    /// `cleartokens`) before `until`, so that a replay long after the code expired
+    /// is still recognised and revokes the tokens issued from it (RFC 6749 §4.1.2).
+    /// The exchange calls it after storing its tokens, with the time the longest of
+    /// them can live (the refresh token's lifetime; the access token's when no
+    /// refresh token was issued). A code not redeemed is left alone; `until`
+    /// earlier than the code's expiry does not shorten it.
+    async fn retain_code(&self, hash: &TokenHash, until: UnixTime) -> Result<(), StoreError>;
+
+    /// Deletes codes that expired before `before` (a redeemed code: whose
+    /// tombstone, [`retain_code`](Self::retain_code), ended before); returns how many.
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError>;
 
     /// The user's remembered consent to the client, if any.

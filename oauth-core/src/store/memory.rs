@@ -579,6 +579,16 @@ impl GrantStore for MemoryGrantStore {
         Ok(self.void_where(now, |c| c.client_id == client_id))
     }
 
+    async fn retain_code(&self, hash: &TokenHash, until: UnixTime) -> Result<(), StoreError> {
+        if let Some(c) = lock(&self.codes).get_mut(hash)
+            && c.consumed_at.is_some()
+        {
+            c.expires_at = c.expires_at.max(until);
+            c.code_challenge.clear();
+        }
+        Ok(())
+    }
+
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {
         let mut codes = lock(&self.codes);
         let len = codes.len();

@@ -184,6 +184,26 @@ impl GrantStore for SeaOrmStore {
         self.void_where(theirs, now).await
     }
 
+    async fn retain_code(&self, hash: &TokenHash, until: UnixTime) -> Result<(), StoreError> {
+        let redeemed = || {
+            code::Entity::update_many()
+                .filter(code::Column::Hash.eq(hash.as_bytes().to_vec()))
+                .filter(code::Column::ConsumedAt.is_not_null())
+        };
+        redeemed()
+            .col_expr(code::Column::CodeChallenge, Expr::value(""))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        redeemed()
+            .col_expr(code::Column::ExpiresAt, Expr::value(until))
+            .filter(code::Column::ExpiresAt.lt(until))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn purge_codes(&self, before: UnixTime) -> Result<u64, StoreError> {
         let res = code::Entity::delete_many()
             .filter(code::Column::ExpiresAt.lt(before))

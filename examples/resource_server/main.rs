@@ -13,6 +13,8 @@ mod admin_browser_tests;
 #[cfg(test)]
 mod admin_tests;
 #[cfg(test)]
+mod attacker_tests;
+#[cfg(test)]
 mod browser_tests;
 #[cfg(test)]
 mod chromium;

@@ -307,7 +307,7 @@ impl Reachability {
         if self.state.swap(why.code(), Relaxed) != why.code() {
             let cause = why.cause();
             if why.unreachable() {
-                tracing::warn!(
+                tracing::error!(
                     %cause,
                     "auth server unreachable: uncached tokens get 503 until it answers again"
                 );

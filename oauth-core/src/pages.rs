@@ -49,6 +49,7 @@ macro_rules! page_try {
         }
     };
 }
+#[cfg(feature = "admin")]
 pub(crate) use page_try;
 
 /// The session crate the pages are built on, for embedders that bring their own

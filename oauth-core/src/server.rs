@@ -1000,6 +1000,7 @@ impl ServerState {
         }
     }
 
+    #[cfg(feature = "admin")]
     /// [`GrantStore::void_client_codes`] at the server's clock, when there is a
     /// grant store. Call it before revoking the client's tokens.
     pub(crate) async fn void_client_codes(

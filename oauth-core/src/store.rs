@@ -20,7 +20,12 @@ pub use revocations::{
 };
 #[cfg(feature = "server")]
 pub use throttle::MemoryThrottleStore;
-pub use throttle::{FailureCount, ThrottleStore};
+pub use throttle::{DEFAULT_FAILURE_RESET, FailureCount, ThrottleStore};
+
+/// The key under which a browser session stores its signed-in user's id: the
+/// pages write it, the session stores read it to end a user's sessions.
+#[cfg(feature = "pages")]
+pub(crate) const SESSION_USER_KEY: &str = "user_id";
 
 use std::fmt;
 use std::str::FromStr;

@@ -16,8 +16,9 @@ use tower_sessions::session_store::{self, SessionStore};
 use crate::store::UserId;
 use crate::token::fill_random;
 
-pub(crate) const USER_KEY: &str = "user_id";
+pub(crate) use crate::store::SESSION_USER_KEY as USER_KEY;
 const AUTH_AT_KEY: &str = "auth_at";
+#[cfg(feature = "admin")]
 /// When the user last typed their password again (a re-entry on a sensitive
 /// console form); the sign-in's `auth_at` stays what the absolute expiry counts from.
 const REAUTH_AT_KEY: &str = "reauth_at";
@@ -296,6 +297,7 @@ pub(crate) async fn sign_in(
     Ok(())
 }
 
+#[cfg(feature = "admin")]
 /// When the signed-in user last proved their password in this session: at sign-in,
 /// or by typing it again since ([`password_proved`]); `None` for no sign-in.
 pub(crate) async fn password_proved_at(session: &Session) -> Result<Option<i64>, SessionError> {
@@ -304,6 +306,7 @@ pub(crate) async fn password_proved_at(session: &Session) -> Result<Option<i64>,
     Ok(signed_in.max(again))
 }
 
+#[cfg(feature = "admin")]
 /// Records that the signed-in user typed their password again at `now`.
 pub(crate) async fn password_proved(session: &Session, now: i64) -> Result<(), SessionError> {
     session.insert(REAUTH_AT_KEY, now).await?;

@@ -24,6 +24,7 @@ pub(crate) fn ordinary(state: &AppState) -> Scope {
     without(&state.scopes, &state.privileged_scopes)
 }
 
+#[cfg(feature = "admin")]
 /// The server's privileged scopes that it knows.
 pub(crate) fn privileged(state: &AppState) -> Scope {
     state

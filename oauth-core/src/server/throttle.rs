@@ -81,7 +81,7 @@ impl Default for ThrottleConfig {
             per_ip: 50,
             wait_increment: Duration::from_secs(60),
             max_wait: Duration::from_secs(15 * 60),
-            failure_reset: Duration::from_secs(12 * 3600),
+            failure_reset: crate::store::DEFAULT_FAILURE_RESET,
             signups_per_ip: 20,
             signup_window: Duration::from_secs(15 * 60),
             secret_hashes_per_user: 10,
@@ -304,6 +304,7 @@ impl Throttle {
         self.take(format!("s:{}", source(ip)), limit, window)
     }
 
+    #[cfg(feature = "admin")]
     /// Takes one client-secret hash from the user's window and from the source's,
     /// or `Err(retry_after)` when either is used up (the source's is not touched
     /// when the user's refuses). Counted in this process, as sign-ups.
@@ -433,6 +434,7 @@ mod tests {
         assert!(t.take_signup(ip).is_ok());
     }
 
+    #[cfg(feature = "admin")]
     #[test]
     fn secret_hashes_take_from_the_user_and_the_source() {
         let clock = ManualClock::at(1_800_000_000);

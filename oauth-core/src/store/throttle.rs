@@ -1,10 +1,15 @@
 //! Where the brute-force detector keeps its failure counters
-//! ([`ThrottleConfig`](crate::ThrottleConfig) holds the policy, RFC 6749 §4.3.2 and
+//! (`ThrottleConfig` of the server holds the policy, RFC 6749 §4.3.2 and
 //! §10.10): in process memory ([`MemoryThrottleStore`]), or in a database every
 //! server instance shares, so the thresholds hold across instances
 //! ([`SeaOrmStore`](crate::sea::SeaOrmStore) on PostgreSQL).
 
 use async_trait::async_trait;
+
+/// How long a failure counter lives after its last failure unless configured
+/// otherwise: 12 hours (the server's `ThrottleConfig::failure_reset` default, and
+/// the housekeeping of the stores that keep counters).
+pub const DEFAULT_FAILURE_RESET: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 use super::{StoreError, UnixTime};
 
@@ -49,7 +54,7 @@ pub trait ThrottleStore: Send + Sync {
 
     /// Deletes counters whose latest failure is before `before` (Unix seconds);
     /// returns how many. Counters past the reset period count as zero anyway, so
-    /// `before` = now − [`failure_reset`](crate::ThrottleConfig::failure_reset)
+    /// `before` = now − [`failure_reset`](DEFAULT_FAILURE_RESET)
     /// changes no decision.
     async fn purge_throttle(&self, before: UnixTime) -> Result<u64, StoreError>;
 
@@ -116,7 +121,7 @@ mod memory {
     }
 
     impl Default for MemoryThrottleStore {
-        /// Forgotten after 12 hours, as [`ThrottleConfig::default`](crate::ThrottleConfig).
+        /// Forgotten after 12 hours, as [`DEFAULT_FAILURE_RESET`].
         fn default() -> Self {
             Self::new(Duration::from_secs(12 * 3600))
         }

@@ -25,7 +25,8 @@ pub struct Cleanup {
     pub revocation_retention: Duration,
     /// Failure counters (PostgreSQL's shared throttle) quiet for this long are
     /// deleted: they count as zero already
-    /// ([`ThrottleConfig::failure_reset`](crate::ThrottleConfig::failure_reset)).
+    /// (the server's `ThrottleConfig::failure_reset`, by default
+    /// [`DEFAULT_FAILURE_RESET`](crate::store::DEFAULT_FAILURE_RESET)).
     pub failure_reset: Duration,
     /// Rows deleted per statement (DOT's `CLEAR_EXPIRED_TOKENS_BATCH_SIZE`).
     pub batch_size: u64,
@@ -42,7 +43,7 @@ impl Cleanup {
             now,
             token_retention: Duration::from_secs(24 * 3600),
             revocation_retention: Duration::from_secs(24 * 3600),
-            failure_reset: crate::ThrottleConfig::default().failure_reset,
+            failure_reset: crate::store::DEFAULT_FAILURE_RESET,
             batch_size: 10_000,
             batch_pause: Duration::ZERO,
         }

@@ -25,9 +25,7 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::SeaOrmStore;
 use super::entity::session;
-use crate::store::{StoreError, UserId};
-
-use crate::pages::session::USER_KEY;
+use crate::store::{SESSION_USER_KEY as USER_KEY, StoreError, UserId};
 
 /// Browser sessions in the table `oauth_sessions` of any sea-orm connection
 /// (SQLite or PostgreSQL).

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use crate::store::UnixTime;
+/// Seconds since the Unix epoch, the unit of token times (as `exp` and `iat` in RFC 7662).
+pub type UnixTime = i64;
 
 /// A source of the current time. Protocol code asks this instead of the system clock.
 pub trait Clock: Send + Sync + Debug {

@@ -40,8 +40,7 @@ use crate::token::{RandomnessUnavailable, TokenHash, fill_random};
 /// A user's numeric id (the `sub` of the tokens issued to them).
 pub type UserId = i64;
 
-/// Seconds since the Unix epoch, the unit of token times (as `exp` and `iat` in RFC 7662).
-pub type UnixTime = i64;
+pub use crate::clock::UnixTime;
 
 /// Errors of every store.
 #[derive(Debug, thiserror::Error)]

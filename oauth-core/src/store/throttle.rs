@@ -121,7 +121,7 @@ mod memory {
     }
 
     impl Default for MemoryThrottleStore {
-        /// Forgotten after 12 hours, as [`DEFAULT_FAILURE_RESET`].
+        /// Forgotten after 12 hours, as [`DEFAULT_FAILURE_RESET`](crate::store::DEFAULT_FAILURE_RESET).
         fn default() -> Self {
             Self::new(Duration::from_secs(12 * 3600))
         }

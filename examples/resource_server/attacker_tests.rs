@@ -506,14 +506,7 @@ async fn attackers_walk_is_refused_or_bounded() {
         }
     }
     for addr in [&as_metrics, &rs_metrics] {
-        let page = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (page, _) = crate::ops_tests::scrape(addr).await;
         let methods = label_values(&page, "http_requests_total", "method");
         println!(
             "walk 4: 1,000 requests with made-up methods each; {addr} has {} method labels, e.g. {:?}",

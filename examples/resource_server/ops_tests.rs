@@ -26,7 +26,7 @@ fn totals(page: &str) -> BTreeMap<String, f64> {
     out
 }
 
-async fn scrape(addr: &str) -> (String, BTreeMap<String, f64>) {
+pub(crate) async fn scrape(addr: &str) -> (String, BTreeMap<String, f64>) {
     let page = client()
         .get(format!("http://{addr}/metrics"))
         .send()
